@@ -1,0 +1,59 @@
+"""The ASGI application: routers, error mapping, body limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from procession.api import admin, errors, ext
+from procession.api.envelope import failure
+from procession.bootstrap import Services
+from procession.domain.errors import TooLarge
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with a 413, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            response = failure(
+                413, [{"code": "too_large", "message": f"the body exceeds {self.limit} bytes"}]
+            )
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise TooLarge(f"the body exceeds {self.limit} bytes")
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Procession",
+        version="0.1.0",
+        description="A process engine for operations teams. Every reply is `{_data, _meta, _errors}`.",
+    )
+    app.state.services = services
+    errors.install(app)
+    app.include_router(ext.router)
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, limit=services.settings.max_body_bytes)
+    return app

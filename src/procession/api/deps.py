@@ -1,0 +1,37 @@
+"""Request dependencies: the services, the authenticated caller, the role check."""
+
+from __future__ import annotations
+
+import hashlib
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from procession.bootstrap import Services
+from procession.domain.errors import Forbidden
+from procession.services.common import Caller
+from procession.services.teams import authenticate
+
+bearer = HTTPBearer(auto_error=False, description="An API key of the team")
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def caller(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+    """Any valid key of a team."""
+    return authenticate(request.app.state.services.engine, credentials.credentials if credentials else None)
+
+
+def admin(who: Caller = Depends(caller)) -> Caller:
+    """A key with the admin role."""
+    if who.role != "admin":
+        raise Forbidden("this needs an admin key")
+    return who
+
+
+def request_hash(route: str, body: BaseModel) -> str:
+    """What an Idempotency-Key is bound to: the route and the request's meaning."""
+    return hashlib.sha256(f"{route}\n{body.model_dump_json(exclude_unset=True)}".encode()).hexdigest()

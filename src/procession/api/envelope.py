@@ -1,0 +1,59 @@
+"""The reply envelope ``{_data, _meta, _errors}`` and its OpenAPI description."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import orjson
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class ErrorItem(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    index: int | None = None
+
+
+class Envelope(BaseModel, Generic[T]):
+    model_config = ConfigDict(populate_by_name=True)
+
+    data: T | None = Field(default=None, alias="_data")
+    meta: dict[str, Any] = Field(default_factory=dict, alias="_meta")
+    errors: list[ErrorItem] = Field(default_factory=list, alias="_errors")
+
+
+def reply(
+    data: Any, *, status: int = 200, meta: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """A successful reply."""
+    body = orjson.dumps({"_data": data, "_meta": meta or {}, "_errors": []})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def failure(status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None) -> Response:
+    """An error reply."""
+    body = orjson.dumps({"_data": None, "_meta": {}, "_errors": errors})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def documented(model: Any, status: int = 200, *extra: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: its success envelope and the error envelopes it can give."""
+    out: dict[int | str, dict[str, Any]] = {status: {"model": Envelope[model]}}
+    for code in (400, 401, 403, 404, 413, 422, *extra):
+        out[code] = {"model": Envelope[None], "description": ERROR_DESCRIPTIONS[code]}
+    return out
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (not JSON, wrong shape)",
+    401: "Missing, unknown or revoked API key",
+    403: "The key's role may not do this",
+    404: "Not found (also another team's ids)",
+    409: "Conflict: duplicate primary key, idempotency mismatch, stale version",
+    413: "Request body too large",
+    422: "A value or transition that breaks the procedure's rules",
+}

@@ -1,0 +1,111 @@
+"""The external API, ``/v1/ext``: shortIds in and out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Header, UploadFile
+from fastapi.responses import FileResponse, Response
+
+from procession.api.deps import caller, request_hash, services
+from procession.api.envelope import documented, reply
+from procession.api.schemas import ConfigOut, FileOut, ProcessOut
+from procession.bootstrap import Services
+from procession.services.commands import CreateProcess
+from procession.services.common import Caller
+from procession.services.configuration import team_config
+from procession.services.files import get_file, store_file
+from procession.services.idempotency import run_once
+from procession.services.processes import create_process
+
+router = APIRouter(prefix="/v1/ext", tags=["external"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post(
+    "/procedure/{procedureShortId}/process", status_code=201, responses=documented(ProcessOut, 201, 409)
+)
+def create(
+    procedureShortId: str,
+    body: CreateProcess,
+    idempotency_key: IdempotencyKey = None,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """Create a process of the procedure. A replay with the same ``Idempotency-Key`` returns the first answer."""
+    status, data = run_once(
+        lambda: svc.uow(who.team_id),
+        idempotency_key,
+        request_hash(f"create {procedureShortId}", body),
+        201,
+        lambda uow: create_process(uow, who, procedureShortId, body),
+    )
+    return reply(data, status=status)
+
+
+@router.get("/config", responses=documented(ConfigOut))
+def config(who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
+    """The team's procedures, entities, attribute types, attributes, derived attributes, pods, users and roles."""
+    with svc.uow(who.team_id, write=False) as uow:
+        return reply(team_config(uow))
+
+
+def _upload(
+    svc: Services,
+    who: Caller,
+    photo: UploadFile,
+    filename: str | None,
+    filetype: str | None,
+    client_id: str | None,
+) -> Response:
+    content = photo.file.read()
+    with svc.uow(who.team_id) as uow:
+        stored = store_file(
+            uow,
+            svc.settings.files_dir,
+            content=content,
+            filename=filename or photo.filename or "upload",
+            filetype=filetype or photo.content_type or "application/octet-stream",
+            client_id=client_id,
+        )
+    return reply(stored, status=201)
+
+
+@router.post("/photo", status_code=201, responses=documented(FileOut, 201, 409))
+def upload_photo(
+    photo: Annotated[UploadFile, File()],
+    filename: Annotated[str | None, Form()] = None,
+    filetype: Annotated[str | None, Form()] = None,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """Upload a photo or document; the reply's ``id`` goes into photo and document attributes."""
+    return _upload(svc, who, photo, filename, filetype, None)
+
+
+@router.post("/photo/{clientUUID}", status_code=201, responses=documented(FileOut, 201, 409))
+def upload_photo_with_id(
+    clientUUID: str,
+    photo: Annotated[UploadFile, File()],
+    filename: Annotated[str | None, Form()] = None,
+    filetype: Annotated[str | None, Form()] = None,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """Upload with an id chosen by the client (a UUID)."""
+    return _upload(svc, who, photo, filename, filetype, clientUUID)
+
+
+@router.get(
+    "/photo/{fileId}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+        **{k: v for k, v in documented(None).items() if k != 200},
+    },
+)
+def download_photo(fileId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
+    """Download an uploaded file."""
+    with svc.uow(who.team_id, write=False) as uow:
+        meta, path = get_file(uow, svc.settings.files_dir, fileId)
+    return FileResponse(path, media_type=meta["filetype"], filename=meta["filename"])

@@ -1,0 +1,54 @@
+"""Reply shapes, for the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ProcessOut(BaseModel):
+    id: str
+    team: str
+    procedure: str
+    createdBy: str | None
+    assignedTo: str | None
+    belongsTo: str | None
+    entity: str | None
+    record: str | None
+    status: str
+    state: str | None
+    data: dict[str, Any]
+    derivedData: dict[str, Any]
+    nextActionAt: int | None
+    completedAt: int | None
+    primaryBooking: str | None
+    cancelledAt: int | None
+    parentProcedure: str | None
+    parentProcess: str | None
+    firstAssignedTo: str | None
+    firstAssignedAt: int | None
+    lastAssignedAt: int | None
+    createdAt: int
+    updatedAt: int
+    isDeleted: bool
+    version: int
+
+
+class FileOut(BaseModel):
+    id: str
+    filename: str
+    filetype: str
+    size: int
+    createdAt: int
+
+
+class ConfigOut(BaseModel):
+    procedures: list[dict[str, Any]]
+    entities: list[dict[str, Any]]
+    attributeTypes: list[str]
+    attributes: list[dict[str, Any]]
+    derivedAttributes: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    users: list[dict[str, Any]]
+    roles: list[str]

@@ -1,0 +1,137 @@
+"""The ``procession`` command: serve, migrate, demo, teams, keys."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from procession.bootstrap import Services, bootstrap
+from procession.domain.errors import ProcessionError
+from procession.services import teams as team_service
+from procession.services.templates import DEMO_SLUG, TEMPLATES, install_template, seed_demo
+from procession.store.repositories import Teams
+
+app = typer.Typer(help="Procession: a process engine for operations teams.", no_args_is_help=True)
+teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(teams_app, name="teams")
+app.add_typer(keys_app, name="keys")
+
+
+def _fail(error: ProcessionError) -> None:
+    typer.echo(f"error: {error.message}", err=True)
+    raise typer.Exit(1)
+
+
+def _demo_key(svc: Services, team_id: str) -> str:
+    """The demo admin key, kept in the data folder so restarts print the same one."""
+    path = svc.settings.data_dir / "demo-api-key"
+    if path.exists():
+        key = path.read_text().strip()
+        with svc.engine.connect() as conn:
+            if Teams(conn).key(team_service.hash_key(key)) is not None:
+                return key
+    with svc.uow(team_id) as uow:
+        key = team_service.create_key(uow, role="admin", username="admin", label="demo")
+    path.write_text(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    demo: Annotated[bool, typer.Option(help="seed the demo team and print its key")] = False,
+) -> None:
+    """Run the API on the configured database (SQLite in the data folder by default)."""
+    import uvicorn
+
+    from procession.api.app import create_app
+
+    svc = bootstrap()
+    if demo:
+        key = _demo_key(svc, seed_demo(svc.engine))
+        typer.echo(f"Procession on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
+        typer.echo(f"Demo team '{DEMO_SLUG}', admin API key: {key}", err=True)
+    uvicorn.run(create_app(svc), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    bootstrap().close()
+    typer.echo("migrated", err=True)
+
+
+@app.command()
+def demo() -> None:
+    """Seed the demo team (slug 'demo') with every template; safe to run again."""
+    svc = bootstrap()
+    seed_demo(svc.engine)
+    typer.echo(f"demo team '{DEMO_SLUG}' ready", err=True)
+
+
+@teams_app.command("create")
+def teams_create(
+    slug: str,
+    template: Annotated[str | None, typer.Option(help="sales|support|field|all")] = None,
+    name: str = "",
+) -> None:
+    """Create a team, optionally with a solution template."""
+    if template is not None and template not in TEMPLATES:
+        typer.echo(f"error: template must be one of {', '.join(TEMPLATES)}", err=True)
+        raise typer.Exit(2)
+    svc = bootstrap()
+    try:
+        team_id = team_service.create_team(svc.engine, slug, name)
+    except ProcessionError as e:
+        _fail(e)
+    if template:
+        install_template(lambda: svc.uow(team_id), template)
+    typer.echo(team_id)
+
+
+@keys_app.command("create")
+def keys_create(
+    team: Annotated[str, typer.Option(help="team slug")],
+    role: Annotated[str, typer.Option(help="admin|member")] = "member",
+    user: Annotated[str | None, typer.Option(help="username the key acts as")] = None,
+    label: str = "",
+) -> None:
+    """Create an API key; prints the key alone on stdout (it is not shown again)."""
+    svc = bootstrap()
+    try:
+        with svc.uow(team_service.team_id(svc.engine, team)) as uow:
+            key = team_service.create_key(uow, role=role, username=user, label=label)
+    except ProcessionError as e:
+        _fail(e)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(team: Annotated[str, typer.Option(help="team slug")]) -> None:
+    """List a team's keys (ids and prefixes, never the keys)."""
+    svc = bootstrap()
+    try:
+        with svc.uow(team_service.team_id(svc.engine, team), write=False) as uow:
+            rows = team_service.list_keys(uow)
+    except ProcessionError as e:
+        _fail(e)
+    for k in rows:
+        state = "revoked" if k["revoked_at"] else "active"
+        typer.echo(f"{k['id']}  {k['prefix']}…  {k['role']:6}  {state:7}  {k['label']}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, team: Annotated[str, typer.Option(help="team slug")]) -> None:
+    """Revoke a key by its id."""
+    svc = bootstrap()
+    try:
+        with svc.uow(team_service.team_id(svc.engine, team)) as uow:
+            team_service.revoke_key(uow, key_id)
+    except ProcessionError as e:
+        _fail(e)
+    typer.echo("revoked", err=True)

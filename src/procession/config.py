@@ -1,0 +1,25 @@
+"""Settings: one validated object read from ``PROCESSION_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROCESSION_")
+
+    data_dir: Path = Field(default=Path("procession-data"), description="SQLite file and uploaded files")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="larger requests get a 413")
+
+    @property
+    def url(self) -> str:
+        """The database URL in use."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'procession.db').resolve()}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"

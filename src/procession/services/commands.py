@@ -1,0 +1,88 @@
+"""What callers ask for: validated shapes shared by the API, the worker and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from procession.domain.process import Status
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecordInput(Command):
+    """The record a process is created for: an existing record's id, or data matched by primary key."""
+
+    id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProcessFields(Command):
+    """Fields a client may write on a process (shortIds for attributes and states)."""
+
+    data: dict[str, Any] = Field(default_factory=dict, description="attribute shortId -> value")
+    status: Status | None = None
+    state: str | None = Field(default=None, description="state shortId")
+    nextActionAt: int | str | None = Field(default=None, description="epoch ms, number or numeric string")
+    assignedTo: str | None = Field(default=None, description="user id or username")
+    belongsTo: str | None = Field(default=None, description="pod id or shortId")
+    parentProcess: str | None = Field(default=None, description="id of a process of the parent procedure")
+
+
+class CreateProcess(ProcessFields):
+    record: RecordInput | None = None
+
+
+class AttributeInput(Command):
+    id: str | None = Field(
+        default=None, description="keep an existing attribute (allows renaming its shortId)"
+    )
+    shortId: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+    label: str = ""
+    type: str
+    required: bool = False
+    options: list[Any] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+    formula: str | None = None
+
+
+class StateInput(Command):
+    id: str | None = None
+    shortId: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+    label: str = ""
+
+
+class EntityInput(Command):
+    shortId: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+    label: str = ""
+    attributes: list[AttributeInput]
+    primaryKey: str | None = Field(default=None, description="attribute shortId")
+
+
+class ProcedureInput(Command):
+    shortId: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+    label: str = ""
+    attributes: list[AttributeInput] = Field(default_factory=list)
+    primaryKey: str | None = Field(default=None, description="attribute shortId")
+    states: list[StateInput] = Field(min_length=1)
+    initialState: str | None = Field(default=None, description="state shortId; the first state when omitted")
+    transitions: dict[str, list[str]] = Field(default_factory=dict, description="state shortId -> shortIds")
+    entity: str | None = Field(default=None, description="entity shortId or id")
+    parentProcedure: str | None = Field(default=None, description="procedure shortId or id")
+    version: int | None = Field(default=None, description="on update: the version read (409 if stale)")
+
+
+class UserInput(Command):
+    username: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    name: str = ""
+    role: str = Field(default="member", pattern="^(admin|member)$")
+    id: str | None = None
+
+
+class PodInput(Command):
+    shortId: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+    name: str = ""
+    members: list[str] = Field(default_factory=list, description="user ids or usernames")

@@ -1,0 +1,152 @@
+"""Process use cases: create (and the translation of external fields into a domain change)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from procession.domain.attributes import epoch_ms
+from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
+from procession.domain.procedure import Procedure
+from procession.domain.process import UNSET, Process, ProcessChange
+from procession.services.commands import CreateProcess, ProcessFields, RecordInput
+from procession.services.common import Caller, new_id, now_ms
+from procession.services.views import process_view
+from procession.store.uow import Lookups, UnitOfWork
+
+
+def load_procedure(uow: UnitOfWork, ref: str) -> Procedure:
+    procedure = uow.procedures.get(ref)
+    if procedure is None:
+        raise NotFound(f"no procedure {ref!r}", field="procedureShortId")
+    return procedure
+
+
+def resolve_change(uow: UnitOfWork, procedure: Procedure, fields: ProcessFields) -> ProcessChange:
+    """External fields (shortIds, usernames, numeric strings) -> a domain change of ids; all errors at once."""
+    change = ProcessChange()
+    errors: list[FieldError] = []
+    sent = fields.model_fields_set
+
+    def attempt(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Invalid as e:
+            errors.extend(e.errors)
+        return UNSET
+
+    change.data = attempt(procedure.normalise_data, fields.data, Lookups(uow)) or {}
+    if "state" in sent and fields.state is not None:
+        change.state = attempt(procedure.state_id, fields.state)
+    if "status" in sent and fields.status is not None:
+        change.status = fields.status.value
+    if "nextActionAt" in sent:
+        try:
+            change.next_action_at = None if fields.nextActionAt is None else epoch_ms(fields.nextActionAt)
+        except ValueError as e:
+            errors.append(FieldError("invalid_value", f"nextActionAt {e}", "nextActionAt"))
+    for name, attr, lookup, what in (
+        ("assignedTo", "assigned_to", uow.users.id_of, "user"),
+        ("belongsTo", "belongs_to", uow.pods.id_of, "pod"),
+    ):
+        ref = getattr(fields, name)
+        if name in sent:
+            resolved = lookup(ref) if ref is not None else None
+            if ref is not None and resolved is None:
+                errors.append(FieldError(f"unknown_{what}", f"{ref!r} is not a {what} of this team", name))
+            setattr(change, attr, resolved)
+    if "parentProcess" in sent and fields.parentProcess is not None:
+        if procedure.parent is None:
+            errors.append(
+                FieldError(
+                    "no_parent_procedure", f"{procedure.short_id} has no parent procedure", "parentProcess"
+                )
+            )
+        elif not uow.processes.exists(fields.parentProcess, procedure.parent):
+            errors.append(
+                FieldError(
+                    "unknown_process",
+                    f"{fields.parentProcess!r} is not a process of the parent procedure",
+                    "parentProcess",
+                )
+            )
+        change.parent_process = fields.parentProcess
+    if errors:
+        raise Invalid(errors)
+    return change
+
+
+def _record(uow: UnitOfWork, procedure: Procedure, given: RecordInput, now: int) -> tuple[str, str]:
+    """The (entity id, record id) of the record a process is created for: matched by primary key or created."""
+    entity = uow.entities.get(procedure.entity) if procedure.entity else None
+    if entity is None:
+        raise Invalid.one("no_entity", f"{procedure.short_id} is not created for records", "record")
+    if given.id is not None:
+        if given.data or not uow.records.exists(given.id, entity.id):
+            raise Invalid.one(
+                "unknown_record",
+                f"{given.id!r} is not a {entity.short_id} record (send id or data)",
+                "record.id",
+            )
+        return entity.id, given.id
+    data = entity.normalise_data(given.data, Lookups(uow), prefix="record.data")
+    pk = entity.primary_key_attribute
+    pk_value = data.get(pk.id) if pk else None
+    found = uow.records.by_pk(entity.id, str(pk_value)) if pk_value is not None else None
+    if found is not None:
+        record_id, stored = found
+        if any(stored.get(k) != v for k, v in data.items()):
+            uow.records.update_data(record_id, {**stored, **data}, now)
+        return entity.id, record_id
+    missing = entity.missing_required(data, prefix="record.data")
+    if pk is not None and pk_value is None:
+        missing.append(
+            FieldError(
+                "required", f"{pk.short_id} (the primary key) is required", f"record.data.{pk.short_id}"
+            )
+        )
+    if missing:
+        raise Invalid(missing)
+    record_id = new_id()
+    uow.records.add(
+        id=record_id,
+        entity_id=entity.id,
+        pk_value=None if pk_value is None else str(pk_value),
+        data=data,
+        now=now,
+    )
+    return entity.id, record_id
+
+
+def create_process(uow: UnitOfWork, caller: Caller, procedure_ref: str, cmd: CreateProcess) -> dict[str, Any]:
+    """Create one process; the process, its record and its events commit together."""
+    now = now_ms()
+    procedure = load_procedure(uow, procedure_ref)
+    change = resolve_change(uow, procedure, cmd)
+    for attr in procedure.attributes:
+        if attr.generated and change.data.get(attr.id) is None:
+            number = uow.procedures.next_number(procedure.id, attr.id)
+            change.data[attr.id] = (
+                f"{attr.config.get('prefix', '')}{number}" if attr.type == "stringId" else number
+            )
+    if cmd.record is not None:
+        change.entity, change.record = _record(uow, procedure, cmd.record, now)
+    process, events = Process.create(
+        procedure, change, id=new_id(), team=caller.team_id, created_by=caller.user_id, now=now
+    )
+    pk_value = pk_of(procedure, process)
+    if pk_value is not None and uow.processes.id_by_pk(procedure.id, pk_value) is not None:
+        key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
+        raise Conflict(
+            f"a {procedure.short_id} with {key} {pk_value!r} exists",
+            field=f"data.{key}",
+            code="duplicate_primary_key",
+        )
+    uow.processes.add(process, pk_value=pk_value)
+    uow.events.add(process.id, events, actor=caller.user_id, now=now)
+    return process_view(process, procedure)
+
+
+def pk_of(procedure: Procedure, process: Process) -> str | None:
+    """The primary-key value of a process, as stored for lookups."""
+    value = process.data.get(procedure.primary_key) if procedure.primary_key else None
+    return None if value is None else str(value)

@@ -1,0 +1,177 @@
+"""Solution templates (sales, support, field) and the demo team that holds them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from procession.services.commands import EntityInput, PodInput, ProcedureInput, UserInput
+from procession.services.configuration import add_pod, add_user, define_entity, define_procedure
+from procession.services.teams import create_team
+from procession.store.repositories import Teams
+from procession.store.uow import UnitOfWork
+
+DEMO_SLUG = "demo"
+DEMO_USERS: list[dict[str, Any]] = [
+    {"username": "shane.warne", "name": "Shane Warne", "role": "member"},
+    {
+        "username": "rahul.dravid",
+        "name": "Rahul Dravid",
+        "role": "member",
+        "id": "bcc42c4f-3e9c-4eaa-8728-c1edd7c7be5c",
+    },
+    {"username": "admin", "name": "Demo Admin", "role": "admin"},
+]
+DEMO_PODS: list[dict[str, Any]] = [
+    {"shortId": "sales", "name": "Sales", "members": ["shane.warne", "rahul.dravid"]},
+    {"shortId": "support", "name": "Support", "members": ["admin"]},
+]
+
+CUSTOMER: dict[str, Any] = {
+    "shortId": "customer",
+    "label": "Customer",
+    "primaryKey": "phone_number",
+    "attributes": [
+        {"shortId": "phone_number", "label": "Phone number", "type": "phone", "required": True},
+        {"shortId": "email", "label": "Email", "type": "email"},
+        {"shortId": "name", "label": "Name", "type": "name"},
+    ],
+}
+
+
+def _attrs(*specs: tuple[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"shortId": short, "label": short.replace("_", " ").capitalize(), "type": kind}
+        for short, kind in specs
+    ]
+
+
+LEAD: dict[str, Any] = {
+    "shortId": "lead",
+    "label": "Lead",
+    "entity": "customer",
+    "primaryKey": "lead_id",
+    "attributes": [
+        {
+            "shortId": "lead_id",
+            "label": "Lead id",
+            "type": "stringId",
+            "config": {"prefix": "LEAD-", "start": 911},
+        },
+        *_attrs(
+            ("source", "string"),
+            ("firstname", "name"),
+            ("lastname", "name"),
+            ("first_name", "name"),
+            ("last_name", "name"),
+            ("name", "name"),
+            ("phone_num", "phone"),
+            ("score", "integer"),
+            ("city", "string"),
+            ("country", "string"),
+        ),
+        {
+            "shortId": "full_name",
+            "label": "Full name",
+            "type": "string",
+            "formula": 'has(data.firstname) && has(data.lastname) ? data.firstname + " " + data.lastname : '
+            '(has(data.first_name) && has(data.last_name) ? data.first_name + " " + data.last_name : "")',
+        },
+    ],
+    "states": [
+        {"shortId": s, "label": s.replace("_", " ").title()}
+        for s in ("NEW", "IN_PROGRESS", "CONVERTED", "LOST")
+    ],
+    "initialState": "NEW",
+    "transitions": {
+        "NEW": ["IN_PROGRESS", "CONVERTED", "LOST"],
+        "IN_PROGRESS": ["NEW", "CONVERTED", "LOST"],
+        "LOST": ["NEW", "IN_PROGRESS"],
+    },
+}
+
+TICKET: dict[str, Any] = {
+    "shortId": "ticket",
+    "label": "Ticket",
+    "entity": "customer",
+    "primaryKey": "ticket_id",
+    "attributes": [
+        {"shortId": "ticket_id", "label": "Ticket id", "type": "stringId", "config": {"prefix": "TKT-"}},
+        *_attrs(("subject", "string"), ("description", "text"), ("customer_email", "email")),
+        {
+            "shortId": "priority",
+            "label": "Priority",
+            "type": "stringEnum",
+            "options": ["low", "medium", "high"],
+        },
+    ],
+    "states": [{"shortId": s, "label": s.title()} for s in ("NEW", "ASSIGNED", "SOLVED")],
+    "initialState": "NEW",
+    "transitions": {"NEW": ["ASSIGNED", "SOLVED"], "ASSIGNED": ["NEW", "SOLVED"], "SOLVED": ["ASSIGNED"]},
+}
+
+FIELDVISIT: dict[str, Any] = {
+    "shortId": "fieldvisit",
+    "label": "Field visit",
+    "entity": "customer",
+    "primaryKey": "visit_id",
+    "parentProcedure": "ticket",
+    "attributes": [
+        {"shortId": "visit_id", "label": "Visit id", "type": "integerId", "config": {"start": 1}},
+        *_attrs(
+            ("address", "text"),
+            ("location", "geolocation"),
+            ("scheduled_for", "datetime"),
+            ("photos", "multiPhotos"),
+            ("report", "document"),
+            ("technician", "user"),
+            ("notes", "text"),
+        ),
+    ],
+    "states": [
+        {"shortId": s, "label": s.replace("_", " ").title()} for s in ("SCHEDULED", "IN_PROGRESS", "DONE")
+    ],
+    "initialState": "SCHEDULED",
+    "transitions": {"SCHEDULED": ["IN_PROGRESS", "DONE"], "IN_PROGRESS": ["SCHEDULED", "DONE"]},
+}
+
+TEMPLATES: dict[str, list[dict[str, Any]]] = {
+    "sales": [LEAD],
+    "support": [TICKET],
+    "field": [TICKET, FIELDVISIT],
+    "all": [LEAD, TICKET, FIELDVISIT],
+}
+
+
+def install_template(make_uow: Callable[[], UnitOfWork], name: str) -> None:
+    """Add a template's entity and procedures to a team, skipping what it has already."""
+    with make_uow() as uow:
+        if uow.entities.get("customer") is None:
+            define_entity(uow, EntityInput.model_validate(CUSTOMER))
+    for spec in TEMPLATES[name]:
+        with make_uow() as uow:
+            if uow.procedures.get(spec["shortId"]) is None:
+                define_procedure(uow, ProcedureInput.model_validate(spec))
+
+
+def seed_demo(engine: sa.Engine) -> str:
+    """The demo team with every template, its users and pods; idempotent. Returns the team id."""
+    with engine.connect() as conn:
+        team = Teams(conn).by_slug(DEMO_SLUG)
+    team = team or create_team(engine, DEMO_SLUG, "Demo team")
+
+    def make_uow() -> UnitOfWork:
+        return UnitOfWork(engine, team)
+
+    for user in DEMO_USERS:
+        with make_uow() as uow:
+            if uow.users.id_of(user["username"]) is None:
+                add_user(uow, UserInput.model_validate(user))
+    for pod in DEMO_PODS:
+        with make_uow() as uow:
+            if uow.pods.id_of(pod["shortId"]) is None:
+                add_pod(uow, PodInput.model_validate(pod))
+    install_template(make_uow, "all")
+    return team

@@ -1,0 +1,183 @@
+"""The schema: SQLAlchemy Core tables (no ORM objects on hot paths). Migrations live in ``migrations/``."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+ID = sa.String(36)
+
+
+def _id() -> sa.Column[str]:
+    return sa.Column("id", ID, primary_key=True)
+
+
+def _team() -> sa.Column[str]:
+    return sa.Column("team_id", ID, sa.ForeignKey("teams.id"), nullable=False)
+
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    _id(),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("username", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("team_id", "username"),
+)
+
+pods = sa.Table(
+    "pods",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("short_id", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("members", JSON, nullable=False),
+    sa.UniqueConstraint("team_id", "short_id"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(12), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id")),
+    sa.Column("label", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger),
+)
+
+entities = sa.Table(
+    "entities",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("short_id", sa.String(100), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("definition", JSON, nullable=False),
+    sa.UniqueConstraint("team_id", "short_id"),
+)
+
+procedures = sa.Table(
+    "procedures",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("short_id", sa.String(100), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("definition", JSON, nullable=False),
+    sa.UniqueConstraint("team_id", "short_id"),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("procedure_id", ID, sa.ForeignKey("procedures.id"), primary_key=True),
+    sa.Column("attribute_id", ID, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+records = sa.Table(
+    "records",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("entity_id", ID, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("pk_value", sa.String(500)),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ux_records_pk", "entity_id", "pk_value", unique=True),
+)
+
+processes = sa.Table(
+    "processes",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("procedure_id", ID, sa.ForeignKey("procedures.id"), nullable=False),
+    sa.Column("pk_value", sa.String(500)),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("state_id", ID),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("derived_data", JSON, nullable=False),
+    sa.Column("created_by", ID),
+    sa.Column("assigned_to", ID),
+    sa.Column("belongs_to", ID),
+    sa.Column("entity_id", ID),
+    sa.Column("record_id", ID),
+    sa.Column("next_action_at", sa.BigInteger),
+    sa.Column("completed_at", sa.BigInteger),
+    sa.Column("cancelled_at", sa.BigInteger),
+    sa.Column("primary_booking", ID),
+    sa.Column("parent_procedure_id", ID),
+    sa.Column("parent_process_id", ID),
+    sa.Column("first_assigned_to", ID),
+    sa.Column("first_assigned_at", sa.BigInteger),
+    sa.Column("last_assigned_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("is_deleted", sa.Boolean, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ux_processes_pk", "procedure_id", "pk_value", unique=True),
+    sa.Index("ix_processes_state", "procedure_id", "state_id", "status", "updated_at"),
+    sa.Index("ix_processes_status", "procedure_id", "status", "updated_at"),
+    sa.Index("ix_processes_assignee", "procedure_id", "assigned_to", "updated_at"),
+    sa.Index("ix_processes_updated", "procedure_id", "updated_at"),
+    sa.Index("ix_processes_team", "team_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _team(),
+    sa.Column("process_id", ID, nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("actor", ID),
+    sa.Column("payload", JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_events_process", "process_id", "id"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id"), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("filetype", sa.String(100), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,109 @@
+"""Shared fixtures: each backend (SQLite, PostgreSQL) once per session; a fresh team per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from procession.bootstrap import Services, bootstrap
+from procession.config import Settings
+from procession.services.commands import PodInput, UserInput
+from procession.services.common import Caller
+from procession.services.configuration import add_pod, add_user
+from procession.services.teams import create_key, create_team
+from procession.services.templates import DEMO_PODS, DEMO_USERS, install_template
+from procession.store.uow import UnitOfWork
+
+PG_SERVER = os.environ.get("PROCESSION_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this session; skipped (failed under CI) when there is no server."""
+    admin_url = f"{PG_SERVER}/test"
+    try:
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = f"procession_test_{uuid.uuid4().hex[:10]}"
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as e:
+        message = f"PostgreSQL is not reachable at {admin_url}: {str(e).splitlines()[0]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: the PostgreSQL half must run)")
+        pytest.skip(message)
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+    else:
+        yield from postgres_database()
+
+
+@pytest.fixture(scope="session")
+def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    svc = bootstrap(Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=database_url))
+    yield svc
+    svc.close()
+
+
+@dataclass
+class Team:
+    """A fresh team with every template, the demo's users and pods, and an admin caller."""
+
+    id: str
+    slug: str
+    services: Services
+    caller: Caller
+
+    def uow(self) -> UnitOfWork:
+        return self.services.uow(self.id)
+
+    def key(self, role: str = "admin", user: str | None = "admin") -> str:
+        with self.uow() as uow:
+            return create_key(uow, role=role, username=user)
+
+
+def make_team(services: Services) -> Team:
+    slug = f"t{uuid.uuid4().hex[:12]}"
+    team_id = create_team(services.engine, slug)
+    users = [{k: v for k, v in u.items() if k != "id"} for u in DEMO_USERS]  # ids are global: fresh per team
+    for user in users:
+        with services.uow(team_id) as uow:
+            add_user(uow, UserInput.model_validate(user))
+    for pod in DEMO_PODS:
+        with services.uow(team_id) as uow:
+            add_pod(uow, PodInput.model_validate(pod))
+    install_template(lambda: services.uow(team_id), "all")
+    with services.uow(team_id) as uow:
+        admin_id = uow.users.id_of("admin")
+    return Team(team_id, slug, services, Caller(team_id, "admin", admin_id))
+
+
+@pytest.fixture
+def team(services: Services) -> Team:
+    return make_team(services)
+
+
+@pytest.fixture
+def team_factory(services: Services) -> Callable[[], Team]:
+    return lambda: make_team(services)
+
+
+@pytest.fixture
+def tmp_data(tmp_path: Path) -> Path:
+    return tmp_path
