@@ -135,3 +135,7 @@ def keys_revoke(key_id: str, team: Annotated[str, typer.Option(help="team slug")
     except ProcessionError as e:
         _fail(e)
     typer.echo("revoked", err=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -56,16 +56,21 @@ def test_ted_mosby_is_created_with_record_state_status_and_assignment(team: Team
 
 
 def test_generated_ids_count_up_and_the_record_is_matched_by_primary_key(team: Team) -> None:
-    first, second = create(team, TED), create(team, {**TED, "record": {"data": {"phone_number": "7701214822",
-                                                                              "name": "Ted  Mosby"}}})
+    first, second = (
+        create(team, TED),
+        create(team, {**TED, "record": {"data": {"phone_number": "7701214822", "name": "Ted  Mosby"}}}),
+    )
     assert (first["data"]["lead_id"], second["data"]["lead_id"]) == ("LEAD-911", "LEAD-912")
     assert first["record"] == second["record"]
     with team.uow() as uow:
         record = uow.records.get(first["record"])
         entity = uow.entities.get("customer")
     assert record is not None and entity is not None
-    assert entity.to_short(record["data"]) == {"phone_number": "7701214822", "email": "ted.mosby@yahoo.com",
-                                               "name": "Ted Mosby"}
+    assert entity.to_short(record["data"]) == {
+        "phone_number": "7701214822",
+        "email": "ted.mosby@yahoo.com",
+        "name": "Ted Mosby",
+    }
 
 
 def test_defaults_are_open_and_the_initial_state(team: Team) -> None:
@@ -80,20 +85,29 @@ def test_duplicate_primary_key_is_a_conflict_and_writes_nothing(team: Team) -> N
         create(team, {"data": {"lead_id": "LEAD-1"}})
     assert caught.value.code == "duplicate_primary_key"
     with team.services.engine.connect() as conn:
-        count = conn.scalar(sa.select(sa.func.count()).select_from(t.processes).where(t.processes.c.team_id == team.id))
+        count = conn.scalar(
+            sa.select(sa.func.count()).select_from(t.processes).where(t.processes.c.team_id == team.id)
+        )
     assert count == 1
 
 
 def test_invalid_values_report_every_field_and_write_nothing(team: Team) -> None:
-    body = {"data": {"score": "lots", "nope": 1, "city": 7}, "state": "FLYING", "assignedTo": "nobody",
-            "record": {"data": {"phone_number": "7701214822"}}}
+    body = {
+        "data": {"score": "lots", "nope": 1, "city": 7},
+        "state": "FLYING",
+        "assignedTo": "nobody",
+        "record": {"data": {"phone_number": "7701214822"}},
+    }
     with pytest.raises(Invalid) as caught:
         create(team, body)
     fields = {e.field for e in caught.value.errors}
     assert {"data.score", "data.nope", "data.city", "state", "assignedTo"} <= fields
     with team.services.engine.connect() as conn:
         for table in (t.processes, t.records):
-            assert conn.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.team_id == team.id)) == 0
+            assert (
+                conn.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.team_id == team.id))
+                == 0
+            )
 
 
 def test_unknown_procedure_is_not_found(team: Team) -> None:
@@ -123,8 +137,13 @@ def test_another_teams_references_are_invisible(team: Team, team_factory) -> Non
 def test_idempotency_replays_the_first_answer_and_refuses_another_body(team: Team) -> None:
     def submit(body: dict) -> tuple[int, dict]:
         cmd = CreateProcess.model_validate(body)
-        return run_once(team.uow, "key-1", request_hash("create lead", cmd), 201,
-                        lambda uow: create_process(uow, team.caller, "lead", cmd))
+        return run_once(
+            team.uow,
+            "key-1",
+            request_hash("create lead", cmd),
+            201,
+            lambda uow: create_process(uow, team.caller, "lead", cmd),
+        )
 
     first, again = submit({"data": {"score": 1}}), submit({"data": {"score": 1}})
     assert first == again

@@ -30,7 +30,7 @@ def reply(
     data: Any, *, status: int = 200, meta: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> Response:
     """A successful reply."""
-    body = orjson.dumps({"_data": data, "_meta": meta or {}, "_errors": []})
+    body = orjson.dumps({"_data": data, "_meta": meta or {}, "_errors": []}, option=orjson.OPT_NON_STR_KEYS)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 

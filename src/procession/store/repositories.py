@@ -62,7 +62,7 @@ class Keys(Repository):
             .where(c.team_id == self.team_id)
             .order_by(c.created_at, c.id)
         )
-        return [dict(r._mapping) for r in rows]
+        return [r._asdict() for r in rows]
 
     def revoke(self, key_id: str, now: int) -> bool:
         c = t.api_keys.c
@@ -87,7 +87,7 @@ class Users(Repository):
         rows = self.conn.execute(
             sa.select(c.id, c.username, c.name, c.role).where(c.team_id == self.team_id).order_by(c.username)
         )
-        return [dict(r._mapping) for r in rows]
+        return [r._asdict() for r in rows]
 
     def add(self, **values: Any) -> None:
         self.conn.execute(t.users.insert().values(team_id=self.team_id, **values))
@@ -258,7 +258,7 @@ class Records(Repository):
         row = self.conn.execute(
             sa.select(c.id, c.entity_id, c.data).where(c.team_id == self.team_id, c.id == record_id)
         ).first()
-        return dict(row._mapping) if row else None
+        return row._asdict() if row else None
 
     def add(self, *, id: str, entity_id: str, pk_value: str | None, data: dict[str, Any], now: int) -> None:
         self.conn.execute(
@@ -378,7 +378,7 @@ class Files(Repository):
                 c.team_id == self.team_id, c.id == file_id
             )
         ).first()
-        return dict(row._mapping) if row else None
+        return row._asdict() if row else None
 
     def add(self, **values: Any) -> None:
         self.conn.execute(t.files.insert().values(team_id=self.team_id, **values))

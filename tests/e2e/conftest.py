@@ -1,0 +1,70 @@
+"""A real server (``procession serve``) on 127.0.0.1 per backend, and an HTTP client per test team."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from procession.bootstrap import Services
+from tests.conftest import Team, make_team
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server(services: Services) -> Iterator[str]:
+    """The base URL of a running server on the session's database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PROCESSION_DATABASE_URL": services.settings.url,
+        "PROCESSION_DATA_DIR": str(services.settings.data_dir),
+        "PROCESSION_MAX_BODY_BYTES": str(1024 * 1024),
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "procession.cli", "serve", "--port", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class Api:
+    """A team and an HTTP client holding its admin key."""
+
+    team: Team
+    http: httpx.Client
+    url: str
+
+    def client(self, key: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers)
+
+
+@pytest.fixture
+def api(server: str, services: Services) -> Iterator[Api]:
+    team = make_team(services)
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {team.key()}"}) as http:
+        yield Api(team, http, server)
