@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -46,17 +47,18 @@ async def validation_error(_: Request, exc: Exception) -> Response:
         return failure(400, [{"code": "malformed_json", "message": "the body is not valid JSON"}])
     if any(err["type"] in ("model_attributes_type", "dict_type") and len(err["loc"]) == 1 for err in errors):
         return failure(400, [{"code": "malformed_body", "message": "the body must be a JSON object"}])
-    return failure(
-        422,
-        [
-            {
-                "code": "invalid",
-                "message": f"{_location(err['loc']) or 'body'}: {err['msg']}",
-                "field": _location(err["loc"]),
-            }
-            for err in errors
-        ],
-    )
+    return failure(422, [_field_error(err) for err in errors])
+
+
+def _field_error(err: Any) -> dict[str, Any]:
+    where = _location(err["loc"])
+    if err["type"] == "extra_forbidden":
+        return {
+            "code": "unknown_field",
+            "message": f"{where} is not a field that can be written",
+            "field": where,
+        }
+    return {"code": "invalid", "message": f"{where or 'body'}: {err['msg']}", "field": where}
 
 
 async def http_error(_: Request, exc: Exception) -> Response:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from procession.api.deps import caller, request_hash, services
 from procession.api.envelope import documented, reply
-from procession.api.schemas import ConfigOut, FileOut, ProcessOut
+from procession.api.schemas import ConfigOut, EventOut, FileOut, ProcessOut
 from procession.bootstrap import Services
-from procession.services.commands import CreateProcess
+from procession.domain.errors import Invalid
+from procession.services.commands import CreateProcess, ListProcesses, UpdateProcess
 from procession.services.common import Caller
 from procession.services.configuration import team_config
 from procession.services.files import get_file, store_file
 from procession.services.idempotency import run_once
-from procession.services.processes import create_process
+from procession.services.processes import create_process, update_process
+from procession.services.reads import get_process, list_processes, process_history
 
 router = APIRouter(prefix="/v1/ext", tags=["external"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -41,6 +43,98 @@ def create(
         lambda uow: create_process(uow, who, procedureShortId, body),
     )
     return reply(data, status=status)
+
+
+@router.post("/procedure/{procedureShortId}/process/list", responses=documented(list[ProcessOut]))
+def search(
+    procedureShortId: str,
+    body: ListProcesses,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """List and search: ``where`` (operators ``= != > >= < <=``, arrays for "one of", ``and``/``or``),
+    ``skip``/``limit`` (default 10, at most 100), ``sort``, and ``cursor`` (``_meta.nextCursor``) for deep paging."""
+    with svc.uow(who.team_id, write=False) as uow:
+        page, meta = list_processes(uow, procedureShortId, body)
+    return reply(page, meta=meta)
+
+
+@router.get("/procedure/{procedureShortId}/process/{processId}/events", responses=documented(list[EventOut]))
+def history(
+    procedureShortId: str,
+    processId: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """The process's events in commit order; page on with ``after`` = ``_meta.nextAfter``."""
+    with svc.uow(who.team_id, write=False) as uow:
+        events, meta = process_history(uow, procedureShortId, (processId,), after=after, limit=limit)
+    return reply(events, meta=meta)
+
+
+def _version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise Invalid.one("invalid_header", "If-Match must be the process version", "If-Match")
+    return int(value)
+
+
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="the version read; 409 if it changed")]
+
+for path in (
+    "/procedure/{procedureShortId}/process/{processId}",
+    "/procedure/{procedureShortId}/process/{pkShortId}/{pkValue}",
+):
+    by_pk = "pkShortId" in path
+
+    def _ref(request: Request) -> tuple[str, ...]:
+        p = request.path_params
+        return (p["pkShortId"], p["pkValue"]) if "pkShortId" in p else (p["processId"],)
+
+    @router.get(path, responses=documented(ProcessOut), name=f"read{'_by_pk' if by_pk else ''}")
+    def read(
+        procedureShortId: str,
+        request: Request,
+        who: Caller = Depends(caller),
+        svc: Services = Depends(services),
+    ) -> Response:
+        """Read one process, by id or by primary key."""
+        with svc.uow(who.team_id, write=False) as uow:
+            return reply(get_process(uow, procedureShortId, _ref(request)))
+
+    @router.put(path, responses=documented(ProcessOut, 200, 409), name=f"update{'_by_pk' if by_pk else ''}")
+    def update(
+        procedureShortId: str,
+        body: UpdateProcess,
+        request: Request,
+        if_match: IfMatch = None,
+        who: Caller = Depends(caller),
+        svc: Services = Depends(services),
+    ) -> Response:
+        """Update one process: only the fields sent change; ``state`` must follow the state graph."""
+        with svc.uow(who.team_id) as uow:
+            return reply(
+                update_process(
+                    uow, who, procedureShortId, _ref(request), body, expected_version=_version(if_match)
+                )
+            )
+
+    @router.delete(path, responses=documented(ProcessOut), name=f"delete{'_by_pk' if by_pk else ''}")
+    def delete(
+        procedureShortId: str,
+        request: Request,
+        who: Caller = Depends(caller),
+        svc: Services = Depends(services),
+    ) -> Response:
+        """Delete one process (soft: ``isDeleted``; an update of ``isDeleted: false`` restores it)."""
+        with svc.uow(who.team_id) as uow:
+            return reply(
+                update_process(uow, who, procedureShortId, _ref(request), UpdateProcess(isDeleted=True))
+            )
 
 
 @router.get("/config", responses=documented(ConfigOut))

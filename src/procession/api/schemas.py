@@ -52,3 +52,13 @@ class ConfigOut(BaseModel):
     pods: list[dict[str, Any]]
     users: list[dict[str, Any]]
     roles: list[str]
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    actor: str | None
+    actorUsername: str | None
+    createdAt: int
+    process: ProcessOut | None = None
+    changes: dict[str, dict[str, Any]] | None = None

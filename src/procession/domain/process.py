@@ -106,14 +106,15 @@ class Process:
             parent_procedure=procedure.parent,
         )
         events = process.apply(procedure, change, now=now, enforce_graph=False)
-        process.version = 1
+        process.updated_at, process.version = now, 1
         created = Event("process.created", {"snapshot": process.snapshot()})
         return process, [created, *(e for e in events if e.type == "process.assigned")]
 
     def apply(
         self, procedure: Procedure, change: ProcessChange, *, now: int, enforce_graph: bool = True
     ) -> list[Event]:
-        """Apply ``change``; return its events (``process.updated`` first), or raise ``Invalid``, changing nothing."""
+        """Apply ``change``; return its events (``process.updated`` first; none if nothing changed), or raise
+        ``Invalid``, changing nothing."""
         if change.state is not UNSET and enforce_graph and not procedure.can_move(self.state, change.state):
             raise Invalid.one(
                 "transition_not_allowed",
@@ -160,6 +161,8 @@ class Process:
             if self.derived_data.get(key) != derived.get(key):
                 changes[f"derivedData.{key}"] = [self.derived_data.get(key), derived.get(key)]
         self.derived_data = derived
+        if not changes:
+            return []
         self.updated_at, self.version = now, self.version + 1
         return self._events(changes)
 

@@ -36,6 +36,23 @@ class CreateProcess(ProcessFields):
     record: RecordInput | None = None
 
 
+class UpdateProcess(ProcessFields):
+    """Only the fields sent change; ``data`` merges by attribute (``null`` clears one)."""
+
+    isDeleted: bool | None = None
+    primaryBooking: str | None = None
+    version: int | None = Field(default=None, description="the version read: a 409 if it changed since")
+
+
+class ListProcesses(Command):
+    where: dict[str, Any] = Field(default_factory=dict, description="root fields and attribute shortIds")
+    skip: int = Field(default=0, ge=0, le=100_000)
+    limit: int = Field(default=10, ge=1, le=100)
+    sort: list[Any] = Field(default_factory=list, description='[{"field": name, "dir": "asc"|"desc"}]')
+    cursor: str | None = Field(default=None, description="_meta.nextCursor of the previous page")
+    includeDeleted: bool = False
+
+
 class AttributeInput(Command):
     id: str | None = Field(
         default=None, description="keep an existing attribute (allows renaming its shortId)"

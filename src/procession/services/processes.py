@@ -1,4 +1,5 @@
-"""Process use cases: create (and the translation of external fields into a domain change)."""
+"""Process writes: create, update, delete (an update of ``isDeleted``), and the translation of external
+fields into a domain change."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from procession.domain.attributes import epoch_ms
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
 from procession.domain.process import UNSET, Process, ProcessChange
-from procession.services.commands import CreateProcess, ProcessFields, RecordInput
+from procession.services.commands import CreateProcess, ProcessFields, RecordInput, UpdateProcess
 from procession.services.common import Caller, new_id, now_ms
 from procession.services.views import process_view
 from procession.store.uow import Lookups, UnitOfWork
@@ -150,3 +151,70 @@ def pk_of(procedure: Procedure, process: Process) -> str | None:
     """The primary-key value of a process, as stored for lookups."""
     value = process.data.get(procedure.primary_key) if procedure.primary_key else None
     return None if value is None else str(value)
+
+
+def find_process(
+    uow: UnitOfWork,
+    procedure: Procedure,
+    ref: tuple[str, ...],
+    *,
+    for_update: bool = False,
+    include_deleted: bool = False,
+) -> Process:
+    """The process named by ``(id,)`` or ``(primary-key shortId, value)``; 404 when absent or deleted."""
+    process_id: str | None = ref[0]
+    if len(ref) == 2:
+        pk = procedure.primary_key_attribute
+        if pk is None or ref[0] != pk.short_id:
+            raise NotFound(f"{ref[0]!r} is not the primary key of {procedure.short_id}")
+        try:
+            value = pk.normalise(ref[1], Lookups(uow))
+        except ValueError:
+            value = ref[1]
+        process_id = uow.processes.id_by_pk(procedure.id, str(value))
+    process = uow.processes.get(process_id, for_update=for_update) if process_id else None
+    if process is None or process.procedure != procedure.id or (process.is_deleted and not include_deleted):
+        raise NotFound(f"no {procedure.short_id} process {'/'.join(ref)!r}")
+    return process
+
+
+def update_process(
+    uow: UnitOfWork,
+    caller: Caller,
+    procedure_ref: str,
+    ref: tuple[str, ...],
+    cmd: UpdateProcess,
+    *,
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Change the fields sent, on the current row (locked), with the state graph checked at commit time."""
+    now = now_ms()
+    procedure = load_procedure(uow, procedure_ref)
+    process = find_process(uow, procedure, ref, for_update=True, include_deleted=cmd.isDeleted is False)
+    expected = cmd.version if cmd.version is not None else expected_version
+    if expected is not None and expected != process.version:
+        raise Conflict(
+            f"the process is at version {process.version}, not {expected}",
+            field="version",
+            code="stale_version",
+        )
+    if cmd.primaryBooking is not None:
+        raise Invalid.one("not_supported", "bookings are not available yet", "primaryBooking")
+    change = resolve_change(uow, procedure, cmd)
+    if cmd.isDeleted is not None:
+        change.is_deleted = cmd.isDeleted
+    old_pk = pk_of(procedure, process)
+    events = process.apply(procedure, change, now=now)
+    if events:
+        pk_value = pk_of(procedure, process)
+        if pk_value != old_pk and pk_value is not None and uow.processes.id_by_pk(procedure.id, pk_value):
+            key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
+            raise Conflict(
+                f"a {procedure.short_id} with {key} {pk_value!r} exists",
+                field=f"data.{key}",
+                code="duplicate_primary_key",
+            )
+        uow.processes.save(process, pk_value=pk_value)
+        uow.events.add(process.id, events, actor=caller.user_id, now=now)
+        uow.commit()
+    return process_view(process, procedure)

@@ -7,6 +7,21 @@ from typing import Any
 from procession.domain.procedure import Procedure
 from procession.domain.process import Process
 
+FIELD_NAMES = {
+    "data": "data",
+    "derivedData": "derivedData",
+    "state": "state",
+    "status": "status",
+    "assigned_to": "assignedTo",
+    "belongs_to": "belongsTo",
+    "next_action_at": "nextActionAt",
+    "parent_process": "parentProcess",
+    "primary_booking": "primaryBooking",
+    "is_deleted": "isDeleted",
+    "record": "record",
+    "entity": "entity",
+}
+
 
 def process_view(process: Process, procedure: Procedure, *, external: bool = True) -> dict[str, Any]:
     """Every field of the specification, camelCase."""

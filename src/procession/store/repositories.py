@@ -11,7 +11,9 @@ from procession.domain.attributes import Attribute
 from procession.domain.events import EventRecord
 from procession.domain.procedure import Entity, Procedure
 from procession.domain.process import Event, Process
+from procession.domain.query import SortKey
 from procession.store import tables as t
+from procession.store.search import search_statement
 
 _procedures: dict[tuple[str, int], Procedure] = {}
 _entities: dict[tuple[str, int], Entity] = {}
@@ -311,6 +313,9 @@ _PROCESS_COLUMNS = {
 }
 
 
+_FIXED = ("id", "team", "procedure", "created_by", "created_at")
+
+
 class Processes(Repository):
     def add(self, process: Process, *, pk_value: str | None) -> None:
         values = {col: getattr(process, name) for name, col in _PROCESS_COLUMNS.items()}
@@ -331,11 +336,52 @@ class Processes(Repository):
             )
         )
 
-    def get(self, process_id: str) -> Process | None:
+    def _select(self) -> Any:
         c = t.processes.c
-        cols = [c[col].label(name) for name, col in _PROCESS_COLUMNS.items()]
-        row = self.conn.execute(sa.select(*cols).where(c.team_id == self.team_id, c.id == process_id)).first()
-        return Process(**row._mapping) if row else None
+        return sa.select(*(c[col].label(name) for name, col in _PROCESS_COLUMNS.items())).where(
+            c.team_id == self.team_id
+        )
+
+    def get(self, process_id: str, *, for_update: bool = False) -> Process | None:
+        """The process with this id; ``for_update`` locks the row until commit (PostgreSQL; SQLite's writer
+        lock already serialises writers)."""
+        stmt = self._select().where(t.processes.c.id == process_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return Process(**row._asdict()) if row else None
+
+    def save(self, process: Process, *, pk_value: str | None) -> None:
+        """Write every mutable field of ``process`` back."""
+        values = {col: getattr(process, name) for name, col in _PROCESS_COLUMNS.items() if name not in _FIXED}
+        c = t.processes.c
+        self.conn.execute(
+            t.processes.update()
+            .where(c.team_id == self.team_id, c.id == process.id)
+            .values(pk_value=pk_value, **values)
+        )
+
+    def search(
+        self,
+        procedure_id: str,
+        *,
+        where: Any,
+        keys: list[SortKey],
+        after: list[Any] | None,
+        skip: int,
+        limit: int,
+        include_deleted: bool,
+    ) -> list[tuple[Process, list[Any]]]:
+        """One page of processes (``limit`` + 1 rows, to tell whether there are more) with their sort values."""
+        base = self._select().where(t.processes.c.procedure_id == procedure_id)
+        if not include_deleted:
+            base = base.where(t.processes.c.is_deleted.is_(False))
+        stmt = search_statement(base, where, keys, after, skip, limit)
+        width = len(_PROCESS_COLUMNS)
+        return [
+            (Process(**dict(zip(_PROCESS_COLUMNS, row[:width], strict=True))), list(row[width:]))
+            for row in self.conn.execute(stmt)
+        ]
 
 
 class Events(Repository):

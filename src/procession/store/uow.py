@@ -54,6 +54,9 @@ class Lookups:
     def user_id(self, ref: str) -> str | None:
         return self.uow.users.id_of(ref)
 
+    def pod_id(self, ref: str) -> str | None:
+        return self.uow.pods.id_of(ref)
+
     def file_exists(self, file_id: str) -> bool:
         return self.uow.files.exists(file_id)
 

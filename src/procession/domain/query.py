@@ -1,0 +1,209 @@
+"""The list/search query language: ``where`` (root fields and attribute shortIds, operators, and/or) and
+``sort``, parsed and type-checked against a procedure into a small tree the store turns into SQL.
+
+    Query   = { <field>: RHS, "or": [Query], "and": [Query] }       (keys of one object are ANDed)
+    RHS     = value | [values] (one of) | { "=" | "!=" | ">" | ">=" | "<" | "<=": value }
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from procession.domain.attributes import Attribute, Lookups, epoch_ms
+from procession.domain.errors import Invalid
+from procession.domain.procedure import Procedure
+from procession.domain.process import Status
+
+OPERATORS = ("=", "!=", ">", ">=", "<", "<=")
+NOT_NULL = ("id", "status", "created_at", "updated_at", "is_deleted")
+TIMES = {
+    "createdAt": "created_at",
+    "updatedAt": "updated_at",
+    "nextActionAt": "next_action_at",
+    "completedAt": "completed_at",
+    "cancelledAt": "cancelled_at",
+    "firstAssignedAt": "first_assigned_at",
+    "lastAssignedAt": "last_assigned_at",
+}
+REFS = {
+    "assignedTo": ("assigned_to", "user"),
+    "createdBy": ("created_by", "user"),
+    "firstAssignedTo": ("first_assigned_to", "user"),
+    "belongsTo": ("belongs_to", "pod"),
+}
+IDS = {"id": "id", "record": "record_id", "entity": "entity_id", "parentProcess": "parent_process_id"}
+NUMERIC = ("integer", "float", "decimal", "number", "integerEnum", "integerId", "datetime")
+
+
+@dataclass(frozen=True)
+class Field:
+    """A root column, or a key (an attribute id) inside the JSON column ``data`` or ``derived_data``."""
+
+    column: str
+    key: str | None = None
+    kind: str = "text"  # text | number | boolean
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Compare:
+    field: Field
+    op: str  # one of OPERATORS, or "in"
+    value: Any
+
+
+@dataclass(frozen=True)
+class Both:
+    parts: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Either:
+    parts: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class SortKey:
+    field: Field
+    descending: bool
+
+
+class Refs(Lookups, Protocol):
+    """Lookups plus the pod references root fields may name."""
+
+    def pod_id(self, ref: str) -> str | None:
+        """The id of the pod with this id or shortId."""
+
+
+def _time(value: Any) -> int:
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        try:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is neither epoch ms nor an ISO 8601 timestamp") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        return int(moment.timestamp() * 1000)
+    return epoch_ms(value)
+
+
+def _kind(attr: Attribute) -> str:
+    if attr.type in NUMERIC:
+        return "number"
+    return "boolean" if attr.type == "boolean" else "text"
+
+
+class Parser:
+    """Parses one request's ``where`` and ``sort`` for one procedure."""
+
+    def __init__(self, procedure: Procedure, refs: Refs) -> None:
+        self.procedure, self.refs = procedure, refs
+
+    def field(self, name: str, where: str) -> tuple[Field, Any]:
+        """The field called ``name`` and the function that turns a client value into a stored one."""
+        found, convert = self._field(name, where)
+        if found.key is None and found.column in NOT_NULL:
+            found = Field(found.column, kind=found.kind, nullable=False)
+        return found, convert
+
+    def _field(self, name: str, where: str) -> tuple[Field, Any]:
+        if name in TIMES:
+            return Field(TIMES[name], kind="number"), _time
+        if name in REFS:
+            column, what = REFS[name]
+            find = self.refs.user_id if what == "user" else self.refs.pod_id
+            return Field(column), lambda v: self._ref(find(v) if isinstance(v, str) else None, v, what)
+        if name in IDS:
+            return Field(IDS[name]), lambda v: v if isinstance(v, str) else self._bad(v, "an id")
+        if name == "status":
+            return Field("status"), lambda v: Status(v).value
+        if name == "state":
+            return Field("state_id"), lambda v: self.procedure.state_id(v, field_name=where)
+        if name == "isDeleted":
+            return Field(
+                "is_deleted", kind="boolean"
+            ), lambda v: v if isinstance(v, bool) else self._bad(v, "a bool")
+        attr = self.procedure.by_short.get(name) or self.procedure.by_id.get(name)
+        if attr is None:
+            raise Invalid.one(
+                "unknown_field",
+                f"{name!r} is neither a process field nor an attribute of {self.procedure.short_id}",
+                where,
+            )
+        if attr.derived:
+            return Field("derived_data", attr.id, kind=_kind(attr)), lambda v: v
+        return Field("data", attr.id, kind=_kind(attr)), lambda v: attr.normalise(v, self.refs)
+
+    @staticmethod
+    def _ref(found: str | None, value: Any, what: str) -> str:
+        if found is None:
+            raise ValueError(f"{value!r} is not a {what} of this team")
+        return found
+
+    @staticmethod
+    def _bad(value: Any, expected: str) -> Any:
+        raise ValueError(f"{value!r} is not {expected}")
+
+    def where(self, query: Any, path: str = "where") -> Both:
+        if not isinstance(query, dict):
+            raise Invalid.one("invalid_query", "must be an object", path)
+        parts: list[Any] = []
+        for key, rhs in query.items():
+            where = f"{path}.{key}"
+            if key in ("or", "and"):
+                if not isinstance(rhs, list) or not rhs:
+                    raise Invalid.one("invalid_query", f"{key} must be a non-empty list of queries", where)
+                subs = tuple(self.where(q, f"{where}[{i}]") for i, q in enumerate(rhs))
+                parts.append(Either(subs) if key == "or" else Both(subs))
+            else:
+                parts.extend(self.compare(key, rhs, where))
+        return Both(tuple(parts))
+
+    def compare(self, name: str, rhs: Any, where: str) -> list[Compare]:
+        field, convert = self.field(name, where)
+
+        def value(v: Any) -> Any:
+            if v is None:
+                return None
+            try:
+                return convert(v)
+            except ValueError as e:
+                raise Invalid.one("invalid_value", f"{name}: {e}", where) from None
+
+        if isinstance(rhs, list):
+            return [Compare(field, "in", tuple(value(v) for v in rhs))]
+        if isinstance(rhs, dict):
+            if not rhs:
+                raise Invalid.one("invalid_query", "an operator object needs at least one operator", where)
+            unknown = [op for op in rhs if op not in OPERATORS]
+            if unknown:
+                raise Invalid.one(
+                    "unknown_operator",
+                    f"unknown operator {unknown[0]!r}; use one of {' '.join(OPERATORS)}",
+                    where,
+                )
+            out = []
+            for op, v in rhs.items():
+                if v is None and op not in ("=", "!="):
+                    raise Invalid.one("invalid_value", f"{name}: {op} needs a value, not null", where)
+                out.append(Compare(field, op, value(v)))
+            return out
+        return [Compare(field, "=", value(rhs))]
+
+    def sort(self, keys: list[Any]) -> list[SortKey]:
+        out = []
+        for i, key in enumerate(keys):
+            where = f"sort[{i}]"
+            if (
+                not isinstance(key, dict)
+                or not isinstance(key.get("field"), str)
+                or key.get("dir", "asc") not in ("asc", "desc")
+                or set(key) - {"field", "dir"}
+            ):
+                raise Invalid.one(
+                    "invalid_sort", 'each sort key is {"field": name, "dir": "asc"|"desc"}', where
+                )
+            out.append(SortKey(self.field(key["field"], where)[0], key.get("dir", "asc") == "desc"))
+        return out
