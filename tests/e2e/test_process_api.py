@@ -20,8 +20,15 @@ def test_read_update_delete_restore_by_id_and_primary_key(api: Api, by_pk: bool)
     p = create(api, data={"firstname": "Ada", "city": "Pune"})
     path = f"{LEADS}/lead_id/{p['data']['lead_id']}" if by_pk else f"{LEADS}/{p['id']}"
     assert api.http.get(path).json()["_data"]["id"] == p["id"]
-    r = api.http.put(path, json={"data": {"score": "42", "city": None}, "state": "IN_PROGRESS",
-                                 "assignedTo": "shane.warne", "nextActionAt": "1616253910842"})
+    r = api.http.put(
+        path,
+        json={
+            "data": {"score": "42", "city": None},
+            "state": "IN_PROGRESS",
+            "assignedTo": "shane.warne",
+            "nextActionAt": "1616253910842",
+        },
+    )
     assert r.status_code == 200, r.text
     q = r.json()["_data"]
     assert q["data"] == {"firstname": "Ada", "score": 42, "lead_id": p["data"]["lead_id"]}
@@ -50,7 +57,10 @@ def test_unknown_and_read_only_fields_are_422(api: Api) -> None:
 
 def test_stale_version_is_409(api: Api) -> None:
     p = create(api)
-    assert api.http.put(f"{LEADS}/{p['id']}", json={"data": {"score": 1}}, headers={"If-Match": "1"}).status_code == 200
+    assert (
+        api.http.put(f"{LEADS}/{p['id']}", json={"data": {"score": 1}}, headers={"If-Match": "1"}).status_code
+        == 200
+    )
     r = api.http.put(f"{LEADS}/{p['id']}", json={"data": {"score": 2}}, headers={"If-Match": "1"})
     assert r.status_code == 409 and r.json()["_errors"][0]["code"] == "stale_version"
     assert api.http.put(f"{LEADS}/{p['id']}", json={"data": {"score": 2}, "version": 2}).status_code == 200
@@ -58,13 +68,29 @@ def test_stale_version_is_409(api: Api) -> None:
 
 def test_list_filters_sorts_and_pages(api: Api) -> None:
     for i in range(25):
-        create(api, data={"score": i, "city": "Goa" if i % 2 else "Pune"}, state="IN_PROGRESS" if i < 10 else "NEW")
-    r = api.http.post(f"{LEADS}/list", json={"where": {"state": "IN_PROGRESS", "score": {">=": 5}},
-                                              "sort": [{"field": "score", "dir": "desc"}], "limit": 3})
+        create(
+            api,
+            data={"score": i, "city": "Goa" if i % 2 else "Pune"},
+            state="IN_PROGRESS" if i < 10 else "NEW",
+        )
+    r = api.http.post(
+        f"{LEADS}/list",
+        json={
+            "where": {"state": "IN_PROGRESS", "score": {">=": 5}},
+            "sort": [{"field": "score", "dir": "desc"}],
+            "limit": 3,
+        },
+    )
     body = r.json()
     assert [p["data"]["score"] for p in body["_data"]] == [9, 8, 7] and body["_meta"]["hasMore"] is True
-    r = api.http.post(f"{LEADS}/list", json={"where": {"or": [{"score": [1, 2]}, {"city": "Pune", "score": {"<": 4}}]},
-                                              "sort": [{"field": "score"}], "limit": 100})
+    r = api.http.post(
+        f"{LEADS}/list",
+        json={
+            "where": {"or": [{"score": [1, 2]}, {"city": "Pune", "score": {"<": 4}}]},
+            "sort": [{"field": "score"}],
+            "limit": 100,
+        },
+    )
     assert [p["data"]["score"] for p in r.json()["_data"]] == [0, 1, 2]
     seen, cursor = [], None
     while True:

@@ -140,10 +140,11 @@ processes = sa.Table(
     sa.Column("is_deleted", sa.Boolean, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Index("ux_processes_pk", "procedure_id", "pk_value", unique=True),
-    sa.Index("ix_processes_state", "procedure_id", "state_id", "status", "updated_at"),
-    sa.Index("ix_processes_status", "procedure_id", "status", "updated_at"),
-    sa.Index("ix_processes_assignee", "procedure_id", "assigned_to", "updated_at"),
-    sa.Index("ix_processes_updated", "procedure_id", "updated_at"),
+    sa.Index("ix_processes_state", "procedure_id", "state_id", "status", "updated_at", "id"),
+    sa.Index("ix_processes_status", "procedure_id", "status", "updated_at", "id"),
+    sa.Index("ix_processes_assignee", "procedure_id", "assigned_to", "updated_at", "id"),
+    sa.Index("ix_processes_updated", "procedure_id", "updated_at", "id"),
+    sa.Index("ix_processes_created", "procedure_id", "created_at", "id"),
     sa.Index("ix_processes_team", "team_id"),
 )
 
@@ -174,8 +175,8 @@ idempotency_keys = sa.Table(
 files = sa.Table(
     "files",
     metadata,
-    _id(),
-    _team(),
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id"), primary_key=True),
+    sa.Column("id", ID, primary_key=True),
     sa.Column("filename", sa.String(255), nullable=False),
     sa.Column("filetype", sa.String(100), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),

@@ -1,0 +1,231 @@
+"""Update, list/search and history on SQLite and PostgreSQL: operators, paging, concurrency."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from procession.domain.errors import Conflict, Invalid, NotFound
+from procession.services.commands import CreateProcess, ListProcesses, UpdateProcess
+from procession.services.processes import create_process, update_process
+from procession.services.reads import list_processes, process_history
+from procession.store import tables as t
+from tests.conftest import Team
+
+
+def create(team: Team, body: dict, procedure: str = "lead") -> dict:
+    with team.uow() as uow:
+        out = create_process(uow, team.caller, procedure, CreateProcess.model_validate(body))
+        uow.commit()
+    return out
+
+
+def update(team: Team, ref: tuple[str, ...], body: dict, version: int | None = None) -> dict:
+    with team.uow() as uow:
+        return update_process(
+            uow, team.caller, "lead", ref, UpdateProcess.model_validate(body), expected_version=version
+        )
+
+
+def search(team: Team, **body) -> tuple[list[dict], dict]:
+    with team.services.uow(team.id, write=False) as uow:
+        return list_processes(uow, "lead", ListProcesses.model_validate(body))
+
+
+def scores(team: Team, where: dict) -> list[int]:
+    page, _ = search(team, where=where, sort=[{"field": "score"}], limit=100)
+    return [p["data"].get("score") for p in page]
+
+
+@pytest.fixture
+def ten(team: Team) -> Team:
+    for i in range(10):
+        create(
+            team,
+            {
+                "data": {"score": i, "city": "Goa" if i % 2 else "Pune", "source": f"s{i % 3}"},
+                "status": "COMPLETED" if i >= 8 else "OPEN",
+                "assignedTo": "shane.warne" if i < 3 else None,
+            },
+        )
+    create(team, {"data": {"city": "Delhi"}})  # no score
+    return team
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ({"score": 3}, [3]),
+        ({"score": "3"}, [3]),
+        ({"score": {"=": 3}}, [3]),
+        ({"score": {"!=": 3}, "city": "Goa"}, [1, 5, 7, 9]),
+        ({"score": {">": 7}}, [8, 9]),
+        ({"score": {">=": 7}}, [7, 8, 9]),
+        ({"score": {"<": 2}}, [0, 1]),
+        ({"score": {"<=": 2}}, [0, 1, 2]),
+        ({"score": {">": 2, "<": 5}}, [3, 4]),
+        ({"score": [1, 4, 100]}, [1, 4]),
+        ({"score": None}, [None]),
+        ({"status": "COMPLETED"}, [8, 9]),
+        ({"status": ["COMPLETED"], "score": {"!=": 8}}, [9]),
+        ({"assignedTo": "shane.warne"}, [0, 1, 2]),
+        ({"or": [{"score": 1}, {"score": 9}]}, [1, 9]),
+        ({"and": [{"city": "Goa"}, {"or": [{"score": {"<": 3}}, {"source": "s2"}]}]}, [1, 5]),
+        ({"city": "Pune", "or": [{"source": "s0"}, {"score": 2}]}, [0, 2, 6]),
+        ({"state": "NEW", "score": {">=": 9}}, [9]),
+    ],
+)
+def test_where_operators_and_nesting(ten: Team, where: dict, expected: list) -> None:
+    assert scores(ten, where) == expected
+
+
+def test_where_on_times_accepts_iso_and_epoch(ten: Team) -> None:
+    page, _ = search(ten, limit=100)
+    newest = max(p["createdAt"] for p in page)
+    assert len(search(ten, where={"createdAt": {">=": newest}}, limit=100)[0]) >= 1
+    assert search(ten, where={"createdAt": {">": "2999-01-01T00:00:00+05:30"}})[0] == []
+    assert len(search(ten, where={"createdAt": {">": "2020-09-01T06:27:30+05:30"}}, limit=100)[0]) == 11
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"score": {"~": 1}},
+        {"nope": 1},
+        {"or": []},
+        {"score": "many"},
+        {"status": "DONE"},
+        {"assignedTo": "ghost"},
+        {"or": {"a": 1}},
+    ],
+)
+def test_malformed_where_is_invalid(ten: Team, where: dict) -> None:
+    with pytest.raises(Invalid):
+        search(ten, where=where)
+
+
+def test_paging_to_the_end_has_no_duplicates_or_gaps(team: Team) -> None:
+    rng = random.Random(7)
+    with team.uow() as uow:
+        lead = uow.procedures.get("lead")
+    assert lead is not None
+    ids = {
+        create(team, {"data": {"score": rng.choice([None, 1, 2, 3])} if rng.random() < 0.9 else {}})["id"]
+        for _ in range(120)
+    }
+    for sort in ([], [{"field": "score", "dir": "desc"}], [{"field": "score"}, {"field": "createdAt"}]):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page, meta = search(team, sort=sort, limit=13, cursor=cursor)
+            seen += [p["id"] for p in page]
+            cursor = meta["nextCursor"]
+            if not meta["hasMore"]:
+                break
+        assert len(seen) == len(set(seen)) == 120 and set(seen) == ids, sort
+    offset_pages = [p["id"] for skip in range(0, 120, 50) for p in search(team, skip=skip, limit=50)[0]]
+    assert len(set(offset_pages)) == 120
+
+
+def test_a_cursor_is_bound_to_its_query(ten: Team) -> None:
+    _, meta = search(ten, limit=2)
+    with pytest.raises(Invalid):
+        search(ten, limit=2, cursor=meta["nextCursor"], where={"city": "Goa"})
+    with pytest.raises(Invalid):
+        search(ten, cursor="garbage")
+
+
+def test_deleted_processes_are_hidden_unless_asked_for(ten: Team) -> None:
+    victim = search(ten, where={"score": 4})[0][0]
+    update(ten, (victim["id"],), {"isDeleted": True})
+    assert scores(ten, {"score": 4}) == []
+    assert len(search(ten, where={"score": 4}, includeDeleted=True)[0]) == 1
+    with pytest.raises(NotFound):
+        update(ten, (victim["id"],), {"data": {"score": 5}})
+
+
+def test_update_by_primary_key_and_primary_key_conflicts(team: Team) -> None:
+    a, b = create(team, {}), create(team, {})
+    out = update(team, ("lead_id", a["data"]["lead_id"]), {"data": {"lead_id": "LEAD-X"}})
+    assert out["data"]["lead_id"] == "LEAD-X"
+    with pytest.raises(Conflict):
+        update(team, (b["id"],), {"data": {"lead_id": "LEAD-X"}})
+    with pytest.raises(NotFound):
+        update(team, ("score", "1"), {})
+
+
+def test_stale_versions_conflict_and_a_noop_writes_nothing(team: Team) -> None:
+    p = create(team, {"data": {"score": 1}})
+    same = update(team, (p["id"],), {"data": {"score": 1}})
+    assert same["version"] == 1
+    update(team, (p["id"],), {"data": {"score": 2}}, version=1)
+    with pytest.raises(Conflict):
+        update(team, (p["id"],), {"data": {"score": 3}}, version=1)
+    with team.uow() as uow:
+        assert [e.type for e in uow.events.for_process(p["id"])] == ["process.created", "process.updated"]
+
+
+def test_concurrent_updates_of_different_attributes_lose_nothing(team: Team) -> None:
+    p = create(team, {})
+    attributes = ["source", "city", "country", "firstname", "lastname", "name"]
+    errors: list[BaseException] = []
+
+    def worker(attr: str) -> None:
+        try:
+            for i in range(8):
+                update(team, (p["id"],), {"data": {attr: f"{attr}-{i}"}})
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in attributes]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    with team.uow() as uow:
+        final = uow.processes.get(p["id"])
+        lead = uow.procedures.get("lead")
+        history = uow.events.for_process(p["id"], limit=1000)
+    assert final is not None and lead is not None
+    assert {k: v for k, v in lead.to_short(final.data).items() if k != "lead_id"} == {
+        a: f"{a}-7" for a in attributes
+    }
+    updates = [e for e in history if e.type == "process.updated"]
+    assert len(updates) == len(attributes) * 8 == final.version - 1
+    for attr in attributes:
+        key = f"data.{lead.by_short[attr].id}"
+        assert [e.payload["changes"][key][1] for e in updates if key in e.payload["changes"]] == [
+            f"{attr}-{i}" for i in range(8)
+        ]
+
+
+def test_history_pages_in_commit_order(team: Team) -> None:
+    p = create(team, {})
+    for i in range(5):
+        update(team, (p["id"],), {"data": {"score": i + 1}})
+    with team.services.uow(team.id, write=False) as uow:
+        first, meta = process_history(uow, "lead", (p["id"],), limit=4)
+        rest, end = process_history(uow, "lead", (p["id"],), after=meta["nextAfter"], limit=4)
+    assert [e["type"] for e in first + rest] == ["process.created"] + ["process.updated"] * 5
+    assert [e["changes"]["data.score"]["new"] for e in (first + rest)[1:]] == [1, 2, 3, 4, 5]
+    assert end["hasMore"] is False
+
+
+def test_every_change_has_its_event(team: Team) -> None:
+    p = create(team, {})
+    update(team, (p["id"],), {"state": "IN_PROGRESS", "status": "CANCELLED", "assignedTo": "shane.warne"})
+    with team.services.engine.connect() as conn:
+        types = conn.scalars(
+            sa.select(t.events.c.type).where(t.events.c.process_id == p["id"]).order_by(t.events.c.id)
+        ).all()
+    assert types == [
+        "process.created",
+        "process.updated",
+        "process.state_changed",
+        "process.status_changed",
+        "process.assigned",
+    ]
