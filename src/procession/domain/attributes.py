@@ -103,9 +103,10 @@ Normaliser = Callable[[Any, Attribute, Lookups], Any]
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+?[0-9]{4,20}$")
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-TIME = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
-INT_STR = re.compile(r"^-?\d+$")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+TIME = re.compile(r"^[0-9]{2}:[0-9]{2}(:[0-9]{2})?$")
+INT_STR = re.compile(r"^-?[0-9]+$")
+NUM_STR = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
 
 
 def _string(value: Any, attr: Attribute, _: Lookups, *, default_max: int = 1000) -> str:
@@ -164,8 +165,8 @@ def _integer(value: Any, attr: Attribute, _: Lookups) -> int:
         number = int(value.strip())
     else:
         raise ValueError("must be an integer")
-    if abs(number) > 2**63 - 1:
-        raise ValueError("is out of range")
+    if not -(2**63) <= number <= 2**63 - 1:
+        raise ValueError("is out of range (64-bit integer)")
     return _bounded(number, attr)
 
 
@@ -173,12 +174,15 @@ def _number(value: Any, attr: Attribute, _: Lookups) -> int | float:
     if isinstance(value, bool):
         raise ValueError("must be a number")
     if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ValueError("must be a number") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError("must be a finite number")
+        if not NUM_STR.match(value.strip()):
+            raise ValueError("must be a number")
+        value = float(value.strip())
+    try:
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise ValueError("must be a finite number within range")
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     return _bounded(value, attr)
@@ -278,7 +282,11 @@ def _datetime_iso(value: Any, _attr: Attribute, _: Lookups) -> str:
         raise ValueError(f"{value!r} is not an ISO 8601 date-time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"{value!r} is outside the supported range of dates") from None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _string_id(value: Any, attr: Attribute, lookups: Lookups) -> str:

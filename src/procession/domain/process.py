@@ -141,11 +141,10 @@ class Process:
         if self._set("status", change.status, changes):
             self.completed_at = now if self.status == Status.COMPLETED else None
             self.cancelled_at = now if self.status == Status.CANCELLED else None
-        if change.assigned_to is not UNSET and change.assigned_to is not None:
+        if self._set("assigned_to", change.assigned_to, changes) and self.assigned_to is not None:
             self.last_assigned_at = now
             if self.first_assigned_to is None:
-                self.first_assigned_to, self.first_assigned_at = change.assigned_to, now
-        self._set("assigned_to", change.assigned_to, changes)
+                self.first_assigned_to, self.first_assigned_at = self.assigned_to, now
         for name in (
             "belongs_to",
             "next_action_at",
