@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -15,11 +16,31 @@ from procession.store.uow import UnitOfWork
 class Services:
     settings: Settings
     engine: sa.Engine
+    waker: Any = None  # wakes background work after a commit: the embedded runner or procrastinate
 
     def uow(self, team_id: str, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self.engine, team_id, write=write)
 
+    def wake(self, job_id: str) -> None:
+        if self.waker is not None:
+            self.waker.wake(job_id)
+
+    def start_background(self) -> None:
+        """Run background work in this process (embedded) or hand it to ``procession worker`` processes."""
+        embedded = self.settings.embedded_worker
+        if embedded or (embedded is None and self.settings.is_sqlite):
+            from procession.engine.embedded import EmbeddedRunner
+
+            self.waker = EmbeddedRunner(self.engine)
+            self.waker.start()
+        elif not self.settings.is_sqlite:
+            from procession.engine.distributed import DistributedWaker
+
+            self.waker = DistributedWaker(self.engine, self.settings.url)
+
     def close(self) -> None:
+        if self.waker is not None:
+            self.waker.stop()
         self.engine.dispose()
 
 
@@ -29,4 +50,8 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if run_migrations:
         migrate(settings.url)
+        if not settings.is_sqlite:
+            from procession.engine.distributed import apply_schema
+
+            apply_schema(settings.url)
     return Services(settings=settings, engine=make_engine(settings.url))

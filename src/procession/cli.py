@@ -56,7 +56,25 @@ def serve(
         key = _demo_key(svc, seed_demo(svc.engine))
         typer.echo(f"Procession on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
         typer.echo(f"Demo team '{DEMO_SLUG}', admin API key: {key}", err=True)
-    uvicorn.run(create_app(svc), host=host, port=port, log_level="warning", access_log=False)
+    svc.start_background()
+    try:
+        uvicorn.run(create_app(svc), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        svc.close()
+
+
+@app.command()
+def worker(concurrency: Annotated[int, typer.Option(help="chunks applied at once")] = 1) -> None:
+    """Apply background work (PostgreSQL): run on as many machines as needed."""
+    from procession.engine.distributed import run_worker
+
+    svc = bootstrap()
+    if svc.settings.is_sqlite:
+        typer.echo("error: on SQLite, `procession serve` applies background work itself", err=True)
+        raise typer.Exit(2)
+    run_worker(
+        svc.engine, svc.settings.url, concurrency=concurrency, lease_ms=int(svc.settings.lease_seconds * 1000)
+    )
 
 
 @app.command()

@@ -15,10 +15,20 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="larger requests get a 413")
 
+    embedded_worker: bool | None = Field(
+        default=None,
+        description="apply background work inside serve; default: on for SQLite, off for PostgreSQL",
+    )
+    lease_seconds: float = Field(default=30.0, gt=0, description="re-wake pending work idle this long")
+
     @property
     def url(self) -> str:
         """The database URL in use."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'procession.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
 
     @property
     def files_dir(self) -> Path:

@@ -103,3 +103,9 @@ class PodInput(Command):
     shortId: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
     name: str = ""
     members: list[str] = Field(default_factory=list, description="user ids or usernames")
+
+
+class BulkProcesses(Command):
+    """Items are checked one by one: a bad item becomes an INVALID entry, never a failed request."""
+
+    processes: list[Any] = Field(min_length=1, max_length=100_000)

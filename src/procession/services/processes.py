@@ -22,8 +22,11 @@ def load_procedure(uow: UnitOfWork, ref: str) -> Procedure:
     return procedure
 
 
-def resolve_change(uow: UnitOfWork, procedure: Procedure, fields: ProcessFields) -> ProcessChange:
+def resolve_change(
+    uow: UnitOfWork, procedure: Procedure, fields: ProcessFields, lookups: Lookups | None = None
+) -> ProcessChange:
     """External fields (shortIds, usernames, numeric strings) -> a domain change of ids; all errors at once."""
+    lookups = lookups or Lookups(uow)
     change = ProcessChange()
     errors: list[FieldError] = []
     sent = fields.model_fields_set
@@ -35,7 +38,7 @@ def resolve_change(uow: UnitOfWork, procedure: Procedure, fields: ProcessFields)
             errors.extend(e.errors)
         return UNSET
 
-    change.data = attempt(procedure.normalise_data, fields.data, Lookups(uow)) or {}
+    change.data = attempt(procedure.normalise_data, fields.data, lookups) or {}
     if "state" in sent and fields.state is not None:
         change.state = attempt(procedure.state_id, fields.state)
     if "status" in sent and fields.status is not None:
@@ -46,8 +49,8 @@ def resolve_change(uow: UnitOfWork, procedure: Procedure, fields: ProcessFields)
         except ValueError as e:
             errors.append(FieldError("invalid_value", f"nextActionAt {e}", "nextActionAt"))
     for name, attr, lookup, what in (
-        ("assignedTo", "assigned_to", uow.users.id_of, "user"),
-        ("belongsTo", "belongs_to", uow.pods.id_of, "pod"),
+        ("assignedTo", "assigned_to", lookups.user_id, "user"),
+        ("belongsTo", "belongs_to", lookups.pod_id, "pod"),
     ):
         ref = getattr(fields, name)
         if name in sent:
@@ -62,7 +65,7 @@ def resolve_change(uow: UnitOfWork, procedure: Procedure, fields: ProcessFields)
                     "no_parent_procedure", f"{procedure.short_id} has no parent procedure", "parentProcess"
                 )
             )
-        elif not uow.processes.exists(fields.parentProcess, procedure.parent):
+        elif not lookups.process_exists(fields.parentProcess, procedure.parent):
             errors.append(
                 FieldError(
                     "unknown_process",
@@ -118,8 +121,10 @@ def _record(uow: UnitOfWork, procedure: Procedure, given: RecordInput, now: int)
     return entity.id, record_id
 
 
-def create_process(uow: UnitOfWork, caller: Caller, procedure_ref: str, cmd: CreateProcess) -> dict[str, Any]:
-    """Create one process; the process, its record and its events commit together."""
+def create_process(
+    uow: UnitOfWork, caller: Caller, procedure_ref: str, cmd: CreateProcess, *, process_id: str | None = None
+) -> dict[str, Any]:
+    """Create one process (the caller commits); the process, its record and its events go together."""
     now = now_ms()
     procedure = load_procedure(uow, procedure_ref)
     change = resolve_change(uow, procedure, cmd)
@@ -132,7 +137,7 @@ def create_process(uow: UnitOfWork, caller: Caller, procedure_ref: str, cmd: Cre
     if cmd.record is not None:
         change.entity, change.record = _record(uow, procedure, cmd.record, now)
     process, events = Process.create(
-        procedure, change, id=new_id(), team=caller.team_id, created_by=caller.user_id, now=now
+        procedure, change, id=process_id or new_id(), team=caller.team_id, created_by=caller.user_id, now=now
     )
     pk_value = pk_of(procedure, process)
     if pk_value is not None and uow.processes.id_by_pk(procedure.id, pk_value) is not None:

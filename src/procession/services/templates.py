@@ -7,8 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from procession.services.commands import EntityInput, PodInput, ProcedureInput, UserInput
+from procession.services.commands import CreateProcess, EntityInput, PodInput, ProcedureInput, UserInput
+from procession.services.common import Caller
 from procession.services.configuration import add_pod, add_user, define_entity, define_procedure
+from procession.services.processes import create_process
 from procession.services.teams import create_team
 from procession.store.repositories import Teams
 from procession.store.uow import UnitOfWork
@@ -27,6 +29,20 @@ DEMO_USERS: list[dict[str, Any]] = [
 DEMO_PODS: list[dict[str, Any]] = [
     {"shortId": "sales", "name": "Sales", "members": ["shane.warne", "rahul.dravid"]},
     {"shortId": "support", "name": "Support", "members": ["admin"]},
+]
+
+# sample leads the specification's bulk-update examples name
+DEMO_LEADS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "46ce67e5-684e-4cfc-b47e-345a485d1cdd",
+        {"data": {"lead_id": "LEAD-901", "first_name": "Cixin", "last_name": "Liu"}},
+    ),
+    (
+        "3b1f0a52-6f0e-4d8e-9a57-5c3f7d2a9e10",
+        {"data": {"lead_id": "LEAD-910", "source": "web-form", "city": "Osaka"}},
+    ),
+    ("7d4e2c11-8a3b-4f6d-b2e9-0c5a1f3e8d27", {"data": {"lead_id": "EXT-TEST-143", "score": 12}}),
+    ("1e50dd73-9ce6-405b-932a-9c4c5e7b5599", {"data": {"lead_id": "LEAD-905", "city": "Mumbai"}}),
 ]
 
 CUSTOMER: dict[str, Any] = {
@@ -174,4 +190,10 @@ def seed_demo(engine: sa.Engine) -> str:
             if uow.pods.id_of(pod["shortId"]) is None:
                 add_pod(uow, PodInput.model_validate(pod))
     install_template(make_uow, "all")
+    for process_id, body in DEMO_LEADS:
+        with make_uow() as uow:
+            if uow.processes.get(process_id) is None:
+                admin = Caller(team, "admin", uow.users.id_of("admin"))
+                create_process(uow, admin, "lead", CreateProcess.model_validate(body), process_id=process_id)
+                uow.commit()
     return team

@@ -361,6 +361,47 @@ class Processes(Repository):
             .values(pk_value=pk_value, **values)
         )
 
+    def get_many(self, ids: list[str]) -> dict[str, Process]:
+        """The processes with these ids, locked until commit (PostgreSQL)."""
+        out: dict[str, Process] = {}
+        for start in range(0, len(ids), 900):
+            stmt = self._select().where(t.processes.c.id.in_(ids[start : start + 900])).with_for_update()
+            out.update((row.id, Process(**row._asdict())) for row in self.conn.execute(stmt))
+        return out
+
+    def ids_by_pk(self, procedure_id: str, values: list[str]) -> dict[str, str]:
+        """Primary-key value -> process id, for the values that exist."""
+        c = t.processes.c
+        out: dict[str, str] = {}
+        for start in range(0, len(values), 900):
+            rows = self.conn.execute(
+                sa.select(c.pk_value, c.id).where(
+                    c.team_id == self.team_id,
+                    c.procedure_id == procedure_id,
+                    c.pk_value.in_(values[start : start + 900]),
+                )
+            )
+            out.update((pk, pid) for pk, pid in rows)
+        return out
+
+    def save_many(self, processes: list[tuple[Process, str | None]]) -> None:
+        """Write back many processes (with their primary-key values) in one batch."""
+        if not processes:
+            return
+        c = t.processes.c
+        names = [n for n in _PROCESS_COLUMNS if n not in _FIXED]
+        stmt = (
+            t.processes.update()
+            .where(c.id == sa.bindparam("b_id"))
+            .values(
+                pk_value=sa.bindparam("b_pk"), **{_PROCESS_COLUMNS[n]: sa.bindparam(f"b_{n}") for n in names}
+            )
+        )
+        self.conn.execute(
+            stmt,
+            [{"b_id": p.id, "b_pk": pk, **{f"b_{n}": getattr(p, n) for n in names}} for p, pk in processes],
+        )
+
     def search(
         self,
         procedure_id: str,
@@ -400,6 +441,24 @@ class Events(Repository):
                 for e in events
             ],
         )
+
+    def add_many(self, events: list[tuple[str, Event]], *, actor: str | None, now: int) -> None:
+        """Many processes' events in one batch: ``(process id, event)`` pairs."""
+        if events:
+            self.conn.execute(
+                t.events.insert(),
+                [
+                    {
+                        "team_id": self.team_id,
+                        "process_id": pid,
+                        "type": e.type,
+                        "actor": actor,
+                        "payload": e.payload,
+                        "created_at": now,
+                    }
+                    for pid, e in events
+                ],
+            )
 
     def for_process(self, process_id: str, *, after: int = 0, limit: int = 100) -> list[EventRecord]:
         c = t.events.c

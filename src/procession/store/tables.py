@@ -182,3 +182,47 @@ files = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("procedure_id", ID, sa.ForeignKey("procedures.id"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("chunks_total", sa.Integer, nullable=False),
+    sa.Column("chunks_done", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Boolean, nullable=False),
+    sa.Column("created_by", ID),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("finished_at", sa.BigInteger),
+)
+
+job_entries = sa.Table(
+    "job_entries",
+    metadata,
+    sa.Column("job_id", ID, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("item", JSON, nullable=False),
+    sa.Column("change", JSON),
+    sa.Column("process_id", ID),
+    sa.Column("error", JSON),
+    sa.Index("ix_job_entries_status", "job_id", "status", "idx"),
+)
+
+job_chunks = sa.Table(
+    "job_chunks",
+    metadata,
+    sa.Column("job_id", ID, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("chunk_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("first_idx", sa.Integer, nullable=False),
+    sa.Column("end_idx", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("wake_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_job_chunks_pending", "status", "wake_at"),
+)

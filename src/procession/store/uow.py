@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import sqlalchemy as sa
 
 from procession.store import repositories as r
+from procession.store.jobs import Jobs
 
 
 class UnitOfWork:
@@ -32,6 +35,7 @@ class UnitOfWork:
         self.events = r.Events(conn, team)
         self.files = r.Files(conn, team)
         self.idempotency = r.Idempotency(conn, team)
+        self.jobs = Jobs(conn, team)
         return self
 
     def commit(self) -> None:
@@ -46,22 +50,35 @@ class UnitOfWork:
 
 
 class Lookups:
-    """The domain's ``Lookups`` answered from the unit of work's repositories."""
+    """The domain's ``Lookups`` answered from the unit of work's repositories, remembered for its lifetime
+    (one request or one chunk), so a bulk payload naming the same user a thousand times asks once."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
+        self._memo: dict[tuple[str, ...], Any] = {}
+
+    def _ask(self, key: tuple[str, ...], ask: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = ask()
+        return self._memo[key]
 
     def user_id(self, ref: str) -> str | None:
-        return self.uow.users.id_of(ref)
+        return self._ask(("user", ref), lambda: self.uow.users.id_of(ref))
 
     def pod_id(self, ref: str) -> str | None:
-        return self.uow.pods.id_of(ref)
+        return self._ask(("pod", ref), lambda: self.uow.pods.id_of(ref))
 
     def file_exists(self, file_id: str) -> bool:
-        return self.uow.files.exists(file_id)
+        return self._ask(("file", file_id), lambda: self.uow.files.exists(file_id))
 
     def record_exists(self, record_id: str, entity_id: str | None) -> bool:
-        return self.uow.records.exists(record_id, entity_id)
+        return self._ask(
+            ("record", record_id, entity_id or ""),
+            lambda: self.uow.records.exists(record_id, entity_id),
+        )
 
     def process_exists(self, process_id: str, procedure_id: str | None) -> bool:
-        return self.uow.processes.exists(process_id, procedure_id)
+        return self._ask(
+            ("process", process_id, procedure_id or ""),
+            lambda: self.uow.processes.exists(process_id, procedure_id),
+        )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 13:38:15.487874
+Create Date: 2026-11-23 13:40:21.129124
 """
 
 from collections.abc import Sequence
@@ -188,6 +188,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("procedure_id", "attribute_id"),
     )
     op.create_table(
+        "jobs",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("team_id", sa.String(length=36), nullable=False),
+        sa.Column("procedure_id", sa.String(length=36), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("chunks_total", sa.Integer(), nullable=False),
+        sa.Column("chunks_done", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Boolean(), nullable=False),
+        sa.Column("created_by", sa.String(length=36), nullable=True),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("started_at", sa.BigInteger(), nullable=True),
+        sa.Column("finished_at", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["procedure_id"],
+            ["procedures.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["team_id"],
+            ["teams.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "processes",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("team_id", sa.String(length=36), nullable=False),
@@ -274,8 +299,64 @@ def upgrade() -> None:
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.create_index("ux_records_pk", ["entity_id", "pk_value"], unique=True)
 
+    op.create_table(
+        "job_chunks",
+        sa.Column("job_id", sa.String(length=36), nullable=False),
+        sa.Column("chunk_no", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("first_idx", sa.Integer(), nullable=False),
+        sa.Column("end_idx", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("wake_at", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["jobs.id"],
+        ),
+        sa.PrimaryKeyConstraint("job_id", "chunk_no"),
+    )
+    with op.batch_alter_table("job_chunks", schema=None) as batch_op:
+        batch_op.create_index("ix_job_chunks_pending", ["status", "wake_at"], unique=False)
+
+    op.create_table(
+        "job_entries",
+        sa.Column("job_id", sa.String(length=36), nullable=False),
+        sa.Column("idx", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column(
+            "item",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "change",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("process_id", sa.String(length=36), nullable=True),
+        sa.Column(
+            "error",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["jobs.id"],
+        ),
+        sa.PrimaryKeyConstraint("job_id", "idx"),
+    )
+    with op.batch_alter_table("job_entries", schema=None) as batch_op:
+        batch_op.create_index("ix_job_entries_status", ["job_id", "status", "idx"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("job_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_job_entries_status")
+
+    op.drop_table("job_entries")
+    with op.batch_alter_table("job_chunks", schema=None) as batch_op:
+        batch_op.drop_index("ix_job_chunks_pending")
+
+    op.drop_table("job_chunks")
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.drop_index("ux_records_pk")
 
@@ -290,6 +371,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_processes_assignee")
 
     op.drop_table("processes")
+    op.drop_table("jobs")
     op.drop_table("counters")
     op.drop_table("api_keys")
     op.drop_table("users")

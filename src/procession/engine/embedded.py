@@ -1,0 +1,44 @@
+"""The embedded runner: a thread in the serve process that applies pending chunks, oldest first. It is also
+its own reconciler: whatever is pending (after a crash, a restart) is simply found and run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import sqlalchemy as sa
+
+from procession.engine.chunks import next_pending, run_chunk
+
+log = logging.getLogger("procession.engine")
+
+
+class EmbeddedRunner:
+    def __init__(self, engine: sa.Engine, *, poll_seconds: float = 1.0) -> None:
+        self.engine, self.poll_seconds = engine, poll_seconds
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="procession-runner", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(30)
+
+    def wake(self, job_id: str) -> None:
+        """New work was committed."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                found = next_pending(self.engine)
+                if found is not None:
+                    run_chunk(self.engine, *found)
+                    continue
+            except Exception:
+                log.exception("runner: will retry")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()

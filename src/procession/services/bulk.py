@@ -1,0 +1,100 @@
+"""Applying one chunk of a bulk job: every entry gets exactly one result, in the chunk's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from procession.domain.errors import Invalid, ProcessionError
+from procession.domain.procedure import Procedure
+from procession.domain.process import Event, Process
+from procession.services.commands import CreateProcess
+from procession.services.common import Caller
+from procession.services.jobs import stored_change
+from procession.services.processes import create_process, load_procedure, pk_of
+from procession.store.jobs import Job
+from procession.store.uow import UnitOfWork
+
+
+def _result(
+    idx: int, status: str, process_id: str | None = None, error: ProcessionError | None = None
+) -> dict:
+    errors = [e.as_dict() for e in error.errors] if error is not None else None
+    return {"b_idx": idx, "b_status": status, "b_process": process_id, "b_error": errors}
+
+
+def apply_updates(
+    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any, Any]], now: int
+) -> list[dict[str, Any]]:
+    """Set-based: one read of the chunk's processes, the domain per entry, one batched write of each kind."""
+    pk_ids = uow.processes.ids_by_pk(
+        procedure.id, [c["pk"] for _, _, c in rows if "pk" in c and "id" not in c]
+    )
+    wanted = {c["id"] if "id" in c else pk_ids.get(c["pk"]) for _, _, c in rows} - {None}
+    processes = uow.processes.get_many(sorted(w for w in wanted if w))
+    touched: dict[str, tuple[Process, str | None]] = {}
+    events: list[tuple[str, Event]] = []
+    results = []
+    for idx, _, stored in rows:
+        pid = stored["id"] if "id" in stored else pk_ids.get(stored["pk"])
+        process = processes.get(pid) if pid else None
+        if process is None or process.procedure != procedure.id:
+            results.append(_result(idx, "ERROR", error=Invalid.one("not_found", "no such process", "id")))
+            continue
+        if process.is_deleted and stored.get("is_deleted") is not False:
+            results.append(_result(idx, "ERROR", pid, Invalid.one("deleted", "the process is deleted", "id")))
+            continue
+        change = stored_change(stored)
+        new_pk = change.data.get(procedure.primary_key) if procedure.primary_key else None
+        if (
+            new_pk is not None
+            and str(new_pk) != pk_of(procedure, process)
+            and (
+                str(new_pk) in {pk for _, pk in touched.values()}
+                or uow.processes.id_by_pk(procedure.id, str(new_pk))
+            )
+        ):
+            results.append(
+                _result(idx, "ERROR", pid, Invalid.one("duplicate_primary_key", "the primary key is taken"))
+            )
+            continue
+        try:
+            for event in process.apply(procedure, change, now=now):
+                events.append((process.id, event))
+        except Invalid as e:
+            results.append(_result(idx, "ERROR", pid, e))
+            continue
+        touched[process.id] = (process, pk_of(procedure, process))
+        results.append(_result(idx, "SUCCESS", pid))
+    uow.processes.save_many(list(touched.values()))
+    uow.events.add_many(events, actor=job.created_by, now=now)
+    return results
+
+
+def apply_creates(
+    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any, Any]], now: int
+) -> list[dict[str, Any]]:
+    """Create Process per entry, each in a savepoint so one bad entry never fails the others."""
+    caller = Caller(team_id=job.team_id, role="member", user_id=job.created_by)
+    results = []
+    for idx, item, _ in rows:
+        try:
+            with uow.conn.begin_nested():
+                created = create_process(uow, caller, procedure.id, CreateProcess.model_validate(item))
+            results.append(_result(idx, "SUCCESS", created["id"]))
+        except ProcessionError as e:
+            results.append(_result(idx, "ERROR", error=e))
+        except IntegrityError:
+            results.append(
+                _result(idx, "ERROR", error=Invalid.one("conflict", "a conflicting process exists"))
+            )
+    return results
+
+
+def apply_chunk(
+    uow: UnitOfWork, job: Job, rows: list[tuple[int, Any, Any]], now: int
+) -> list[dict[str, Any]]:
+    procedure = load_procedure(uow, job.procedure_id)
+    apply = apply_updates if job.kind == "update" else apply_creates
+    return apply(uow, procedure, job, rows, now)

@@ -1,0 +1,205 @@
+"""Bulk jobs: submit (validate every item at once, store it all durably), read, page entries, abort.
+
+Entry statuses: INVALID (refused at submission), NOT_STARTED, SUCCESS, ERROR (refused when applied).
+Job statuses: NOT_STARTED, IN_PROGRESS, COMPLETED, FAILED, ABORTED.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from procession.domain.errors import FieldError, Invalid, NotFound
+from procession.domain.procedure import Procedure
+from procession.domain.process import UNSET, ProcessChange
+from procession.services.commands import CreateProcess, UpdateProcess
+from procession.services.common import Caller, new_id, now_ms
+from procession.services.processes import load_procedure, resolve_change
+from procession.store.jobs import Job
+from procession.store.uow import Lookups, UnitOfWork
+
+CHUNK_SIZE = 1000
+UPDATE_FIELDS = frozenset(UpdateProcess.model_fields) - {
+    "version",
+    "primaryBooking",
+    "belongsTo",
+    "parentProcess",
+}
+CHANGE_FIELDS = ("state", "status", "assigned_to", "next_action_at", "is_deleted")
+
+
+def _errors(e: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "code": "invalid",
+            "message": f"{'.'.join(map(str, err['loc'])) or 'item'}: {err['msg']}",
+            "field": ".".join(map(str, err["loc"])) or None,
+        }
+        for err in e.errors()
+    ]
+
+
+def parse_update(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Lookups) -> dict[str, Any]:
+    """One bulk-update item (flat, or with its fields under ``update``) -> its stored change; ``Invalid``."""
+    if not isinstance(item, dict):
+        raise Invalid.one("invalid_item", "each item must be an object")
+    pk = procedure.primary_key_attribute
+    ident = {k: item[k] for k in ("id", pk.short_id if pk else "id") if k in item}
+    fields = {k: v for k, v in item.items() if k not in ident}
+    if "update" in fields:
+        if set(fields) != {"update"} or not isinstance(fields["update"], dict):
+            raise Invalid.one(
+                "invalid_item", "send the fields either at the top level or under update, not both", "update"
+            )
+        fields = fields["update"]
+    if not ident:
+        raise Invalid.one(
+            "missing_identifier", f"identify the process by id{' or ' + pk.short_id if pk else ''}", "id"
+        )
+    unknown = sorted(set(fields) - UPDATE_FIELDS)
+    if unknown:
+        raise Invalid(
+            [FieldError("unknown_field", f"{k} is not a field bulk updates can write", k) for k in unknown]
+        )
+    try:
+        cmd = UpdateProcess.model_validate(fields)
+    except ValidationError as e:
+        raise Invalid([FieldError(**err) for err in _errors(e)]) from None
+    change = resolve_change(uow, procedure, cmd, lookups)
+    if cmd.isDeleted is not None:
+        change.is_deleted = cmd.isDeleted
+    stored: dict[str, Any] = {"data": change.data}
+    stored.update({k: getattr(change, k) for k in CHANGE_FIELDS if getattr(change, k) is not UNSET})
+    if "id" in ident and not isinstance(ident["id"], str):
+        raise Invalid.one("invalid_identifier", "id must be a string", "id")
+    if pk is not None and pk.short_id in ident:
+        try:
+            stored["pk"] = str(pk.normalise(ident[pk.short_id], lookups))
+        except ValueError as e:
+            raise Invalid.one("invalid_identifier", f"{pk.short_id} {e}", pk.short_id) from None
+        if "id" in ident and uow.processes.id_by_pk(procedure.id, stored["pk"]) not in (None, ident["id"]):
+            raise Invalid.one(
+                "conflicting_identifiers", f"id and {pk.short_id} name different processes", "id"
+            )
+    if "id" in ident:
+        stored["id"] = ident["id"]
+    return stored
+
+
+def stored_change(stored: dict[str, Any]) -> ProcessChange:
+    """The domain change a stored entry asks for."""
+    return ProcessChange(data=stored["data"], **{k: stored[k] for k in CHANGE_FIELDS if k in stored})
+
+
+def parse_create(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Lookups) -> dict[str, Any]:
+    """One bulk-create item, checked as Create Process would check it (references are checked when applied)."""
+    try:
+        cmd = CreateProcess.model_validate(item)
+    except ValidationError as e:
+        raise Invalid([FieldError(**err) for err in _errors(e)]) from None
+    resolve_change(uow, procedure, cmd, lookups)
+    return {}
+
+
+def submit_job(
+    uow: UnitOfWork, caller: Caller, procedure_ref: str, items: list[Any], *, kind: str
+) -> dict[str, Any]:
+    """Validate every item, store the job, its entries and chunks in one transaction; the job's view."""
+    now = now_ms()
+    procedure = load_procedure(uow, procedure_ref)
+    lookups, parse = Lookups(uow), parse_update if kind == "update" else parse_create
+    job_id, entries = new_id(), []
+    for i, item in enumerate(items):
+        entry = {"job_id": job_id, "idx": i, "item": item, "change": None, "process_id": None, "error": None}
+        try:
+            entry["change"] = parse(procedure, item, uow, lookups)
+            entry["status"] = "NOT_STARTED"
+        except Invalid as e:
+            entry["status"], entry["error"] = "INVALID", [err.as_dict() for err in e.errors]
+        entries.append(entry)
+    valid = [e["idx"] for e in entries if e["status"] == "NOT_STARTED"]
+    chunks = [
+        {
+            "job_id": job_id,
+            "chunk_no": n,
+            "first_idx": valid[s],
+            "end_idx": valid[min(s + CHUNK_SIZE, len(valid)) - 1] + 1,
+            "status": "PENDING",
+            "attempts": 0,
+            "wake_at": now,
+        }
+        for n, s in enumerate(range(0, len(valid), CHUNK_SIZE))
+    ]
+    uow.jobs.add(
+        {
+            "id": job_id,
+            "procedure_id": procedure.id,
+            "kind": kind,
+            "status": "NOT_STARTED" if chunks else "COMPLETED",
+            "total": len(items),
+            "chunks_total": len(chunks),
+            "chunks_done": 0,
+            "failed": False,
+            "created_by": caller.user_id,
+            "created_at": now,
+            "finished_at": None if chunks else now,
+        },
+        entries,
+        chunks,
+    )
+    return job_view(uow, job_id)
+
+
+def job_view(uow: UnitOfWork, job_id: str) -> dict[str, Any]:
+    job = uow.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return {
+        **_job_fields(job),
+        "counts": {s: 0 for s in ("INVALID", "NOT_STARTED", "SUCCESS", "ERROR")} | uow.jobs.counts(job_id),
+    }
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "procedure": job.procedure_id,
+        "status": job.status,
+        "total": job.total,
+        "createdBy": job.created_by,
+        "createdAt": job.created_at,
+        "startedAt": job.started_at,
+        "finishedAt": job.finished_at,
+    }
+
+
+def job_entries(
+    uow: UnitOfWork, job_id: str, *, status: str | None, after: int, limit: int
+) -> tuple[list[Any], dict]:
+    """A page of entries: index, status, the original item, the process id and the errors."""
+    if uow.jobs.get(job_id) is None:
+        raise NotFound(f"no job {job_id!r}")
+    rows = uow.jobs.entries(job_id, status=status, after=after, limit=limit + 1)
+    page = [
+        {
+            "index": r["idx"],
+            "status": r["status"],
+            "item": r["item"],
+            "processId": r["process_id"],
+            "errors": r["error"] or [],
+        }
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return page, {"hasMore": more, "nextAfter": page[-1]["index"] if more else None}
+
+
+def abort_job(uow: UnitOfWork, job_id: str) -> dict[str, Any]:
+    """Stop a job: entries not yet applied stay NOT_STARTED."""
+    if uow.jobs.get(job_id) is None:
+        raise NotFound(f"no job {job_id!r}")
+    uow.jobs.abort(job_id, now_ms())
+    uow.commit()
+    return job_view(uow, job_id)

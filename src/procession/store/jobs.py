@@ -1,0 +1,170 @@
+"""Jobs, their entries and chunks: the durable record of background work (the task engine only wakes it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from procession.store import tables as t
+from procession.store.repositories import Repository
+
+J, E, C = t.jobs.c, t.job_entries.c, t.job_chunks.c
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    team_id: str
+    procedure_id: str
+    kind: str
+    status: str
+    total: int
+    chunks_total: int
+    chunks_done: int
+    failed: bool
+    created_by: str | None
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job_id: str
+    chunk_no: int
+    first_idx: int
+    end_idx: int
+    attempts: int
+
+
+class Jobs(Repository):
+    """A team's jobs."""
+
+    def add(self, job: dict[str, Any], entries: list[dict[str, Any]], chunks: list[dict[str, Any]]) -> None:
+        self.conn.execute(t.jobs.insert().values(team_id=self.team_id, **job))
+        for start in range(0, len(entries), 5000):
+            self.conn.execute(t.job_entries.insert(), entries[start : start + 5000])
+        if chunks:
+            self.conn.execute(t.job_chunks.insert(), chunks)
+
+    def get(self, job_id: str) -> Job | None:
+        row = self.conn.execute(sa.select(t.jobs).where(J.team_id == self.team_id, J.id == job_id)).first()
+        return Job(**row._asdict()) if row else None
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        rows = self.conn.execute(
+            sa.select(E.status, sa.func.count()).where(E.job_id == job_id).group_by(E.status)
+        )
+        return {status: n for status, n in rows}
+
+    def entries(self, job_id: str, *, status: str | None, after: int, limit: int) -> list[dict[str, Any]]:
+        q = sa.select(E.idx, E.status, E.item, E.process_id, E.error).where(E.job_id == job_id, E.idx > after)
+        if status is not None:
+            q = q.where(E.status == status)
+        return [r._asdict() for r in self.conn.execute(q.order_by(E.idx).limit(limit))]
+
+    def abort(self, job_id: str, now: int) -> bool:
+        result = self.conn.execute(
+            t.jobs.update()
+            .where(J.team_id == self.team_id, J.id == job_id, J.status.in_(("NOT_STARTED", "IN_PROGRESS")))
+            .values(status="ABORTED", finished_at=now)
+        )
+        return result.rowcount == 1
+
+
+class Queue:
+    """Chunks waiting to be applied, across teams: what the engine claims and the reconciler re-wakes."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def claim(self, job_id: str | None = None, chunk_no: int | None = None) -> Chunk | None:
+        """Lock one pending chunk (the given one, or the oldest) for this transaction; None if taken or done."""
+        q = sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(C.status == "PENDING")
+        if job_id is not None:
+            q = q.where(C.job_id == job_id, C.chunk_no == chunk_no)
+        else:
+            q = q.order_by(C.wake_at, C.job_id, C.chunk_no)
+        row = self.conn.execute(q.limit(1).with_for_update(skip_locked=True)).first()
+        return Chunk(*row) if row else None
+
+    def job(self, job_id: str) -> Job:
+        return Job(**self.conn.execute(sa.select(t.jobs).where(J.id == job_id)).one()._asdict())
+
+    def pending_entries(self, chunk: Chunk) -> list[tuple[int, Any, Any]]:
+        rows = self.conn.execute(
+            sa.select(E.idx, E.item, E.change)
+            .where(
+                E.job_id == chunk.job_id,
+                E.idx >= chunk.first_idx,
+                E.idx < chunk.end_idx,
+                E.status == "NOT_STARTED",
+            )
+            .order_by(E.idx)
+        )
+        return [tuple(r) for r in rows]
+
+    def finish(self, chunk: Chunk, results: list[dict[str, Any]], now: int, *, failed: bool = False) -> str:
+        """Record the entries' results, close the chunk and move the job on; the job's new status."""
+        if results:
+            self.conn.execute(
+                t.job_entries.update()
+                .where(E.job_id == sa.bindparam("b_job"), E.idx == sa.bindparam("b_idx"))
+                .values(
+                    status=sa.bindparam("b_status"),
+                    process_id=sa.bindparam("b_process"),
+                    error=sa.bindparam("b_error"),
+                ),
+                [{"b_job": chunk.job_id, **r} for r in results],
+            )
+        self.conn.execute(
+            t.job_chunks.update()
+            .where(C.job_id == chunk.job_id, C.chunk_no == chunk.chunk_no)
+            .values(status="DONE")
+        )
+        done = J.chunks_done + 1
+        return self.conn.execute(
+            t.jobs.update()
+            .where(J.id == chunk.job_id)
+            .values(
+                chunks_done=done,
+                failed=J.failed | sa.literal(failed),
+                started_at=sa.func.coalesce(J.started_at, now),
+                status=sa.case(
+                    (J.status == "ABORTED", J.status),
+                    (done < J.chunks_total, "IN_PROGRESS"),
+                    (J.failed | sa.literal(failed), "FAILED"),
+                    else_="COMPLETED",
+                ),
+                finished_at=sa.case(
+                    (done >= J.chunks_total, sa.func.coalesce(J.finished_at, now)), else_=None
+                ),
+            )
+            .returning(J.status)
+        ).scalar_one()
+
+    def attempt_failed(self, chunk: Chunk, now: int, retry_after_ms: int) -> None:
+        self.conn.execute(
+            t.job_chunks.update()
+            .where(C.job_id == chunk.job_id, C.chunk_no == chunk.chunk_no)
+            .values(attempts=C.attempts + 1, wake_at=now + retry_after_ms)
+        )
+
+    def due(self, now: int, lease_ms: int, limit: int = 1000) -> list[tuple[str, int]]:
+        """Pending chunks whose wake-up lease expired (a worker died, a wake-up was lost); re-leased to now."""
+        rows = self.conn.execute(
+            sa.select(C.job_id, C.chunk_no)
+            .where(C.status == "PENDING", C.wake_at <= now - lease_ms)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if rows:
+            self.conn.execute(
+                t.job_chunks.update()
+                .where(C.job_id == sa.bindparam("b_job"), C.chunk_no == sa.bindparam("b_no"))
+                .values(wake_at=now),
+                [{"b_job": j, "b_no": n} for j, n in rows],
+            )
+        return [(j, n) for j, n in rows]
