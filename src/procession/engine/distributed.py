@@ -9,6 +9,7 @@ database restarted, or a wake-up was never sent.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 import procrastinate
@@ -31,7 +32,9 @@ def conninfo(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+@lru_cache(maxsize=None)
 def make_app(url: str) -> procrastinate.App:
+    """The procrastinate app for ``url`` (one per process: registering the tasks twice would rename them)."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
     app.add_tasks_from(tasks, namespace="procession")
     return app
@@ -43,7 +46,7 @@ def run_chunk_task(job_id: str, chunk_no: int) -> None:
     run_chunk(_engine, job_id, chunk_no)
 
 
-@tasks.periodic(cron="*/5 * * * * *", periodic_id="reconcile")
+@tasks.periodic(cron="* * * * * */5", periodic_id="reconcile")  # croniter: seconds last
 @tasks.task(name="reconcile", queue=QUEUE, pass_context=False)
 def reconcile_task(timestamp: int) -> None:
     assert _engine is not None
@@ -90,7 +93,9 @@ def run_worker(engine: sa.Engine, url: str, *, concurrency: int = 1, lease_ms: i
     app = make_app(url)
     with app.open():
         defer_chunks(app.tasks["procession:run_chunk"], due_chunks(engine, lease_ms))
-    app.run_worker(queues=[QUEUE], concurrency=concurrency, name="procession-worker")
+    app.run_worker(
+        queues=[QUEUE], concurrency=concurrency, name="procession-worker", delete_jobs="successful"
+    )
 
 
 def apply_schema(url: str) -> None:
