@@ -1,0 +1,249 @@
+"""Bulk jobs on SQLite and PostgreSQL: submission, per-entry results, chunk application, abort, idempotency."""
+
+from __future__ import annotations
+
+import pytest
+
+from procession.api.deps import request_hash
+from procession.engine.chunks import next_pending, run_chunk
+from procession.services.commands import BulkProcesses, CreateProcess
+from procession.services.idempotency import run_once
+from procession.services.jobs import abort_job, job_entries, job_view, submit_job
+from procession.services.processes import create_process
+from procession.services.reads import get_process
+from tests.conftest import Team
+
+
+def create(team: Team, body: dict) -> dict:
+    with team.uow() as uow:
+        out = create_process(uow, team.caller, "lead", CreateProcess.model_validate(body))
+        uow.commit()
+    return out
+
+
+def submit(team: Team, items: list, kind: str = "update") -> dict:
+    with team.uow() as uow:
+        job = submit_job(uow, team.caller, "lead", items, kind=kind)
+        uow.commit()
+    return job
+
+
+def drain(team: Team) -> int:
+    """Apply every pending chunk, as a worker would; the number applied."""
+    applied = 0
+    while (found := next_pending(team.services.engine)) is not None:
+        assert run_chunk(team.services.engine, *found)
+        applied += 1
+    return applied
+
+
+def job(team: Team, job_id: str) -> dict:
+    with team.uow() as uow:
+        return job_view(uow, job_id)
+
+
+def entries(team: Team, job_id: str, status: str | None = None) -> list[dict]:
+    with team.uow() as uow:
+        return job_entries(uow, job_id, status=status, after=-1, limit=1000)[0]
+
+
+def read(team: Team, process_id: str) -> dict:
+    with team.uow() as uow:
+        return get_process(uow, "lead", (process_id,))
+
+
+def test_both_shapes_both_identifiers_and_every_field(team: Team) -> None:
+    a, b = create(team, {"data": {"city": "Pune"}}), create(team, {"data": {"lead_id": "LEAD-910"}})
+    j = submit(
+        team,
+        [
+            {
+                "id": a["id"],
+                "state": "IN_PROGRESS",
+                "status": "OPEN",
+                "assignedTo": "shane.warne",
+                "nextActionAt": "1616253910842",
+                "data": {"first_name": "shane", "last_name": "warne"},
+            },
+            {
+                "lead_id": "LEAD-910",
+                "update": {
+                    "data": {"score": "105", "city": "Goa"},
+                    "state": "IN_PROGRESS",
+                    "status": "CANCELLED",
+                },
+            },
+        ],
+    )
+    assert j["status"] == "NOT_STARTED" and j["counts"]["NOT_STARTED"] == 2
+    assert drain(team) == 1
+    done = job(team, j["id"])
+    assert done["status"] == "COMPLETED" and done["counts"]["SUCCESS"] == 2 and done["finishedAt"]
+    pa, pb = read(team, a["id"]), read(team, b["id"])
+    assert pa["data"] == {
+        "city": "Pune",
+        "first_name": "shane",
+        "last_name": "warne",
+        "lead_id": pa["data"]["lead_id"],
+    }
+    assert (pa["state"], pa["nextActionAt"], pa["assignedTo"] is not None) == (
+        "IN_PROGRESS",
+        1616253910842,
+        True,
+    )
+    assert pb["data"]["score"] == 105 and pb["status"] == "CANCELLED" and pb["cancelledAt"]
+    assert [e["processId"] for e in entries(team, j["id"])] == [a["id"], b["id"]]
+
+
+def test_delete_and_restore_in_bulk(team: Team) -> None:
+    p = create(team, {})
+    submit(team, [{"id": p["id"], "isDeleted": True}])
+    drain(team)
+    j = submit(team, [{"id": p["id"], "data": {"score": 1}}, {"id": p["id"], "update": {"isDeleted": False}}])
+    drain(team)
+    results = entries(team, j["id"])
+    assert [e["status"] for e in results] == ["ERROR", "SUCCESS"]
+    assert results[0]["errors"][0]["code"] == "deleted"
+    assert read(team, p["id"])["isDeleted"] is False
+
+
+def test_invalid_and_error_entries_never_fail_the_others(team: Team) -> None:
+    good, done = create(team, {}), create(team, {"state": "CONVERTED"})
+    other = create(team, {"data": {"lead_id": "OTHER"}})
+    items = [
+        {"status": "COMPLETED"},  # 0 no identifier: INVALID
+        {"id": good["id"], "data": {"score": "many"}},  # 1 bad value: INVALID
+        {"id": good["id"], "data": {"nope": 1}},  # 2 unknown attribute: INVALID
+        {"id": good["id"], "colour": "red"},  # 3 unknown field: INVALID
+        {"id": good["id"], "lead_id": "OTHER"},  # 4 identifiers disagree: INVALID
+        {"id": good["id"], "data": {"score": 1}, "update": {"state": "NEW"}},  # 5 both shapes: INVALID
+        "not an object",  # 6 INVALID
+        {"id": "00000000-0000-0000-0000-000000000000", "data": {"score": 1}},  # 7 not found: ERROR
+        {"id": done["id"], "state": "NEW"},  # 8 transition: ERROR
+        {"lead_id": "NOPE-1", "data": {"score": 1}},  # 9 not found by key: ERROR
+        {"id": good["id"], "data": {"score": 7}},  # 10 SUCCESS
+        {"lead_id": "OTHER", "data": {"score": 8}},  # 11 SUCCESS
+    ]
+    j = submit(team, items)
+    assert j["counts"] == {"INVALID": 7, "NOT_STARTED": 5, "SUCCESS": 0, "ERROR": 0}
+    drain(team)
+    final = job(team, j["id"])
+    assert final["status"] == "COMPLETED"
+    assert final["counts"] == {"INVALID": 7, "NOT_STARTED": 0, "SUCCESS": 2, "ERROR": 3}
+    by_index = {e["index"]: e for e in entries(team, j["id"])}
+    assert [by_index[i]["status"] for i in range(12)] == ["INVALID"] * 7 + ["ERROR"] * 3 + ["SUCCESS"] * 2
+    assert by_index[8]["errors"][0]["code"] == "transition_not_allowed"
+    assert by_index[0]["errors"][0]["code"] == "missing_identifier"
+    assert by_index[1]["errors"][0]["field"] == "data.score"
+    assert entries(team, j["id"], "ERROR")[0]["index"] == 7
+    assert read(team, good["id"])["data"]["score"] == 7 and read(team, other["id"])["data"]["score"] == 8
+
+
+def test_bulk_updates_write_the_same_events_as_single_updates(team: Team) -> None:
+    p = create(team, {})
+    submit(
+        team, [{"id": p["id"], "state": "IN_PROGRESS", "assignedTo": "shane.warne", "data": {"city": "X"}}]
+    )
+    drain(team)
+    with team.uow() as uow:
+        types = [e.type for e in uow.events.for_process(p["id"])]
+    assert types == ["process.created", "process.updated", "process.state_changed", "process.assigned"]
+
+
+def test_abort_leaves_unapplied_entries_not_started(team: Team) -> None:
+    p = create(team, {})
+    j = submit(team, [{"id": p["id"], "data": {"score": i}} for i in range(2500)])
+    first = next_pending(team.services.engine)
+    assert first is not None and run_chunk(team.services.engine, *first)
+    with team.uow() as uow:
+        assert abort_job(uow, j["id"])["status"] == "ABORTED"
+    drain(team)
+    final = job(team, j["id"])
+    assert final["status"] == "ABORTED"
+    assert final["counts"]["SUCCESS"] == 1000 and final["counts"]["NOT_STARTED"] == 1500
+    assert read(team, p["id"])["data"]["score"] == 999
+
+
+def test_bulk_create_has_create_semantics(team: Team) -> None:
+    create(team, {"data": {"lead_id": "TAKEN"}})
+    j = submit(
+        team,
+        [
+            {
+                "data": {"firstname": "Ted"},
+                "record": {"data": {"phone_number": "7701214822"}},
+                "state": "CONVERTED",
+            },
+            {"data": {"lead_id": "TAKEN"}},
+            {"data": {"score": "x"}},
+            {"assignedTo": "shane.warne"},
+        ],
+        kind="create",
+    )
+    assert j["counts"]["INVALID"] == 1
+    drain(team)
+    results = entries(team, j["id"])
+    assert [e["status"] for e in results] == ["SUCCESS", "ERROR", "INVALID", "SUCCESS"]
+    assert results[1]["errors"][0]["code"] == "duplicate_primary_key"
+    ted = read(team, results[0]["processId"])
+    assert ted["state"] == "CONVERTED" and ted["record"] is not None
+
+
+def test_idempotent_resubmission_returns_the_same_job(team: Team) -> None:
+    p = create(team, {})
+    body = BulkProcesses(processes=[{"id": p["id"], "data": {"score": 1}}])
+
+    def send(b: BulkProcesses) -> tuple[int, dict]:
+        return run_once(
+            team.uow,
+            "bulk-1",
+            request_hash("bulk-update lead", b),
+            202,
+            lambda uow: submit_job(uow, team.caller, "lead", b.processes, kind="update"),
+        )
+
+    first, again = send(body), send(body)
+    assert first[1]["id"] == again[1]["id"]
+    assert drain(team) == 1
+
+
+def test_a_chunk_is_applied_once(team: Team) -> None:
+    p = create(team, {})
+    j = submit(team, [{"id": p["id"], "data": {"score": 1}}])
+    found = next_pending(team.services.engine)
+    assert found is not None
+    assert run_chunk(team.services.engine, *found) is True
+    assert run_chunk(team.services.engine, *found) is False
+    assert job(team, j["id"])["counts"]["SUCCESS"] == 1
+    with team.uow() as uow:
+        assert len(uow.events.for_process(p["id"])) == 2
+
+
+def test_a_hundred_thousand_entries(team: Team) -> None:
+    keys = [create(team, {})["data"]["lead_id"] for _ in range(50)]
+    items = [
+        {
+            "lead_id": keys[i % 50],
+            "data": {"score": i, "city": "Goa", "source": "bulk"},
+            **({"state": "IN_PROGRESS"} if i < 50 else {}),
+        }
+        for i in range(100_000)
+    ]
+    j = submit(team, items)
+    assert j["counts"]["NOT_STARTED"] == 100_000
+    assert drain(team) == 100
+    final = job(team, j["id"])
+    assert final["status"] == "COMPLETED" and final["counts"]["SUCCESS"] == 100_000
+    with team.uow() as uow:
+        p = uow.processes.get(uow.processes.id_by_pk(uow.procedures.get("lead").id, keys[0]))  # type: ignore[union-attr]
+    assert (
+        p is not None and p.version == 1 + 2000 - 0
+    )  # 2,000 entries touched this one; each changed the score
+
+
+@pytest.mark.parametrize("kind", ["update", "create"])
+def test_unknown_procedure_is_not_found(team: Team, kind: str) -> None:
+    from procession.domain.errors import NotFound
+
+    with pytest.raises(NotFound), team.uow() as uow:
+        submit_job(uow, team.caller, "nope", [{}], kind=kind)
