@@ -9,7 +9,7 @@ database restarted, or a wake-up was never sent.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import procrastinate
@@ -32,7 +32,7 @@ def conninfo(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_app(url: str) -> procrastinate.App:
     """The procrastinate app for ``url`` (one per process: registering the tasks twice would rename them)."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))

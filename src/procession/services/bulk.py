@@ -13,6 +13,7 @@ from procession.services.commands import CreateProcess
 from procession.services.common import Caller
 from procession.services.jobs import stored_change
 from procession.services.processes import create_process, load_procedure, pk_of
+from procession.store import batch
 from procession.store.jobs import Job
 from procession.store.uow import UnitOfWork
 
@@ -67,8 +68,8 @@ def apply_updates(
             continue
         touched[process.id] = (process, pk_of(procedure, process))
         results.append(_result(idx, "SUCCESS", pid))
-    uow.processes.save_many(list(touched.values()))
-    uow.events.add_many(events, actor=job.created_by, now=now)
+    batch.save_processes(uow.conn, list(touched.values()))
+    batch.insert_events(uow.conn, uow.team_id, events, actor=job.created_by, now=now)
     return results
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.store import tables as t
+from procession.store.batch import mark_entries
 from procession.store.repositories import Repository
 
 J, E, C = t.jobs.c, t.job_entries.c, t.job_chunks.c
@@ -108,17 +109,7 @@ class Queue:
 
     def finish(self, chunk: Chunk, results: list[dict[str, Any]], now: int, *, failed: bool = False) -> str:
         """Record the entries' results, close the chunk and move the job on; the job's new status."""
-        if results:
-            self.conn.execute(
-                t.job_entries.update()
-                .where(E.job_id == sa.bindparam("b_job"), E.idx == sa.bindparam("b_idx"))
-                .values(
-                    status=sa.bindparam("b_status"),
-                    process_id=sa.bindparam("b_process"),
-                    error=sa.bindparam("b_error"),
-                ),
-                [{"b_job": chunk.job_id, **r} for r in results],
-            )
+        mark_entries(self.conn, chunk.job_id, results)
         self.conn.execute(
             t.job_chunks.update()
             .where(C.job_id == chunk.job_id, C.chunk_no == chunk.chunk_no)
