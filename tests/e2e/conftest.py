@@ -23,31 +23,55 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server(services: Services) -> Iterator[str]:
-    """The base URL of a running server on the session's database."""
-    port = free_port()
-    env = {
-        **os.environ,
+def start(command: str, env: dict[str, str], port: int | None = None) -> subprocess.Popen:
+    """``procession <command>`` as a child process."""
+    args = [sys.executable, "-m", "procession.cli", command, *(["--port", str(port)] if port else [])]
+    return subprocess.Popen(args, env={**os.environ, **env})
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_until_up(url: str) -> None:
+    for _ in range(150):
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+def server_env(services: Services) -> dict[str, str]:
+    return {
         "PROCESSION_DATABASE_URL": services.settings.url,
         "PROCESSION_DATA_DIR": str(services.settings.data_dir),
         "PROCESSION_MAX_BODY_BYTES": str(1024 * 1024),
+        "PROCESSION_LEASE_SECONDS": "1",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "procession.cli", "serve", "--port", str(port)], env=env)
+
+
+@pytest.fixture(scope="session")
+def server(services: Services) -> Iterator[str]:
+    """The base URL of a running server on the session's database; on PostgreSQL a ``procession worker``
+    runs beside it (on SQLite the server applies background work itself)."""
+    port, env = free_port(), server_env(services)
+    procs = [start("serve", env, port)]
+    if not services.settings.is_sqlite:
+        procs.append(start("worker", env))
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the server did not start")
+        wait_until_up(url)
         yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for proc in procs:
+            stop(proc)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from procession.store.batch import mark_entries
 from procession.store.repositories import Repository
 
 J, E, C = t.jobs.c, t.job_entries.c, t.job_chunks.c
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # who applied a chunk, for operators (and tests)
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class Queue:
         self.conn.execute(
             t.job_chunks.update()
             .where(C.job_id == chunk.job_id, C.chunk_no == chunk.chunk_no)
-            .values(status="DONE")
+            .values(status="DONE", applied_by=WORKER)
         )
         done = J.chunks_done + 1
         return self.conn.execute(

@@ -224,5 +224,6 @@ job_chunks = sa.Table(
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("wake_at", sa.BigInteger, nullable=False),
+    sa.Column("applied_by", sa.String(200)),
     sa.Index("ix_job_chunks_pending", "status", "wake_at"),
 )

@@ -308,6 +308,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("wake_at", sa.BigInteger(), nullable=False),
+        sa.Column("applied_by", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(
             ["job_id"],
             ["jobs.id"],

@@ -1,0 +1,133 @@
+"""Bulk update and bulk create over HTTP, applied in the background by the real engine (the embedded runner
+on SQLite, a procrastinate worker process on PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+
+from tests.e2e.conftest import Api
+
+LEADS = "/v1/ext/procedure/lead/process"
+
+
+def wait_for(api: Api, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.http.get(f"/v1/ext/background-job/{job_id}").json()
+        if job["_data"]["status"] in ("COMPLETED", "FAILED", "ABORTED"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def create(api: Api, **body) -> dict:
+    r = api.http.post(LEADS, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["_data"]
+
+
+def test_the_specification_examples(api: Api) -> None:
+    first = create(api, data={"first_name": "Cixin"})
+    tokyo = create(api, data={"lead_id": "LEAD-910"})
+    ext = create(api, data={"lead_id": "EXT-TEST-143"})
+    goa = create(api)
+    bodies = [
+        {
+            "processes": [
+                {
+                    "id": first["id"],
+                    "state": "IN_PROGRESS",
+                    "status": "OPEN",
+                    "assignedTo": "shane.warne",
+                    "nextActionAt": "1616253910842",
+                    "data": {"first_name": "shane", "last_name": "warne"},
+                }
+            ]
+        },
+        {"processes": [{"lead_id": "LEAD-910", "data": {"country": "Japan", "city": "Tokyo"}}]},
+        {"processes": [{"status": "COMPLETED"}]},
+        {
+            "processes": [
+                {"lead_id": "EXT-TEST-143", "update": {"data": {"score": "105"}}},
+                {"id": goa["id"], "update": {"data": {"city": "Goa"}, "state": "IN_PROGRESS"}},
+            ]
+        },
+    ]
+    jobs = []
+    for body in bodies:
+        r = api.http.patch(LEADS, json=body)
+        assert r.status_code == 202, r.text
+        assert set(r.json()["_meta"]["counts"]) == {"INVALID", "NOT_STARTED", "SUCCESS", "ERROR"}
+        jobs.append(wait_for(api, r.json()["_data"]["id"]))
+    assert [j["_meta"]["counts"]["SUCCESS"] for j in jobs] == [1, 1, 0, 2]
+    assert jobs[2]["_meta"]["counts"]["INVALID"] == 1
+    got = {
+        p["id"]: p
+        for p in (api.http.get(f"{LEADS}/{x['id']}").json()["_data"] for x in (first, tokyo, ext, goa))
+    }
+    assert got[first["id"]]["data"]["last_name"] == "warne" and got[first["id"]]["state"] == "IN_PROGRESS"
+    assert got[first["id"]]["nextActionAt"] == 1616253910842
+    assert got[tokyo["id"]]["data"]["city"] == "Tokyo" and got[tokyo["id"]]["data"]["country"] == "Japan"
+    assert got[ext["id"]]["data"]["score"] == 105
+    assert got[goa["id"]]["data"]["city"] == "Goa" and got[goa["id"]]["state"] == "IN_PROGRESS"
+    entries = api.http.get(f"/v1/ext/background-job/{jobs[2]['_data']['id']}/entries?status=INVALID").json()
+    assert entries["_data"][0]["item"] == {"status": "COMPLETED"}
+    assert entries["_data"][0]["errors"][0]["code"] == "missing_identifier"
+
+
+def test_structurally_broken_requests_create_no_job(api: Api) -> None:
+    assert (
+        api.http.patch(LEADS, content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    )
+    assert api.http.patch(LEADS, json={"items": []}).status_code == 422
+    assert api.http.patch(LEADS, json={"processes": []}).status_code == 422
+    assert api.http.patch(LEADS, json={"processes": "x"}).status_code == 422
+    assert api.http.patch("/v1/ext/procedure/nope/process", json={"processes": [{}]}).status_code == 404
+
+
+def test_idempotent_submission_returns_the_same_job(api: Api) -> None:
+    p = create(api)
+    body = {"processes": [{"id": p["id"], "data": {"score": 1}}]}
+    first = api.http.patch(LEADS, json=body, headers={"Idempotency-Key": "k1"})
+    again = api.http.patch(LEADS, json=body, headers={"Idempotency-Key": "k1"})
+    other = api.http.patch(LEADS, json={"processes": [{"id": p["id"]}]}, headers={"Idempotency-Key": "k1"})
+    assert first.json()["_data"]["id"] == again.json()["_data"]["id"] and other.status_code == 409
+
+
+def test_bulk_create_and_entry_paging(api: Api) -> None:
+    items = [{"data": {"score": i}} for i in range(250)] + [{"data": {"score": "bad"}}]
+    r = api.http.post(f"{LEADS}/bulk-create", json={"processes": items})
+    assert r.status_code == 202
+    job = wait_for(api, r.json()["_data"]["id"])
+    assert job["_meta"]["counts"] == {"INVALID": 1, "NOT_STARTED": 0, "SUCCESS": 250, "ERROR": 0}
+    seen, after = [], -1
+    while True:
+        page = api.http.get(
+            f"/v1/ext/background-job/{job['_data']['id']}/entries",
+            params={"status": "SUCCESS", "after": after, "limit": 100},
+        ).json()
+        seen += [e["processId"] for e in page["_data"]]
+        if not page["_meta"]["hasMore"]:
+            break
+        after = page["_meta"]["nextAfter"]
+    assert len(set(seen)) == 250
+    listed = api.http.post(f"{LEADS}/list", json={"where": {"score": {">=": 0}}, "limit": 100}).json()
+    assert listed["_meta"]["hasMore"] is True
+
+
+def test_abort_over_http(api: Api) -> None:
+    p = create(api)
+    r = api.http.patch(
+        LEADS, json={"processes": [{"id": p["id"], "data": {"score": i}} for i in range(10_000)]}
+    )
+    job_id = r.json()["_data"]["id"]
+    aborted = api.http.post(f"/v1/ext/background-job/{job_id}/abort").json()
+    final = wait_for(api, job_id)
+    assert final["_data"]["status"] in (
+        "ABORTED",
+        "COMPLETED",
+    )  # it may have finished before the abort landed
+    if aborted["_data"]["status"] == "ABORTED":
+        assert final["_data"]["status"] == "ABORTED"
+        counts = final["_meta"]["counts"]
+        assert counts["SUCCESS"] + counts["NOT_STARTED"] == 10_000 and counts["SUCCESS"] % 1000 == 0

@@ -1,0 +1,163 @@
+"""Nothing accepted is lost: real worker processes killed with SIGKILL mid-job, and a job spread over two
+workers. Each case uses its own database so that no other worker can help."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from procession.bootstrap import Services, bootstrap
+from procession.config import Settings
+from procession.engine.distributed import DistributedWaker
+from procession.services.commands import CreateProcess
+from procession.services.jobs import submit_job
+from procession.services.processes import create_process
+from procession.store import tables as t
+from tests.conftest import Team, make_team, postgres_database
+from tests.e2e.conftest import free_port, start, stop, wait_until_up
+
+LEASE = "1"
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[Services]:
+    for url in postgres_database():
+        svc = bootstrap(Settings(data_dir=tmp_path, database_url=url))
+        yield svc
+        svc.close()
+
+
+def env_of(svc: Services) -> dict[str, str]:
+    return {
+        "PROCESSION_DATABASE_URL": svc.settings.url,
+        "PROCESSION_DATA_DIR": str(svc.settings.data_dir),
+        "PROCESSION_LEASE_SECONDS": LEASE,
+    }
+
+
+def seed(team: Team, processes: int) -> list[str]:
+    ids = []
+    with team.uow() as uow:
+        for _ in range(processes):
+            ids.append(create_process(uow, team.caller, "lead", CreateProcess())["id"])
+        uow.commit()
+    return ids
+
+
+def submit(team: Team, ids: list[str], entries: int) -> str:
+    items = [{"id": ids[i % len(ids)], "data": {"score": i, "city": f"c{i % 7}"}} for i in range(entries)]
+    with team.uow() as uow:
+        job = submit_job(uow, team.caller, "lead", items, kind="update")
+        uow.commit()
+    return str(job["id"])
+
+
+def chunks_done(svc: Services, job_id: str) -> int:
+    with svc.engine.connect() as conn:
+        return int(conn.scalar(sa.select(t.jobs.c.chunks_done).where(t.jobs.c.id == job_id)) or 0)
+
+
+def wait(condition, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def assert_applied_exactly_once(svc: Services, job_id: str, ids: list[str], entries: int) -> None:
+    with svc.engine.connect() as conn:
+        statuses = Counter(
+            conn.scalars(sa.select(t.job_entries.c.status).where(t.job_entries.c.job_id == job_id))
+        )
+        events = Counter(
+            conn.scalars(
+                sa.select(t.events.c.process_id).where(
+                    t.events.c.type == "process.updated", t.events.c.process_id.in_(ids)
+                )
+            )
+        )
+        versions = dict(
+            conn.execute(
+                sa.select(t.processes.c.id, t.processes.c.version).where(t.processes.c.id.in_(ids))
+            ).all()
+        )
+        status = conn.scalar(sa.select(t.jobs.c.status).where(t.jobs.c.id == job_id))
+    assert status == "COMPLETED" and statuses == {"SUCCESS": entries}
+    per_process = Counter(ids[i % len(ids)] for i in range(entries))
+    assert events == per_process  # one event per entry: none lost, none doubled
+    assert all(versions[pid] == 1 + n for pid, n in per_process.items())
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_job_loses_nothing_on_postgresql(pg: Services) -> None:
+    team = make_team(pg)
+    ids, entries = seed(team, 300), 40_000
+    job_id = submit(team, ids, entries)
+    DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
+    first = start("worker", env_of(pg))
+    try:
+        wait(lambda: chunks_done(pg, job_id) >= 5)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        stop(first)
+    assert chunks_done(pg, job_id) < 40, "the job finished before the kill: make it bigger"
+    second = start("worker", env_of(pg))
+    try:
+        wait(lambda: chunks_done(pg, job_id) == 40)
+    finally:
+        stop(second)
+    assert_applied_exactly_once(pg, job_id, ids, entries)
+
+
+@pytest.mark.postgres
+def test_a_job_spreads_over_two_workers(pg: Services) -> None:
+    team = make_team(pg)
+    ids, entries = seed(team, 200), 30_000
+    workers = [start("worker", env_of(pg)) for _ in range(2)]
+    try:
+        time.sleep(2)  # both listening
+        job_id = submit(team, ids, entries)
+        DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
+        wait(lambda: chunks_done(pg, job_id) == 30)
+    finally:
+        for w in workers:
+            stop(w)
+    assert_applied_exactly_once(pg, job_id, ids, entries)
+    with pg.engine.connect() as conn:
+        by = conn.scalars(
+            sa.select(t.job_chunks.c.applied_by).where(t.job_chunks.c.job_id == job_id).distinct()
+        )
+        assert len(set(by)) == 2
+
+
+def test_the_server_killed_mid_job_loses_nothing_on_sqlite(tmp_path: Path) -> None:
+    svc = bootstrap(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'kill.db'}"))
+    try:
+        team = make_team(svc)
+        ids, entries = seed(team, 300), 40_000
+        job_id = submit(team, ids, entries)
+        port, env = free_port(), env_of(svc)
+        server = start("serve", env, port)
+        try:
+            wait(lambda: chunks_done(svc, job_id) >= 5)
+            server.send_signal(signal.SIGKILL)
+            server.wait()
+        finally:
+            stop(server)
+        assert chunks_done(svc, job_id) < 40, "the job finished before the kill: make it bigger"
+        server = start("serve", env, port)
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}")
+            wait(lambda: chunks_done(svc, job_id) == 40)
+        finally:
+            stop(server)
+        assert_applied_exactly_once(svc, job_id, ids, entries)
+    finally:
+        svc.close()
