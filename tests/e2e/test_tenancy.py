@@ -16,6 +16,9 @@ def test_every_route_hides_another_teams_ids(api: Api, server: str) -> None:
         "/v1/ext/procedure/lead/process", json={"data": {"firstname": "Secret", "lead_id": "SECRET-1"}}
     ).json()["_data"]
     photo = a.post("/v1/ext/photo", files={"photo": ("s.png", b"secret", "image/png")}).json()["_data"]
+    job = a.patch("/v1/ext/procedure/lead/process", json={"processes": [{"id": process["id"]}]}).json()[
+        "_data"
+    ]
     config = a.get("/v1/ext/config").json()["_data"]
     lead = next(p for p in config["procedures"] if p["shortId"] == "lead")
     customer = config["entities"][0]
@@ -27,9 +30,10 @@ def test_every_route_hides_another_teams_ids(api: Api, server: str) -> None:
         "procedureId": lead["id"],
         "entityId": customer["id"],
         "fileId": photo["id"],
+        "jobId": job["id"],
         "clientUUID": str(uuid.uuid4()),
     }
-    secrets = {process["id"], lead["id"], customer["id"], "Secret"}
+    secrets = {process["id"], lead["id"], customer["id"], job["id"], "Secret"}
     bodies = {
         ("put", "/v1/admin/procedures/{procedureId}"): LEAD,
         ("put", "/v1/admin/entities/{entityId}"): {"shortId": "customer", "attributes": []},

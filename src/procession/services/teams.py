@@ -40,7 +40,7 @@ def team_id(engine: sa.Engine, slug: str) -> str:
 
 def create_team(engine: sa.Engine, slug: str, name: str = "") -> str:
     """A new, empty team; its id."""
-    with engine.begin() as conn:
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         teams = Teams(conn)
         if teams.by_slug(slug) is not None:
             raise Conflict(f"team {slug!r} exists", field="slug")
