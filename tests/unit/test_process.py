@@ -600,3 +600,28 @@ def test_unset_is_falsy_and_distinct_from_none() -> None:
     assert repr(UNSET) == "UNSET"
     assert change.data == {}
     assert ProcessChange().data is not change.data
+
+
+def test_only_formulas_reading_a_changed_attribute_are_recomputed() -> None:
+    process = create(ProcessChange(data={"a-first": "Ted", "a-last": "Mosby", "a-score": 2}))
+    assert process.derived_data == {"a-full": "Ted Mosby", "a-double": 4}
+    process.derived_data = {"a-full": "stale", "a-double": 4}  # a value only a recomputation would replace
+    process.apply(lead(), ProcessChange(data={"a-score": 3}), now=T1)
+    assert process.derived_data == {"a-full": "stale", "a-double": 6}
+    process.apply(lead(), ProcessChange(data={"a-last": "Stinson"}), now=T2)
+    assert process.derived_data == {"a-full": "Ted Stinson", "a-double": 6}
+
+
+@pytest.mark.parametrize(
+    ("formula", "inputs"),
+    [
+        ('data.firstname + " " + data.lastname', {"firstname", "lastname"}),
+        ("has(data.score) ? data.score : 0", {"score"}),
+        ('data["score"] * 2', None),
+        ("size(data)", None),
+        ("1 + 2", set()),
+    ],
+)
+def test_formula_inputs(formula: str, inputs: set[str] | None) -> None:
+    found = Attribute("a", "x", "string", formula=formula).formula_inputs
+    assert found == (None if inputs is None else frozenset(inputs))

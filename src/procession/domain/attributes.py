@@ -57,6 +57,16 @@ class Attribute:
         return self.type in ("stringId", "integerId")
 
     @cached_property
+    def formula_inputs(self) -> frozenset[str] | None:
+        """The attribute shortIds a formula reads (``data.x``); None when it reads ``data`` any other way."""
+        if self.formula is None:
+            return frozenset()
+        names = re.findall(r"\bdata\.([A-Za-z_][A-Za-z0-9_]*)", self.formula)
+        if len(names) != len(re.findall(r"\bdata\b", self.formula)):
+            return None
+        return frozenset(names)
+
+    @cached_property
     def schema_validator(self) -> Any:
         """A JSON Schema validator for externalObject attributes."""
         schema = self.config.get("schema") or {"type": "object"}

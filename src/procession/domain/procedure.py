@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -79,13 +80,25 @@ class Schema:
         names = self.by_id
         return {names[k].short_id: v for k, v in data.items() if k in names}
 
-    def derive(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Derived attributes' values (id-keyed), computed from the data."""
-        formulas = [a for a in self.attributes if a.derived]
-        if not formulas:
-            return {}
-        variables = {"data": self.to_short(data)}
-        return {a.id: evaluate(a.formula, variables) for a in formulas if a.formula is not None}
+    def derive(
+        self, data: dict[str, Any], *, previous: dict[str, Any] | None = None, changed: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """Derived attributes' values (id-keyed), computed from the data. Given the ``previous`` values and the
+        attribute ids that ``changed``, formulas that read none of them keep their previous value."""
+        changed_short = {self.by_id[k].short_id for k in changed if k in self.by_id}
+        out: dict[str, Any] = {}
+        variables: dict[str, Any] | None = None
+        for a in self.attributes:
+            if a.formula is None:
+                continue
+            inputs = a.formula_inputs
+            if previous is not None and inputs is not None and not inputs & changed_short:
+                if a.id in previous:
+                    out[a.id] = previous[a.id]
+                continue
+            variables = variables or {"data": self.to_short(data)}
+            out[a.id] = evaluate(a.formula, variables)
+        return out
 
 
 @dataclass

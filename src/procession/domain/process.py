@@ -155,7 +155,9 @@ class Process:
             "entity",
         ):
             self._set(name, getattr(change, name), changes)
-        derived = procedure.derive(self.data)
+        derived = procedure.derive(
+            self.data, previous=self.derived_data if self.version else None, changed=change.data
+        )
         for key in derived.keys() | self.derived_data.keys():
             if self.derived_data.get(key) != derived.get(key):
                 changes[f"derivedData.{key}"] = [self.derived_data.get(key), derived.get(key)]
