@@ -1,0 +1,47 @@
+"""The ``procession`` command, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import free_port, start, stop, wait_until_up
+
+
+def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PROCESSION_DATA_DIR": str(data)}
+    env.pop("PROCESSION_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "procession.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_teams_keys_and_demo(tmp_path: Path) -> None:
+    assert cli(tmp_path, "migrate").returncode == 0
+    assert cli(tmp_path, "demo").returncode == 0 and cli(tmp_path, "demo").returncode == 0  # idempotent
+    made = cli(tmp_path, "teams", "create", "acme", "--template", "field")
+    assert made.returncode == 0, made.stderr
+    assert cli(tmp_path, "teams", "create", "acme").returncode == 1
+    created = cli(tmp_path, "keys", "create", "--team", "acme", "--role", "admin")
+    key = created.stdout.strip()
+    assert created.returncode == 0 and created.stdout == key + "\n" and key.startswith("prk_")
+    assert cli(tmp_path, "keys", "create", "--team", "acme", "--user", "ghost").returncode == 1
+    listed = cli(tmp_path, "keys", "list", "--team", "acme").stdout
+    assert key[:12] in listed and key not in listed
+    port = free_port()
+    server = start("serve", {"PROCESSION_DATA_DIR": str(tmp_path)}, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url)
+        headers = {"Authorization": f"Bearer {key}"}
+        config = httpx.get(f"{url}/v1/ext/config", headers=headers).json()["_data"]
+        assert {p["shortId"] for p in config["procedures"]} == {"ticket", "fieldvisit"}
+        key_id = listed.split()[0]
+        assert cli(tmp_path, "keys", "revoke", key_id, "--team", "acme").returncode == 0
+        assert httpx.get(f"{url}/v1/ext/config", headers=headers).status_code == 401
+    finally:
+        stop(server)
