@@ -283,9 +283,8 @@ def _datetime(value: Any, _attr: Attribute, _: Lookups) -> int:
     return epoch_ms(value)
 
 
-def _datetime_iso(value: Any, _attr: Attribute, _: Lookups) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 date-time string")
+def parse_iso(value: str) -> dt.datetime:
+    """An ISO 8601 date-time in UTC (naive ones are taken as UTC)."""
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -293,10 +292,15 @@ def _datetime_iso(value: Any, _attr: Attribute, _: Lookups) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     try:
-        moment = moment.astimezone(dt.UTC)
+        return moment.astimezone(dt.UTC)
     except OverflowError:
         raise ValueError(f"{value!r} is outside the supported range of dates") from None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _datetime_iso(value: Any, _attr: Attribute, _: Lookups) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
+    return parse_iso(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _string_id(value: Any, attr: Attribute, lookups: Lookups) -> str:

@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from procession.domain.attributes import Attribute, Lookups, epoch_ms
+from procession.domain.attributes import Attribute, Lookups, epoch_ms, parse_iso
 from procession.domain.errors import Invalid
 from procession.domain.procedure import Procedure
 from procession.domain.process import Status
@@ -78,14 +77,9 @@ class Refs(Lookups, Protocol):
 
 
 def _time(value: Any) -> int:
+    """Epoch ms, given as such or as an ISO 8601 timestamp."""
     if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
-        try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{value!r} is neither epoch ms nor an ISO 8601 timestamp") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        return int(moment.timestamp() * 1000)
+        return int(parse_iso(value).timestamp() * 1000)
     return epoch_ms(value)
 
 
