@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from procession.api.deps import caller, request_hash, services
@@ -85,32 +85,37 @@ def _version(if_match: str | None) -> int | None:
 
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="the version read; 409 if it changed")]
 
-for path in (
-    "/procedure/{procedureShortId}/process/{processId}",
-    "/procedure/{procedureShortId}/process/{pkShortId}/{pkValue}",
+
+def _by_id(processId: str) -> tuple[str, ...]:
+    return (processId,)
+
+
+def _by_pk(pkShortId: str, pkValue: str) -> tuple[str, ...]:
+    return (pkShortId, pkValue)
+
+
+# the same three routes twice: by process id, and by the procedure's primary key
+for path, find, suffix in (
+    ("/procedure/{procedureShortId}/process/{processId}", _by_id, ""),
+    ("/procedure/{procedureShortId}/process/{pkShortId}/{pkValue}", _by_pk, "_by_pk"),
 ):
-    by_pk = "pkShortId" in path
 
-    def _ref(request: Request) -> tuple[str, ...]:
-        p = request.path_params
-        return (p["pkShortId"], p["pkValue"]) if "pkShortId" in p else (p["processId"],)
-
-    @router.get(path, responses=documented(ProcessOut), name=f"read{'_by_pk' if by_pk else ''}")
+    @router.get(path, responses=documented(ProcessOut), name=f"read{suffix}")
     def read(
         procedureShortId: str,
-        request: Request,
+        ref: tuple[str, ...] = Depends(find),
         who: Caller = Depends(caller),
         svc: Services = Depends(services),
     ) -> Response:
         """Read one process, by id or by primary key."""
         with svc.uow(who.team_id, write=False) as uow:
-            return reply(get_process(uow, procedureShortId, _ref(request)))
+            return reply(get_process(uow, procedureShortId, ref))
 
-    @router.put(path, responses=documented(ProcessOut, 200, 409), name=f"update{'_by_pk' if by_pk else ''}")
+    @router.put(path, responses=documented(ProcessOut, 200, 409), name=f"update{suffix}")
     def update(
         procedureShortId: str,
         body: UpdateProcess,
-        request: Request,
+        ref: tuple[str, ...] = Depends(find),
         if_match: IfMatch = None,
         who: Caller = Depends(caller),
         svc: Services = Depends(services),
@@ -118,23 +123,19 @@ for path in (
         """Update one process: only the fields sent change; ``state`` must follow the state graph."""
         with svc.uow(who.team_id) as uow:
             return reply(
-                update_process(
-                    uow, who, procedureShortId, _ref(request), body, expected_version=_version(if_match)
-                )
+                update_process(uow, who, procedureShortId, ref, body, expected_version=_version(if_match))
             )
 
-    @router.delete(path, responses=documented(ProcessOut), name=f"delete{'_by_pk' if by_pk else ''}")
+    @router.delete(path, responses=documented(ProcessOut), name=f"delete{suffix}")
     def delete(
         procedureShortId: str,
-        request: Request,
+        ref: tuple[str, ...] = Depends(find),
         who: Caller = Depends(caller),
         svc: Services = Depends(services),
     ) -> Response:
         """Delete one process (soft: ``isDeleted``; an update of ``isDeleted: false`` restores it)."""
         with svc.uow(who.team_id) as uow:
-            return reply(
-                update_process(uow, who, procedureShortId, _ref(request), UpdateProcess(isDeleted=True))
-            )
+            return reply(update_process(uow, who, procedureShortId, ref, UpdateProcess(isDeleted=True)))
 
 
 @router.get("/config", responses=documented(ConfigOut))
