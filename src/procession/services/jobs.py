@@ -19,7 +19,8 @@ from procession.services.processes import load_procedure, resolve_change
 from procession.store.jobs import Job
 from procession.store.uow import Lookups, UnitOfWork
 
-CHUNK_SIZE = 1000
+CHUNK_SIZE = 1000  # entries applied per transaction
+ENTRY_BATCH = 5000  # entries stored per statement at submission
 UPDATE_FIELDS = frozenset(UpdateProcess.model_fields) - {
     "version",
     "primaryBooking",
@@ -105,20 +106,35 @@ def parse_create(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Look
 def submit_job(
     uow: UnitOfWork, caller: Caller, procedure_ref: str, items: list[Any], *, kind: str
 ) -> dict[str, Any]:
-    """Validate every item, store the job, its entries and chunks in one transaction; the job's view."""
+    """Validate every item and store the job, its entries and its chunks in one transaction (entries go in
+    batches as they are checked, so memory holds the payload and one batch); the job's view."""
     now = now_ms()
     procedure = load_procedure(uow, procedure_ref)
     lookups, parse = Lookups(uow), parse_update if kind == "update" else parse_create
-    job_id, entries = new_id(), []
-    for i, item in enumerate(items):
-        entry = {"job_id": job_id, "idx": i, "item": item, "change": None, "process_id": None, "error": None}
-        try:
-            entry["change"] = parse(procedure, item, uow, lookups)
-            entry["status"] = "NOT_STARTED"
-        except Invalid as e:
-            entry["status"], entry["error"] = "INVALID", [err.as_dict() for err in e.errors]
-        entries.append(entry)
-    valid = [e["idx"] for e in entries if e["status"] == "NOT_STARTED"]
+    job_id, valid = new_id(), []
+    uow.jobs.add(
+        {
+            "id": job_id,
+            "procedure_id": procedure.id,
+            "kind": kind,
+            "status": "NOT_STARTED",
+            "total": len(items),
+            "chunks_total": 0,
+            "chunks_done": 0,
+            "failed": False,
+            "created_by": caller.user_id,
+            "created_at": now,
+        }
+    )
+    for start in range(0, len(items), ENTRY_BATCH):
+        entries = []
+        for i in range(start, min(start + ENTRY_BATCH, len(items))):
+            try:
+                entries.append((i, "NOT_STARTED", items[i], parse(procedure, items[i], uow, lookups), None))
+                valid.append(i)
+            except Invalid as e:
+                entries.append((i, "INVALID", items[i], None, [err.as_dict() for err in e.errors]))
+        uow.jobs.add_entries(job_id, entries)
     chunks = [
         {
             "job_id": job_id,
@@ -131,23 +147,7 @@ def submit_job(
         }
         for n, s in enumerate(range(0, len(valid), CHUNK_SIZE))
     ]
-    uow.jobs.add(
-        {
-            "id": job_id,
-            "procedure_id": procedure.id,
-            "kind": kind,
-            "status": "NOT_STARTED" if chunks else "COMPLETED",
-            "total": len(items),
-            "chunks_total": len(chunks),
-            "chunks_done": 0,
-            "failed": False,
-            "created_by": caller.user_id,
-            "created_at": now,
-            "finished_at": None if chunks else now,
-        },
-        entries,
-        chunks,
-    )
+    uow.jobs.add_chunks(job_id, chunks, now)
     return job_view(uow, job_id)
 
 

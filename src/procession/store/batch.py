@@ -136,3 +136,38 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
             for r in results
         ],
     )
+
+
+def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
+    """Store job entries: ``(index, status, item, change, error)``."""
+    if not entries:
+        return
+    if conn.dialect.name == "postgresql":
+        _driver(conn).cursor().execute(
+            "INSERT INTO job_entries (job_id, idx, status, item, change, error) "
+            "SELECT %s, u.* FROM unnest(%b::int[], %b::text[], %b::jsonb[], %b::jsonb[], %b::jsonb[]) "
+            "AS u(idx, status, item, change, error)",
+            [
+                job_id,
+                [e[0] for e in entries],
+                [e[1] for e in entries],
+                _pg_json([e[2] for e in entries]),
+                _pg_json([e[3] for e in entries]),
+                _pg_json([e[4] for e in entries]),
+            ],
+        )
+        return
+    _driver(conn).executemany(
+        "INSERT INTO job_entries (job_id, idx, status, item, change, error) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                job_id,
+                i,
+                status,
+                _dumps(item),
+                None if change is None else _dumps(change),
+                None if error is None else _dumps(error),
+            )
+            for i, status, item, change, error in entries
+        ],
+    )

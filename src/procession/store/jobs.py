@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.store import tables as t
-from procession.store.batch import mark_entries
+from procession.store.batch import insert_entries, mark_entries
 from procession.store.repositories import Repository
 
 J, E, C = t.jobs.c, t.job_entries.c, t.job_chunks.c
@@ -46,12 +46,19 @@ class Chunk:
 class Jobs(Repository):
     """A team's jobs."""
 
-    def add(self, job: dict[str, Any], entries: list[dict[str, Any]], chunks: list[dict[str, Any]]) -> None:
+    def add(self, job: dict[str, Any]) -> None:
         self.conn.execute(t.jobs.insert().values(team_id=self.team_id, **job))
-        for start in range(0, len(entries), 5000):
-            self.conn.execute(t.job_entries.insert(), entries[start : start + 5000])
+
+    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int) -> None:
+        """The job's chunks, once its entries are stored; a job with none is complete at once."""
         if chunks:
             self.conn.execute(t.job_chunks.insert(), chunks)
+        done = {} if chunks else {"status": "COMPLETED", "finished_at": now}
+        self.conn.execute(t.jobs.update().where(J.id == job_id).values(chunks_total=len(chunks), **done))
+
+    def add_entries(self, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
+        """Entries ``(index, status, item, change, error)`` of a job added in this transaction."""
+        insert_entries(self.conn, job_id, entries)
 
     def get(self, job_id: str) -> Job | None:
         row = self.conn.execute(sa.select(t.jobs).where(J.team_id == self.team_id, J.id == job_id)).first()
