@@ -145,7 +145,6 @@ processes = sa.Table(
     sa.Index("ix_processes_assignee", "procedure_id", "assigned_to", "updated_at", "id"),
     sa.Index("ix_processes_updated", "procedure_id", "updated_at", "id"),
     sa.Index("ix_processes_created", "procedure_id", "created_at", "id"),
-    sa.Index("ix_processes_team", "team_id"),
 )
 
 events = sa.Table(

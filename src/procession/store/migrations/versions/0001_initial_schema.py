@@ -269,7 +269,6 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_processes_status", ["procedure_id", "status", "updated_at", "id"], unique=False
         )
-        batch_op.create_index("ix_processes_team", ["team_id"], unique=False)
         batch_op.create_index("ix_processes_updated", ["procedure_id", "updated_at", "id"], unique=False)
         batch_op.create_index("ux_processes_pk", ["procedure_id", "pk_value"], unique=True)
 
@@ -365,7 +364,6 @@ def downgrade() -> None:
     with op.batch_alter_table("processes", schema=None) as batch_op:
         batch_op.drop_index("ux_processes_pk")
         batch_op.drop_index("ix_processes_updated")
-        batch_op.drop_index("ix_processes_team")
         batch_op.drop_index("ix_processes_status")
         batch_op.drop_index("ix_processes_state")
         batch_op.drop_index("ix_processes_created")
