@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -22,3 +26,23 @@ class Caller:
     team_id: str
     role: str
     user_id: str | None = None
+
+
+_gc_lock, _gc_depth = threading.Lock(), 0
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector around bulk work (thousands of short-lived dicts make it run
+    constantly; reference counting still frees them). Nested and concurrent uses are counted."""
+    global _gc_depth
+    with _gc_lock:
+        _gc_depth += 1
+        gc.disable()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0:
+                gc.enable()

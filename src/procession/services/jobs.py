@@ -14,7 +14,7 @@ from procession.domain.errors import FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
 from procession.domain.process import UNSET, ProcessChange
 from procession.services.commands import CreateProcess, UpdateProcess
-from procession.services.common import Caller, new_id, now_ms
+from procession.services.common import Caller, gc_paused, new_id, now_ms
 from procession.services.processes import load_procedure, resolve_change
 from procession.store.jobs import Job
 from procession.store.uow import Lookups, UnitOfWork
@@ -127,14 +127,17 @@ def submit_job(
         }
     )
     for start in range(0, len(items), ENTRY_BATCH):
-        entries = []
-        for i in range(start, min(start + ENTRY_BATCH, len(items))):
-            try:
-                entries.append((i, "NOT_STARTED", items[i], parse(procedure, items[i], uow, lookups), None))
-                valid.append(i)
-            except Invalid as e:
-                entries.append((i, "INVALID", items[i], None, [err.as_dict() for err in e.errors]))
-        uow.jobs.add_entries(job_id, entries)
+        with gc_paused():
+            entries = []
+            for i in range(start, min(start + ENTRY_BATCH, len(items))):
+                try:
+                    entries.append(
+                        (i, "NOT_STARTED", items[i], parse(procedure, items[i], uow, lookups), None)
+                    )
+                    valid.append(i)
+                except Invalid as e:
+                    entries.append((i, "INVALID", items[i], None, [err.as_dict() for err in e.errors]))
+            uow.jobs.add_entries(job_id, entries)
     chunks = [
         {
             "job_id": job_id,
