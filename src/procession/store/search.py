@@ -68,7 +68,14 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
             for k, w in zip(keys[:i], values[:i], strict=True)
         ]
         ors.append(sa.and_(*equal, beyond))
-    return sa.or_(sa.false(), *ors)
+    after = sa.or_(sa.false(), *ors)
+    first, v0 = keys[0], values[0]
+    if v0 is None:
+        return sa.and_(column(first.field).is_(None), after)
+    # the same condition, plus a plain range on the first key so an index can seek instead of filtering
+    col = column(first.field)
+    bound = col <= v0 if first.descending else col >= v0
+    return sa.and_(sa.or_(bound, col.is_(None)) if first.field.nullable else bound, after)
 
 
 def signature(keys: list[SortKey], where: Any) -> str:

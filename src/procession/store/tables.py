@@ -140,7 +140,7 @@ processes = sa.Table(
     sa.Column("is_deleted", sa.Boolean, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Index("ux_processes_pk", "procedure_id", "pk_value", unique=True),
-    sa.Index("ix_processes_state", "procedure_id", "state_id", "status", "updated_at", "id"),
+    sa.Index("ix_processes_state", "procedure_id", "state_id", "updated_at", "id"),
     sa.Index("ix_processes_status", "procedure_id", "status", "updated_at", "id"),
     sa.Index("ix_processes_assignee", "procedure_id", "assigned_to", "updated_at", "id"),
     sa.Index("ix_processes_updated", "procedure_id", "updated_at", "id"),

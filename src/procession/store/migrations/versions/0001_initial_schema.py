@@ -264,7 +264,7 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_processes_created", ["procedure_id", "created_at", "id"], unique=False)
         batch_op.create_index(
-            "ix_processes_state", ["procedure_id", "state_id", "status", "updated_at", "id"], unique=False
+            "ix_processes_state", ["procedure_id", "state_id", "updated_at", "id"], unique=False
         )
         batch_op.create_index(
             "ix_processes_status", ["procedure_id", "status", "updated_at", "id"], unique=False

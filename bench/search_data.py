@@ -1,0 +1,266 @@
+"""The data of ``search.py``: the demo team, and N lead processes written straight into ``processes``.
+
+Rows are built as ``create_process`` would build them (ids from the ``lead`` procedure, a uuid4 each, one
+after the other over the past year) and one is checked against a row the service itself wrote. The secondary
+indexes are dropped for the load and rebuilt from ``tables.py``; then ANALYZE (VACUUM ANALYZE on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import random
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex, DropIndex
+
+from procession.bootstrap import Services
+from procession.services.commands import CreateProcess
+from procession.services.common import Caller
+from procession.services.processes import create_process
+from procession.services.teams import create_key
+from procession.services.templates import seed_demo
+from procession.store import tables as t
+
+COLUMNS = [c.name for c in t.processes.columns]
+
+# fmt: off
+CITIES = ["Mumbai", "Pune", "Delhi", "Chennai", "Kolkata", "Bengaluru", "Hyderabad", "Jaipur", "Lucknow",
+    "Surat", "Kanpur", "Nagpur", "Indore", "Bhopal", "Patna", "Vadodara", "Ludhiana", "Agra", "Nashik",
+    "Ranchi", "Meerut", "Rajkot", "Varanasi", "Amritsar", "Allahabad", "Jodhpur", "Raipur", "Kota",
+    "Guwahati", "Mysore", "Gwalior", "Madurai", "Kochi", "Dehradun", "Jammu", "Mangalore", "Udaipur",
+    "Osaka", "Tokyo", "Kyoto", "Lisbon", "Porto", "Madrid", "Paris", "Lyon", "Berlin", "Munich", "Vienna",
+    "Prague", "Warsaw"]
+FIRST = ["Ted", "Marshall", "Lily", "Robin", "Barney", "Tracy", "Ranjit", "Carl", "Wendy", "Sandy",
+    "Patrice", "Quinn", "Zoey", "Victoria", "Kevin"]
+LAST = ["Mosby", "Eriksen", "Aldrin", "Scherbatsky", "Stinson", "McConnell", "Singh", "Wharmby", "Rivers",
+    "Pirillo", "Liu", "Dravid"]
+# fmt: on
+YEAR_MS = 365 * 86_400_000
+
+
+@dataclass(frozen=True)
+class Demo:
+    """The demo team as the benchmark needs it: ids to write rows with, and a key to read them."""
+
+    team_id: str
+    key: str
+    admin_id: str
+    users: list[str]  # ids of the demo users, the assignees
+    procedure_id: str
+    attr: dict[str, str]  # lead attribute shortId -> id
+    states: dict[str, str]  # lead state shortId -> id
+
+
+def prepare(svc: Services) -> Demo:
+    """Seed the demo team and make an admin key, as ``procession serve --demo`` does."""
+    team_id = seed_demo(svc.engine)
+    with svc.uow(team_id) as uow:
+        key = create_key(uow, role="admin", username="admin", label="search bench")
+    with svc.uow(team_id, write=False) as uow:
+        lead = uow.procedures.get("lead")
+        users = uow.users.list()
+    assert lead is not None
+    return Demo(
+        team_id=team_id,
+        key=key,
+        admin_id=next(u["id"] for u in users if u["username"] == "admin"),
+        users=[u["id"] for u in users],
+        procedure_id=lead.id,
+        attr={a.short_id: a.id for a in lead.attributes},
+        states={s.short_id: s.id for s in lead.states},
+    )
+
+
+def random_lead(rng: random.Random, demo: Demo) -> dict[str, Any]:
+    """A Create Process body (shortIds), as a client would send it."""
+    return {
+        "data": {
+            "firstname": rng.choice(FIRST),
+            "lastname": rng.choice(LAST),
+            "score": rng.randint(0, 100),
+            "city": rng.choice(CITIES),
+        },
+        "state": rng.choice(list(demo.states)),
+        "status": rng.choice(["OPEN", "COMPLETED", "CANCELLED"]),
+        "assignedTo": rng.choice(demo.users),
+    }
+
+
+def lead_row(demo: Demo, body: dict[str, Any], *, id: str, number: int, at: int) -> dict[str, Any]:
+    """The ``processes`` row ``create_process`` writes for ``body`` (columns in table order)."""
+    lead_id, status, data = f"LEAD-{number}", body["status"], body["data"]
+    return {
+        "id": id,
+        "team_id": demo.team_id,
+        "procedure_id": demo.procedure_id,
+        "pk_value": lead_id,
+        "status": status,
+        "state_id": demo.states[body["state"]],
+        "data": {**{demo.attr[k]: v for k, v in data.items()}, demo.attr["lead_id"]: lead_id},
+        "derived_data": {demo.attr["full_name"]: f"{data['firstname']} {data['lastname']}"},
+        "created_by": demo.admin_id,
+        "assigned_to": body["assignedTo"],
+        "belongs_to": None,
+        "entity_id": None,
+        "record_id": None,
+        "next_action_at": None,
+        "completed_at": at if status == "COMPLETED" else None,
+        "cancelled_at": at if status == "CANCELLED" else None,
+        "primary_booking": None,
+        "parent_procedure_id": None,
+        "parent_process_id": None,
+        "first_assigned_to": body["assignedTo"],
+        "first_assigned_at": at,
+        "last_assigned_at": at,
+        "created_at": at,
+        "updated_at": at,
+        "is_deleted": False,
+        "version": 1,
+    }
+
+
+def check_rows(svc: Services, demo: Demo, rng: random.Random) -> int:
+    """Create one lead through the service and compare its row with ours; the first free lead number."""
+    body = random_lead(rng, demo)
+    with svc.uow(demo.team_id) as uow:
+        caller = Caller(demo.team_id, "admin", demo.admin_id)
+        made = create_process(uow, caller, "lead", CreateProcess.model_validate(body))
+        uow.commit()
+    with svc.engine.connect() as conn:
+        app = dict(conn.execute(sa.select(t.processes).where(t.processes.c.id == made["id"])).one()._mapping)
+    ours = lead_row(demo, body, id=app["id"], number=int(app["pk_value"][5:]), at=app["created_at"])
+    if list(ours) != COLUMNS or ours != app:
+        diff = {k: (app.get(k), ours.get(k)) for k in COLUMNS if app.get(k) != ours.get(k)}
+        raise RuntimeError(f"generated rows differ from the app's (app, ours): {diff}")
+    return int(app["pk_value"][5:]) + 1
+
+
+def lead_rows(demo: Demo, n: int, *, first: int, seed: int, keep: list[tuple[str, str]]) -> Iterator[Any]:
+    """N lead rows created one after the other over the past year, as the API would have written them;
+    every (n // 1000)th (id, lead_id) is appended to ``keep``."""
+    rng, start, gap = random.Random(seed), int(time.time() * 1000) - YEAR_MS, max(1, YEAR_MS // n)
+    step = max(1, n // 1000)
+    for i in range(n):
+        row_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        at = start + i * gap + rng.randrange(gap)
+        row = lead_row(demo, random_lead(rng, demo), id=row_id, number=first + i, at=at)
+        if i % step == 0:
+            keep.append((row_id, row["pk_value"]))
+        yield row
+
+
+def chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row for the driver: JSON columns as text (compact, as orjson writes them)."""
+    data, derived = orjson.dumps(row["data"]).decode(), orjson.dumps(row["derived_data"]).decode()
+    return tuple({**row, "data": data, "derived_data": derived}.values())
+
+
+@dataclass
+class Load:
+    """How to load one backend: its driver connection, the insert, and the statements around it."""
+
+    connect: Callable[[], Any]
+    insert: Callable[[Any, Iterable[tuple[Any, ...]]], None]
+    analyze: tuple[str, ...]  # what runs after the indexes are built
+    setup: tuple[str, ...] = ()
+
+
+def sqlite_load(path: str) -> Load:
+    def insert(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+        sql = f"INSERT INTO processes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        conn.execute("BEGIN IMMEDIATE")  # one transaction: each page is written to the WAL once
+        for chunk in chunks(rows, 100_000):
+            conn.executemany(sql, chunk)
+        conn.execute("COMMIT")
+
+    return Load(
+        connect=lambda: sqlite3.connect(path, isolation_level=None),
+        insert=insert,
+        analyze=("ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)"),  # readers need no trip through the WAL
+        # 1 GiB of cache for the random uuid keys, index sorts in memory; a throwaway file needs no fsync
+        setup=("PRAGMA cache_size=-1048576", "PRAGMA temp_store=MEMORY", "PRAGMA synchronous=OFF"),
+    )
+
+
+def postgresql_load(conninfo: str) -> Load:
+    def insert(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+        with conn.cursor() as cur, cur.copy(f"COPY processes ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    return Load(
+        connect=lambda: psycopg.connect(conninfo, autocommit=True),
+        insert=insert,
+        analyze=("VACUUM (ANALYZE)",),
+        setup=("SET maintenance_work_mem = '512MB'",),
+    )
+
+
+def build(svc: Services, demo: Demo, n: int) -> tuple[list[tuple[str, str]], str]:
+    """Write N leads (secondary indexes dropped, then rebuilt as the migration defines them), ANALYZE;
+    a sample of (id, lead_id) to read back, and a line saying how long it took."""
+    first = check_rows(svc, demo, random.Random(1))
+    sample: list[tuple[str, str]] = []
+    rows = (values(row) for row in lead_rows(demo, n, first=first, seed=2, keep=sample))
+    url = sa.make_url(svc.settings.url)
+    if svc.settings.is_sqlite:
+        load = sqlite_load(str(url.database))
+    else:
+        load = postgresql_load(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    indexes = sorted(t.processes.indexes, key=lambda ix: str(ix.name))
+    ddl = [
+        [str(make(ix).compile(dialect=svc.engine.dialect)) for ix in indexes]
+        for make in (DropIndex, CreateIndex)
+    ]
+    conn = load.connect()
+    try:
+        for statement in [*load.setup, *ddl[0]]:
+            conn.execute(statement)
+        times = [time.perf_counter()]
+        gc.disable()  # a million short-lived dicts: the collector would only rescan them
+        try:
+            load.insert(conn, rows)
+        finally:
+            gc.enable()
+        times.append(time.perf_counter())
+        for statement in ddl[1]:
+            conn.execute(statement)
+        times.append(time.perf_counter())
+        for statement in load.analyze:
+            conn.execute(statement)
+        times.append(time.perf_counter())
+        size = conn.execute(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+            if svc.settings.is_sqlite
+            else "SELECT pg_database_size(current_database())"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    c = t.counters.c  # the next lead created through the API gets a free lead_id
+    with svc.engine.begin() as db:
+        db.execute(
+            t.counters.update()
+            .where(c.procedure_id == demo.procedure_id, c.attribute_id == demo.attr["lead_id"])
+            .values(value=first + n - 1)
+        )
+    insert, index, analyze = (b - a for a, b in itertools.pairwise(times))
+    line = (
+        f"{n:,} leads in {times[-1] - times[0]:.0f} s: insert {insert:.0f} s ({n / insert:,.0f} rows/s), "
+        f"{len(indexes)} indexes {index:.0f} s, {load.analyze[0]} {analyze:.0f} s; database {size / 2**30:.2f} GiB"
+    )
+    return random.Random(3).sample(sample, len(sample)), line
