@@ -16,7 +16,8 @@ from procession.services.teams import authenticate
 bearer = HTTPBearer(auto_error=False, description="An API key of the team")
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """The app's services (async: nothing to wait for, so no trip through the thread pool)."""
     return request.app.state.services
 
 

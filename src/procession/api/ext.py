@@ -38,7 +38,7 @@ def create(
     status, data = run_once(
         lambda: svc.uow(who.team_id),
         idempotency_key,
-        request_hash(f"create {procedureShortId}", body),
+        request_hash(f"create {procedureShortId}", body) if idempotency_key is not None else "",
         201,
         lambda uow: create_process(uow, who, procedureShortId, body),
     )

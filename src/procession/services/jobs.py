@@ -128,7 +128,7 @@ def submit_job(
     )
     for start in range(0, len(items), ENTRY_BATCH):
         with gc_paused():
-            entries = []
+            entries: list[tuple[int, str, Any, Any, Any]] = []
             for i in range(start, min(start + ENTRY_BATCH, len(items))):
                 try:
                     entries.append(

@@ -140,14 +140,13 @@ def create_process(
         procedure, change, id=process_id or new_id(), team=caller.team_id, created_by=caller.user_id, now=now
     )
     pk_value = pk_of(procedure, process)
-    if pk_value is not None and uow.processes.id_by_pk(procedure.id, pk_value) is not None:
+    if not uow.processes.add(process, pk_value=pk_value):  # the primary-key index refused it
         key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
         raise Conflict(
             f"a {procedure.short_id} with {key} {pk_value!r} exists",
             field=f"data.{key}",
             code="duplicate_primary_key",
         )
-    uow.processes.add(process, pk_value=pk_value)
     uow.events.add(process.id, events, actor=caller.user_id, now=now)
     return process_view(process, procedure)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from procession.domain.attributes import Attribute
 from procession.domain.events import EventRecord
@@ -13,10 +14,18 @@ from procession.domain.procedure import Entity, Procedure
 from procession.domain.process import Event, Process
 from procession.domain.query import SortKey
 from procession.store import tables as t
+from procession.store.db import Statement
 from procession.store.search import search_statement
 
 _procedures: dict[tuple[str, int], Procedure] = {}
 _entities: dict[tuple[str, int], Entity] = {}
+
+# The statements every create runs are built once, here, with their values as bound parameters, and run
+# as ``db.Statement``s (no statement and cache key rebuilt per call). The team's parameter is ``b_team``,
+# bound by ``Repository``'s helpers (``b_`` names never clash with a column).
+TEAM: sa.BindParameter[str] = sa.bindparam("b_team")
+REF: sa.BindParameter[str] = sa.bindparam("b_ref")  # an id or a shortId
+ID: sa.BindParameter[str] = sa.bindparam("b_id")
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,27 @@ class ApiKey:
 class Repository:
     def __init__(self, conn: sa.Connection, team_id: str) -> None:
         self.conn, self.team_id = conn, team_id
+
+    def _first(self, stmt: Statement, **params: Any) -> tuple[Any, ...] | None:
+        """The first row of a statement built once (``b_`` parameters), this team's id bound to ``TEAM``."""
+        params["b_team"] = self.team_id
+        return stmt.first(self.conn, params)
+
+    def _scalar(self, stmt: Statement, **params: Any) -> Any:
+        params["b_team"] = self.team_id
+        return stmt.scalar(self.conn, params)
+
+    def _write(self, stmt: Statement, **params: Any) -> None:
+        params["b_team"] = self.team_id
+        stmt.rows(self.conn, params)
+
+
+_K = t.api_keys.c
+KEY_BY_HASH = Statement(
+    sa.select(_K.id, _K.team_id, _K.role, _K.user_id).where(
+        _K.key_hash == sa.bindparam("b_hash"), _K.revoked_at.is_(None)
+    )
+)
 
 
 class Teams:
@@ -45,11 +75,8 @@ class Teams:
         self.conn.execute(t.teams.insert().values(id=id, slug=slug, name=name, created_at=now))
 
     def key(self, key_hash: str) -> ApiKey | None:
-        row = self.conn.execute(
-            sa.select(t.api_keys.c.id, t.api_keys.c.team_id, t.api_keys.c.role, t.api_keys.c.user_id).where(
-                t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None)
-            )
-        ).first()
+        """The active (not revoked) key with this hash."""
+        row = KEY_BY_HASH.first(self.conn, {"b_hash": key_hash})
         return ApiKey(*row) if row else None
 
 
@@ -76,13 +103,14 @@ class Keys(Repository):
         return result.rowcount == 1
 
 
+_U = t.users.c
+USER_ID = Statement(sa.select(_U.id).where(_U.team_id == TEAM, sa.or_(_U.id == REF, _U.username == REF)))
+
+
 class Users(Repository):
     def id_of(self, ref: str) -> str | None:
         """The id of the user whose id or username is ``ref``."""
-        c = t.users.c
-        return self.conn.scalar(
-            sa.select(c.id).where(c.team_id == self.team_id, sa.or_(c.id == ref, c.username == ref))
-        )
+        return self._scalar(USER_ID, b_ref=ref)
 
     def list(self) -> list[dict[str, Any]]:
         c = t.users.c
@@ -95,12 +123,14 @@ class Users(Repository):
         self.conn.execute(t.users.insert().values(team_id=self.team_id, **values))
 
 
+_PO = t.pods.c
+POD_ID = Statement(sa.select(_PO.id).where(_PO.team_id == TEAM, sa.or_(_PO.id == REF, _PO.short_id == REF)))
+
+
 class Pods(Repository):
     def id_of(self, ref: str) -> str | None:
-        c = t.pods.c
-        return self.conn.scalar(
-            sa.select(c.id).where(c.team_id == self.team_id, sa.or_(c.id == ref, c.short_id == ref))
-        )
+        """The id of the pod whose id or shortId is ``ref``."""
+        return self._scalar(POD_ID, b_ref=ref)
 
     def list(self) -> list[dict[str, Any]]:
         c = t.pods.c
@@ -115,24 +145,41 @@ class Pods(Repository):
         self.conn.execute(t.pods.insert().values(team_id=self.team_id, **values))
 
 
+_PR = t.procedures.c
+PROCEDURE_VERSION = Statement(
+    sa.select(_PR.id, _PR.version).where(_PR.team_id == TEAM, sa.or_(_PR.short_id == REF, _PR.id == REF))
+)
+PROCEDURE = Statement(
+    sa.select(_PR.id, _PR.short_id, _PR.label, _PR.version, _PR.definition).where(
+        _PR.team_id == TEAM, _PR.id == ID
+    ),
+    json_columns=[4],
+)
+_CO = t.counters.c
+NEXT_NUMBER = Statement(
+    t.counters.update()
+    .where(_CO.procedure_id == sa.bindparam("b_procedure"), _CO.attribute_id == sa.bindparam("b_attribute"))
+    .values(value=_CO.value + 1)
+    .returning(_CO.value)
+)
+
+
 class Procedures(Repository):
     def get(self, ref: str) -> Procedure | None:
-        """The procedure whose shortId (or id) is ``ref``."""
-        c = t.procedures.c
-        row = self.conn.execute(
-            sa.select(c.id, c.version).where(
-                c.team_id == self.team_id, sa.or_(c.short_id == ref, c.id == ref)
-            )
-        ).first()
+        """The procedure whose shortId (or id) is ``ref``; parsed once per version."""
+        row = self._first(PROCEDURE_VERSION, b_ref=ref)
         if row is None:
             return None
-        cached = _procedures.get((row.id, row.version))
+        procedure_id, version = row
+        cached = _procedures.get((procedure_id, version))
         if cached is None:
-            full = self.conn.execute(
-                sa.select(c.id, c.short_id, c.label, c.version, c.definition).where(c.id == row.id)
-            ).one()
-            cached = Procedure.from_row(**full._mapping)
-            _procedures[(row.id, row.version)] = cached
+            full = self._first(PROCEDURE, b_id=procedure_id)
+            assert full is not None
+            _, short_id, label, version, definition = full
+            cached = Procedure.from_row(
+                id=procedure_id, short_id=short_id, label=label, version=version, definition=definition
+            )
+            _procedures[(procedure_id, version)] = cached
         return cached
 
     def list(self) -> list[Procedure]:
@@ -174,40 +221,44 @@ class Procedures(Repository):
 
     def next_number(self, procedure_id: str, attribute_id: str) -> int:
         """The next number of a generated-id attribute (its counter row is locked until commit)."""
-        c = t.counters.c
-        return self.conn.execute(
-            t.counters.update()
-            .where(c.procedure_id == procedure_id, c.attribute_id == attribute_id)
-            .values(value=c.value + 1)
-            .returning(c.value)
-        ).scalar_one()
+        params = {"b_procedure": procedure_id, "b_attribute": attribute_id}
+        (number,) = NEXT_NUMBER.rows(self.conn, params)
+        return int(number[0])
+
+
+_EN = t.entities.c
+ENTITY_VERSION = Statement(
+    sa.select(_EN.id, _EN.version).where(_EN.team_id == TEAM, sa.or_(_EN.short_id == REF, _EN.id == REF))
+)
+ENTITY = Statement(
+    sa.select(_EN.id, _EN.short_id, _EN.label, _EN.version, _EN.definition).where(
+        _EN.team_id == TEAM, _EN.id == ID
+    ),
+    json_columns=[4],
+)
 
 
 class Entities(Repository):
     def get(self, ref: str) -> Entity | None:
-        c = t.entities.c
-        row = self.conn.execute(
-            sa.select(c.id, c.version).where(
-                c.team_id == self.team_id, sa.or_(c.short_id == ref, c.id == ref)
-            )
-        ).first()
+        """The entity whose shortId (or id) is ``ref``; parsed once per version."""
+        row = self._first(ENTITY_VERSION, b_ref=ref)
         if row is None:
             return None
-        cached = _entities.get((row.id, row.version))
+        entity_id, version = row
+        cached = _entities.get((entity_id, version))
         if cached is None:
-            full = self.conn.execute(
-                sa.select(c.id, c.short_id, c.label, c.version, c.definition).where(c.id == row.id)
-            ).one()
-            d = full.definition
+            full = self._first(ENTITY, b_id=entity_id)
+            assert full is not None
+            _, short_id, label, version, d = full
             cached = Entity(
-                id=full.id,
-                short_id=full.short_id,
-                label=full.label,
-                version=full.version,
+                id=entity_id,
+                short_id=short_id,
+                label=label,
+                version=version,
                 attributes=[Attribute.from_dict(a) for a in d["attributes"]],
                 primary_key=d.get("primaryKey"),
             )
-            _entities[(row.id, row.version)] = cached
+            _entities[(entity_id, version)] = cached
         return cached
 
     def list(self) -> list[Entity]:
@@ -238,22 +289,34 @@ class Entities(Repository):
         return expected_version + 1 if result.rowcount == 1 else 0
 
 
+_RE = t.records.c
+RECORD_BY_PK = Statement(
+    sa.select(_RE.id, _RE.data).where(
+        _RE.team_id == TEAM, _RE.entity_id == sa.bindparam("b_entity"), _RE.pk_value == sa.bindparam("b_pk")
+    ),
+    json_columns=[1],
+)
+_RECORD_EXISTS = sa.select(_RE.id).where(_RE.team_id == TEAM, _RE.id == ID)
+RECORD_EXISTS = Statement(_RECORD_EXISTS)
+RECORD_OF_ENTITY_EXISTS = Statement(_RECORD_EXISTS.where(_RE.entity_id == sa.bindparam("b_entity")))
+INSERT_RECORD = Statement(t.records.insert(), json_params=["data"])
+UPDATE_RECORD_DATA = Statement(
+    t.records.update()
+    .where(_RE.team_id == TEAM, _RE.id == ID)
+    .values(data=sa.bindparam("b_data"), updated_at=sa.bindparam("b_now")),
+    json_params=["b_data"],
+)
+
+
 class Records(Repository):
     def by_pk(self, entity_id: str, pk_value: str) -> tuple[str, dict[str, Any]] | None:
-        c = t.records.c
-        row = self.conn.execute(
-            sa.select(c.id, c.data).where(
-                c.team_id == self.team_id, c.entity_id == entity_id, c.pk_value == pk_value
-            )
-        ).first()
-        return (row.id, row.data) if row else None
+        row = self._first(RECORD_BY_PK, b_entity=entity_id, b_pk=pk_value)
+        return (row[0], row[1]) if row else None
 
     def exists(self, record_id: str, entity_id: str | None) -> bool:
-        c = t.records.c
-        q = sa.select(c.id).where(c.team_id == self.team_id, c.id == record_id)
         if entity_id:
-            q = q.where(c.entity_id == entity_id)
-        return self.conn.scalar(q) is not None
+            return self._first(RECORD_OF_ENTITY_EXISTS, b_id=record_id, b_entity=entity_id) is not None
+        return self._first(RECORD_EXISTS, b_id=record_id) is not None
 
     def get(self, record_id: str) -> dict[str, Any] | None:
         c = t.records.c
@@ -263,25 +326,19 @@ class Records(Repository):
         return row._asdict() if row else None
 
     def add(self, *, id: str, entity_id: str, pk_value: str | None, data: dict[str, Any], now: int) -> None:
-        self.conn.execute(
-            t.records.insert().values(
-                id=id,
-                team_id=self.team_id,
-                entity_id=entity_id,
-                pk_value=pk_value,
-                data=data,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        row = {
+            "id": id,
+            "team_id": self.team_id,
+            "entity_id": entity_id,
+            "pk_value": pk_value,
+            "data": data,
+            "created_at": now,
+            "updated_at": now,
+        }
+        INSERT_RECORD.rows(self.conn, row)
 
     def update_data(self, record_id: str, data: dict[str, Any], now: int) -> None:
-        c = t.records.c
-        self.conn.execute(
-            t.records.update()
-            .where(c.team_id == self.team_id, c.id == record_id)
-            .values(data=data, updated_at=now)
-        )
+        self._write(UPDATE_RECORD_DATA, b_id=record_id, b_data=data, b_now=now)
 
 
 _PROCESS_COLUMNS = {
@@ -314,27 +371,56 @@ _PROCESS_COLUMNS = {
 
 
 _FIXED = ("id", "team", "procedure", "created_by", "created_at")
+_INSERTED = [(name, col) for name, col in _PROCESS_COLUMNS.items() if name != "team"]
+
+_P = t.processes.c
+INSERT_PROCESS = Statement(t.processes.insert(), json_params=["data", "derived_data"])
+_PROCESS_EXISTS = sa.select(_P.id).where(_P.team_id == TEAM, _P.id == ID)
+PROCESS_EXISTS = Statement(_PROCESS_EXISTS)
+PROCESS_OF_PROCEDURE_EXISTS = Statement(_PROCESS_EXISTS.where(_P.procedure_id == sa.bindparam("b_procedure")))
+PROCESS_ID_BY_PK = Statement(
+    sa.select(_P.id).where(
+        _P.team_id == TEAM,
+        _P.procedure_id == sa.bindparam("b_procedure"),
+        _P.pk_value == sa.bindparam("b_pk"),
+    )
+)
+
+
+def _violates(error: IntegrityError, index: str, columns: str) -> bool:
+    """Whether ``error`` is a violation of the unique index ``index`` (PostgreSQL names it; SQLite names
+    its ``columns``)."""
+    diag = getattr(error.orig, "diag", None)
+    if diag is not None:
+        return bool(diag.constraint_name == index)
+    return str(error.orig) == f"UNIQUE constraint failed: {columns}"
 
 
 class Processes(Repository):
-    def add(self, process: Process, *, pk_value: str | None) -> None:
-        values = {col: getattr(process, name) for name, col in _PROCESS_COLUMNS.items()}
-        self.conn.execute(t.processes.insert().values(pk_value=pk_value, **values))
+    def add(self, process: Process, *, pk_value: str | None) -> bool:
+        """Insert a new process; False when another process of its procedure has ``pk_value`` (the unique
+        index refused it: nothing was written, and on PostgreSQL the transaction can only roll back)."""
+        row = {col: getattr(process, name) for name, col in _INSERTED}
+        row["team_id"], row["pk_value"] = self.team_id, pk_value
+        try:
+            INSERT_PROCESS.rows(self.conn, row)
+        except IntegrityError as e:
+            if pk_value is not None and _violates(
+                e, "ux_processes_pk", "processes.procedure_id, processes.pk_value"
+            ):
+                return False
+            raise
+        return True
 
     def exists(self, process_id: str, procedure_id: str | None = None) -> bool:
-        c = t.processes.c
-        q = sa.select(c.id).where(c.team_id == self.team_id, c.id == process_id)
         if procedure_id:
-            q = q.where(c.procedure_id == procedure_id)
-        return self.conn.scalar(q) is not None
+            found = self._first(PROCESS_OF_PROCEDURE_EXISTS, b_id=process_id, b_procedure=procedure_id)
+        else:
+            found = self._first(PROCESS_EXISTS, b_id=process_id)
+        return found is not None
 
     def id_by_pk(self, procedure_id: str, pk_value: str) -> str | None:
-        c = t.processes.c
-        return self.conn.scalar(
-            sa.select(c.id).where(
-                c.team_id == self.team_id, c.procedure_id == procedure_id, c.pk_value == pk_value
-            )
-        )
+        return self._scalar(PROCESS_ID_BY_PK, b_procedure=procedure_id, b_pk=pk_value)
 
     def _select(self) -> Any:
         c = t.processes.c
@@ -425,10 +511,13 @@ class Processes(Repository):
         ]
 
 
+INSERT_EVENTS = Statement(t.events.insert(), json_params=["payload"])
+
+
 class Events(Repository):
     def add(self, process_id: str, events: list[Event], *, actor: str | None, now: int) -> None:
-        self.conn.execute(
-            t.events.insert(),
+        INSERT_EVENTS.many(
+            self.conn,
             [
                 {
                     "team_id": self.team_id,
@@ -445,8 +534,8 @@ class Events(Repository):
     def add_many(self, events: list[tuple[str, Event]], *, actor: str | None, now: int) -> None:
         """Many processes' events in one batch: ``(process id, event)`` pairs."""
         if events:
-            self.conn.execute(
-                t.events.insert(),
+            INSERT_EVENTS.many(
+                self.conn,
                 [
                     {
                         "team_id": self.team_id,
@@ -471,10 +560,12 @@ class Events(Repository):
         return [EventRecord(**r._mapping) for r in rows]
 
 
+FILE_EXISTS = Statement(sa.select(t.files.c.id).where(t.files.c.team_id == TEAM, t.files.c.id == ID))
+
+
 class Files(Repository):
     def exists(self, file_id: str) -> bool:
-        c = t.files.c
-        return self.conn.scalar(sa.select(c.id).where(c.team_id == self.team_id, c.id == file_id)) is not None
+        return self._first(FILE_EXISTS, b_id=file_id) is not None
 
     def get(self, file_id: str) -> dict[str, Any] | None:
         c = t.files.c
@@ -489,24 +580,28 @@ class Files(Repository):
         self.conn.execute(t.files.insert().values(team_id=self.team_id, **values))
 
 
+_I = t.idempotency_keys.c
+IDEMPOTENT_ANSWER = Statement(
+    sa.select(_I.request_hash, _I.status_code, _I.response).where(
+        _I.team_id == TEAM, _I.key == sa.bindparam("b_key")
+    ),
+    json_columns=[2],
+)
+INSERT_IDEMPOTENT_ANSWER = Statement(t.idempotency_keys.insert(), json_params=["response"])
+
+
 class Idempotency(Repository):
     def get(self, key: str) -> tuple[str, int, Any] | None:
-        c = t.idempotency_keys.c
-        row = self.conn.execute(
-            sa.select(c.request_hash, c.status_code, c.response).where(
-                c.team_id == self.team_id, c.key == key
-            )
-        ).first()
-        return (row.request_hash, row.status_code, row.response) if row else None
+        row = self._first(IDEMPOTENT_ANSWER, b_key=key)
+        return (row[0], row[1], row[2]) if row else None
 
     def put(self, key: str, *, request_hash: str, status_code: int, response: Any, now: int) -> None:
-        self.conn.execute(
-            t.idempotency_keys.insert().values(
-                team_id=self.team_id,
-                key=key,
-                request_hash=request_hash,
-                status_code=status_code,
-                response=response,
-                created_at=now,
-            )
-        )
+        row = {
+            "team_id": self.team_id,
+            "key": key,
+            "request_hash": request_hash,
+            "status_code": status_code,
+            "response": response,
+            "created_at": now,
+        }
+        INSERT_IDEMPOTENT_ANSWER.rows(self.conn, row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -9,21 +10,38 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.store import repositories as r
+from procession.store.db import write_lock
 from procession.store.jobs import Jobs
+
+LOCK_TIMEOUT_S = 30
 
 
 class UnitOfWork:
-    """``with UnitOfWork(engine, team_id) as uow: ...; uow.commit()``; anything not committed rolls back."""
+    """``with UnitOfWork(engine, team_id) as uow: ...; uow.commit()``; anything not committed rolls back.
+
+    On SQLite a writing unit of work first takes this process's write lock for the file and keeps it until
+    it commits or rolls back, so writers wait their turn in order; readers (``write=False``) never take it.
+    """
 
     def __init__(self, engine: sa.Engine, team_id: str, *, write: bool = True) -> None:
         self.engine, self.team_id, self.write = engine, team_id, write
+        self._lock: threading.Lock | None = None
 
     def __enter__(self) -> UnitOfWork:
-        conn = self.engine.connect()
         if self.write:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        self.conn = conn
-        self.tx = conn.begin()
+            lock = write_lock(self.engine)
+            # after 30 s (SQLite's busy timeout) go on without it: SQLite itself still serialises writers
+            if lock is not None and lock.acquire(timeout=LOCK_TIMEOUT_S):
+                self._lock = lock
+        try:
+            conn = self.engine.connect()
+            if self.write:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            self.conn = conn
+            self.tx = conn.begin()
+        except BaseException:
+            self._release()
+            raise
         team = self.team_id
         self.users = r.Users(conn, team)
         self.pods = r.Pods(conn, team)
@@ -39,14 +57,25 @@ class UnitOfWork:
         return self
 
     def commit(self) -> None:
-        self.tx.commit()
+        try:
+            self.tx.commit()
+        finally:
+            self._release()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.tx.is_active:
-            self.tx.rollback()
-        self.conn.close()
+        try:
+            if self.tx.is_active:
+                self.tx.rollback()
+            self.conn.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
 
 class Lookups:
