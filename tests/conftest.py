@@ -45,20 +45,29 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database of each backend."""
-    if request.param == "sqlite":
+def fresh_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a new, empty database of ``backend``."""
+    if backend == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
     else:
         yield from postgres_database()
 
 
-@pytest.fixture(scope="session")
-def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    svc = bootstrap(Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=database_url))
+def services_on(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Services on the database at ``url``, migrated."""
+    svc = bootstrap(Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=url))
     yield svc
     svc.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from fresh_database(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    yield from services_on(database_url, tmp_path_factory)
 
 
 @dataclass

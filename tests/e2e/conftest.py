@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from procession.bootstrap import Services, bootstrap
-from procession.config import Settings
-from tests.conftest import BACKENDS, Team, make_team, postgres_database
+from procession.bootstrap import Services
+from tests.conftest import BACKENDS, Team, fresh_database, make_team, services_on
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -24,17 +23,12 @@ def e2e_database_url(
 ) -> Iterator[str]:
     """The end-to-end tests' own database per backend: the server's runner must not meet the integration
     tests' jobs."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.db'}"
-    else:
-        yield from postgres_database()
+    yield from fresh_database(request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def services(e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    svc = bootstrap(Settings(data_dir=tmp_path_factory.mktemp("e2e-data"), database_url=e2e_database_url))
-    yield svc
-    svc.close()
+    yield from services_on(e2e_database_url, tmp_path_factory)
 
 
 def free_port() -> int:
