@@ -435,7 +435,7 @@ class Processes(Repository):
         if for_update:
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt).first()
-        return Process(**row._asdict()) if row else None
+        return Process(*row) if row else None
 
     def save(self, process: Process, *, pk_value: str | None) -> None:
         """Write every mutable field of ``process`` back."""
@@ -452,7 +452,7 @@ class Processes(Repository):
         out: dict[str, Process] = {}
         for start in range(0, len(ids), 900):
             stmt = self._select().where(t.processes.c.id.in_(ids[start : start + 900])).with_for_update()
-            out.update((row.id, Process(**row._asdict())) for row in self.conn.execute(stmt))
+            out.update((row.id, Process(*row)) for row in self.conn.execute(stmt))
         return out
 
     def ids_by_pk(self, procedure_id: str, values: list[str]) -> dict[str, str]:
@@ -505,10 +505,7 @@ class Processes(Repository):
             base = base.where(t.processes.c.is_deleted.is_(False))
         stmt = search_statement(base, where, keys, after, skip, limit)
         width = len(_PROCESS_COLUMNS)
-        return [
-            (Process(**dict(zip(_PROCESS_COLUMNS, row[:width], strict=True))), list(row[width:]))
-            for row in self.conn.execute(stmt)
-        ]
+        return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
 
 
 INSERT_EVENTS = Statement(t.events.insert(), json_params=["payload"])
