@@ -470,24 +470,6 @@ class Processes(Repository):
             out.update((pk, pid) for pk, pid in rows)
         return out
 
-    def save_many(self, processes: list[tuple[Process, str | None]]) -> None:
-        """Write back many processes (with their primary-key values) in one batch."""
-        if not processes:
-            return
-        c = t.processes.c
-        names = [n for n in _PROCESS_COLUMNS if n not in _FIXED]
-        stmt = (
-            t.processes.update()
-            .where(c.id == sa.bindparam("b_id"))
-            .values(
-                pk_value=sa.bindparam("b_pk"), **{_PROCESS_COLUMNS[n]: sa.bindparam(f"b_{n}") for n in names}
-            )
-        )
-        self.conn.execute(
-            stmt,
-            [{"b_id": p.id, "b_pk": pk, **{f"b_{n}": getattr(p, n) for n in names}} for p, pk in processes],
-        )
-
     def search(
         self,
         procedure_id: str,
@@ -527,24 +509,6 @@ class Events(Repository):
                 for e in events
             ],
         )
-
-    def add_many(self, events: list[tuple[str, Event]], *, actor: str | None, now: int) -> None:
-        """Many processes' events in one batch: ``(process id, event)`` pairs."""
-        if events:
-            INSERT_EVENTS.many(
-                self.conn,
-                [
-                    {
-                        "team_id": self.team_id,
-                        "process_id": pid,
-                        "type": e.type,
-                        "actor": actor,
-                        "payload": e.payload,
-                        "created_at": now,
-                    }
-                    for pid, e in events
-                ],
-            )
 
     def for_process(self, process_id: str, *, after: int = 0, limit: int = 100) -> list[EventRecord]:
         c = t.events.c
