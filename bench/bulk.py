@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ import httpx
 import orjson
 import sqlalchemy as sa
 from bulk_sql import Target, postgres_limit, sqlite_limit
+from common import free_port, fresh_database, process, wait_until
 
 from procession.bootstrap import bootstrap
 from procession.config import Settings
@@ -42,9 +40,8 @@ from procession.services.teams import create_key
 from procession.services.templates import seed_demo
 
 PATH = "/v1/ext/procedure/lead/process"
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 LEADS, PROBE, SMALL = 10_000, 10_000, 20_000
-JOB_DEADLINE_S, STALL_S, START_S, POLL_S = 600.0, 120.0, 60.0, 0.5
+JOB_DEADLINE_S, STALL_S, POLL_S = 600.0, 120.0, 0.5
 CITIES = ("Osaka", "Mumbai", "Lyon", "Porto", "Austin")
 SOURCES = ("web-form", "referral", "event")
 TARGET_RATIO, TARGET_REPLY_S = 0.70, 1.0
@@ -97,25 +94,6 @@ class Leads:
 # setup -------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def database(backend: str, tmp: Path) -> Iterator[str]:
-    """A fresh database's URL: a SQLite file, or a PostgreSQL database dropped on exit."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'bench.db'}"
-        return
-    server = sa.make_url(PG_SERVER)
-    name = f"procession_bulk_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server.set(database="test"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-
-
 def prepare(settings: Settings) -> tuple[str, Target, list[str]]:
     """Migrate, seed the demo team, make an admin key and LEADS leads: (key, target, lead ids)."""
     svc = bootstrap(settings)
@@ -148,50 +126,12 @@ def prepare(settings: Settings) -> tuple[str, Target, list[str]]:
 # the application over HTTP -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rss_mib(pid: int, field: str) -> float:
     """``VmRSS`` or ``VmHWM`` (the RSS high-water mark) of a process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no {field} for process {pid}")
-
-
-def tail(log: Path, chars: int = 3000) -> str:
-    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A subprocess writing to ``log``, stopped on exit (SIGTERM, then SIGKILL after 15 s)."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
-
-
-def wait_until(ready: Any, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    deadline = time.monotonic() + START_S
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if ready():
-                return
-        except (httpx.TransportError, sa.exc.OperationalError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start (exit code {proc.poll()}):\n{tail(log)}")
 
 
 def max_worker_id(url: str) -> int:
@@ -301,7 +241,7 @@ def bench(backend: str, n: int) -> Report:
 
     with (
         tempfile.TemporaryDirectory(prefix="procession-bulk-") as tmp_name,
-        database(backend, Path(tmp_name)) as url,
+        fresh_database(backend, Path(tmp_name)) as url,
     ):
         tmp = Path(tmp_name)
         settings = Settings(data_dir=tmp / "data", database_url=url)

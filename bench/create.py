@@ -15,20 +15,18 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from common import PG_SERVER, fresh_database, serving
 
 from procession.bootstrap import bootstrap
 from procession.config import Settings
@@ -89,31 +87,6 @@ class Result:
     samples: list[str] = field(default_factory=list)  # the first error replies
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def database(url: str | None, tmp: Path) -> Iterator[str]:
-    """The URL to benchmark: a fresh SQLite file, the given URL, or a PostgreSQL database made for the run."""
-    if url is None or not url.startswith("postgresql"):
-        yield url or f"sqlite:///{tmp / 'bench.db'}"
-        return
-    server = sa.make_url(url)
-    name = f"procession_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server.set(database="test"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-
-
 def prepare(settings: Settings) -> tuple[str, str]:
     """Migrate, seed the demo team and make an admin key, as ``procession serve --demo`` does: (team, key)."""
     svc = bootstrap(settings)
@@ -123,33 +96,6 @@ def prepare(settings: Settings) -> tuple[str, str]:
             return team_id, create_key(uow, role="admin", username="admin", label="bench")
     finally:
         svc.close()
-
-
-@contextmanager
-def serving(args: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run a server command taking ``--port``; its base URL once /healthz answers; stopped on exit."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*args, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{' '.join(args[1:])} did not start:\n{log.read_text()[-3000:]}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def smoke(url: str, key: str) -> None:
@@ -314,7 +260,11 @@ def main() -> int:
     seconds = args.duration
     with (
         tempfile.TemporaryDirectory(prefix="procession-bench-") as tmp_name,
-        database(args.database_url, Path(tmp_name)) as url,
+        fresh_database(
+            "postgresql" if (args.database_url or "").startswith("postgresql") else "sqlite",
+            Path(tmp_name),
+            pg_server=args.database_url or PG_SERVER,
+        ) as url,
     ):
         tmp = Path(tmp_name)
         settings = Settings(data_dir=tmp / "data", database_url=url)
@@ -324,12 +274,12 @@ def main() -> int:
         print(f"backend: {backend}; {THREADS} wrk threads, {CONNECTIONS} connections, {seconds:g} s per load")
 
         serve = [sys.executable, "-m", "procession.cli", "serve"]
-        with serving(serve, env, tmp / "server.log") as server:
+        with serving(serve, env, tmp / "server.log") as (server, _):
             smoke(server, key)
             api = wrk(server, key, seconds, tmp)
             time.sleep(1)  # let the requests wrk left in flight finish
             fixed = asyncio.run(open_loop(server, key, RATE, seconds))
-        with serving([sys.executable, str(HERE / "bare.py")], env, tmp / "bare.log") as bare_url:
+        with serving([sys.executable, str(HERE / "bare.py")], env, tmp / "bare.log") as (bare_url, _):
             bare = wrk(bare_url, key, seconds, tmp)
         direct = direct_inserts(url, team_id, min(seconds, 5.0))
 

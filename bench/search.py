@@ -17,14 +17,10 @@ import argparse
 import itertools
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Generator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ from typing import Any
 import httpx
 import orjson
 import sqlalchemy as sa
+from common import fresh_database, serving
 from search_data import Demo, build, prepare  # bench/search_data.py, next to this file
 
 from procession.bootstrap import Services, bootstrap
@@ -47,65 +44,6 @@ WARMUP = 5  # first requests of a repeated query, not recorded
 
 
 # --- servers and databases -----------------------------------------------------------------------------
-
-
-@contextmanager
-def database(backend: str, pg_url: str, tmp: Path) -> Iterator[str]:
-    """The URL of a fresh database: a SQLite file in ``tmp``, or a PostgreSQL database dropped on exit."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'search.db'}"
-        return
-    server = sa.make_url(pg_url)
-    name = f"procession_search_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serving(settings: Settings, log: Path) -> Iterator[str]:
-    """``procession serve`` on the database of ``settings``; its base URL once /healthz answers."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PROCESSION_DATABASE_URL": settings.url,
-        "PROCESSION_DATA_DIR": str(settings.data_dir),
-        "PROCESSION_EMBEDDED_WORKER": "false",
-    }
-    args = [sys.executable, "-m", "procession.cli", "serve", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"the server did not start:\n{log.read_text()[-3000:]}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 # --- measuring -----------------------------------------------------------------------------------------
@@ -345,7 +283,7 @@ def bench(backend: str, args: argparse.Namespace) -> None:
     """Build, serve, measure and report one backend; the server is stopped and the database dropped."""
     with (
         tempfile.TemporaryDirectory(prefix="procession-search-") as tmp_name,
-        database(backend, args.pg_url, Path(tmp_name)) as url,
+        fresh_database(backend, Path(tmp_name), pg_server=args.pg_url) as url,
     ):
         tmp = Path(tmp_name)
         settings = Settings(data_dir=tmp / "data", database_url=url)
@@ -358,7 +296,16 @@ def bench(backend: str, args: argparse.Namespace) -> None:
             runs, sql = queries(sample, args), Sql(svc, demo)
             headers = {"Authorization": f"Bearer {demo.key}", "Content-Type": "application/json"}
             with (
-                serving(settings, tmp / "server.log") as server,
+                serving(
+                    [sys.executable, "-m", "procession.cli", "serve"],
+                    {
+                        **os.environ,
+                        "PROCESSION_DATABASE_URL": url,
+                        "PROCESSION_DATA_DIR": str(settings.data_dir),
+                        "PROCESSION_EMBEDDED_WORKER": "false",
+                    },
+                    tmp / "server.log",
+                ) as (server, _),
                 httpx.Client(base_url=server, headers=headers, timeout=120) as client,
             ):
                 measure(client, sql, runs, args.budget)
