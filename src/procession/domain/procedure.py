@@ -105,6 +105,23 @@ class Schema:
 class Entity(Schema):
     version: int = 1
 
+    def definition(self) -> dict[str, Any]:
+        """The stored form (ids throughout)."""
+        return {"attributes": [a.to_dict() for a in self.attributes], "primaryKey": self.primary_key}
+
+    @classmethod
+    def from_row(
+        cls, *, id: str, short_id: str, label: str, version: int, definition: dict[str, Any]
+    ) -> Entity:
+        return cls(
+            id=id,
+            short_id=short_id,
+            label=label,
+            version=version,
+            attributes=[Attribute.from_dict(a) for a in definition["attributes"]],
+            primary_key=definition.get("primaryKey"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

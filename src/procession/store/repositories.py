@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from procession.domain.attributes import Attribute
 from procession.domain.events import EventRecord
 from procession.domain.procedure import Entity, Procedure
 from procession.domain.process import Event, Process
@@ -16,9 +15,6 @@ from procession.domain.query import SortKey
 from procession.store import tables as t
 from procession.store.db import Statement
 from procession.store.search import search_statement
-
-_procedures: dict[tuple[str, int], Procedure] = {}
-_entities: dict[tuple[str, int], Entity] = {}
 
 # The statements every create runs are built once, here, with their values as bound parameters, and run
 # as ``db.Statement``s (no statement and cache key rebuilt per call). The team's parameter is ``b_team``,
@@ -145,16 +141,71 @@ class Pods(Repository):
         self.conn.execute(t.pods.insert().values(team_id=self.team_id, **values))
 
 
-_PR = t.procedures.c
-PROCEDURE_VERSION = Statement(
-    sa.select(_PR.id, _PR.version).where(_PR.team_id == TEAM, sa.or_(_PR.short_id == REF, _PR.id == REF))
-)
-PROCEDURE = Statement(
-    sa.select(_PR.id, _PR.short_id, _PR.label, _PR.version, _PR.definition).where(
-        _PR.team_id == TEAM, _PR.id == ID
-    ),
-    json_columns=[4],
-)
+D = TypeVar("D", Procedure, Entity)
+
+
+class Schemas(Repository, Generic[D]):
+    """Versioned schema documents (procedures, entities): found by shortId or id, parsed once per version
+    (shared by every request), saved with optimistic versioning."""
+
+    table: sa.Table
+    parse: Any  # Procedure.from_row or Entity.from_row
+    _version: Statement
+    _full: Statement
+    _parsed: dict[tuple[str, int], D]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        c = cls.table.c
+        cls._version = Statement(
+            sa.select(c.id, c.version).where(c.team_id == TEAM, sa.or_(c.short_id == REF, c.id == REF))
+        )
+        cls._full = Statement(
+            sa.select(c.id, c.short_id, c.label, c.version, c.definition).where(
+                c.team_id == TEAM, c.id == ID
+            ),
+            json_columns=[4],
+        )
+        cls._parsed = {}
+
+    def get(self, ref: str) -> D | None:
+        """The document whose shortId (or id) is ``ref``, or None."""
+        row = self._first(self._version, b_ref=ref)
+        if row is None:
+            return None
+        found = self._parsed.get((row[0], row[1]))
+        if found is None:
+            full = self._first(self._full, b_id=row[0])
+            assert full is not None
+            doc_id, short_id, label, version, definition = full
+            found = self.parse(
+                id=doc_id, short_id=short_id, label=label, version=version, definition=definition
+            )
+            self._parsed[(doc_id, version)] = found
+        return found
+
+    def list(self) -> list[D]:
+        c = self.table.c
+        ids = self.conn.scalars(sa.select(c.id).where(c.team_id == self.team_id).order_by(c.short_id)).all()
+        return [d for d in (self.get(i) for i in ids) if d is not None]
+
+    def save(self, doc: D, *, expected_version: int | None) -> int:
+        """Insert (``expected_version`` None) or update; returns the new version, 0 when the version is stale."""
+        c = self.table.c
+        values = {"short_id": doc.short_id, "label": doc.label, "definition": doc.definition()}
+        if expected_version is None:
+            self.conn.execute(
+                self.table.insert().values(id=doc.id, team_id=self.team_id, version=1, **values)
+            )
+            return 1
+        result = self.conn.execute(
+            self.table.update()
+            .where(c.id == doc.id, c.team_id == self.team_id, c.version == expected_version)
+            .values(version=expected_version + 1, **values)
+        )
+        return expected_version + 1 if result.rowcount == 1 else 0
+
+
 _CO = t.counters.c
 NEXT_NUMBER = Statement(
     t.counters.update()
@@ -164,48 +215,9 @@ NEXT_NUMBER = Statement(
 )
 
 
-class Procedures(Repository):
-    def get(self, ref: str) -> Procedure | None:
-        """The procedure whose shortId (or id) is ``ref``; parsed once per version."""
-        row = self._first(PROCEDURE_VERSION, b_ref=ref)
-        if row is None:
-            return None
-        procedure_id, version = row
-        cached = _procedures.get((procedure_id, version))
-        if cached is None:
-            full = self._first(PROCEDURE, b_id=procedure_id)
-            assert full is not None
-            _, short_id, label, version, definition = full
-            cached = Procedure.from_row(
-                id=procedure_id, short_id=short_id, label=label, version=version, definition=definition
-            )
-            _procedures[(procedure_id, version)] = cached
-        return cached
-
-    def list(self) -> list[Procedure]:
-        c = t.procedures.c
-        ids = self.conn.scalars(sa.select(c.id).where(c.team_id == self.team_id).order_by(c.short_id)).all()
-        return [p for p in (self.get(i) for i in ids) if p is not None]
-
-    def save(self, procedure: Procedure, *, expected_version: int | None) -> int:
-        """Insert (``expected_version`` None) or update; returns the new version, 0 when the version is stale."""
-        c = t.procedures.c
-        values = {
-            "short_id": procedure.short_id,
-            "label": procedure.label,
-            "definition": procedure.definition(),
-        }
-        if expected_version is None:
-            self.conn.execute(
-                t.procedures.insert().values(id=procedure.id, team_id=self.team_id, version=1, **values)
-            )
-            return 1
-        result = self.conn.execute(
-            t.procedures.update()
-            .where(c.id == procedure.id, c.team_id == self.team_id, c.version == expected_version)
-            .values(version=expected_version + 1, **values)
-        )
-        return expected_version + 1 if result.rowcount == 1 else 0
+class Procedures(Schemas[Procedure]):
+    table = t.procedures
+    parse = Procedure.from_row
 
     def ensure_counter(self, procedure_id: str, attribute_id: str, start: int) -> None:
         c = t.counters.c
@@ -226,67 +238,9 @@ class Procedures(Repository):
         return int(number[0])
 
 
-_EN = t.entities.c
-ENTITY_VERSION = Statement(
-    sa.select(_EN.id, _EN.version).where(_EN.team_id == TEAM, sa.or_(_EN.short_id == REF, _EN.id == REF))
-)
-ENTITY = Statement(
-    sa.select(_EN.id, _EN.short_id, _EN.label, _EN.version, _EN.definition).where(
-        _EN.team_id == TEAM, _EN.id == ID
-    ),
-    json_columns=[4],
-)
-
-
-class Entities(Repository):
-    def get(self, ref: str) -> Entity | None:
-        """The entity whose shortId (or id) is ``ref``; parsed once per version."""
-        row = self._first(ENTITY_VERSION, b_ref=ref)
-        if row is None:
-            return None
-        entity_id, version = row
-        cached = _entities.get((entity_id, version))
-        if cached is None:
-            full = self._first(ENTITY, b_id=entity_id)
-            assert full is not None
-            _, short_id, label, version, d = full
-            cached = Entity(
-                id=entity_id,
-                short_id=short_id,
-                label=label,
-                version=version,
-                attributes=[Attribute.from_dict(a) for a in d["attributes"]],
-                primary_key=d.get("primaryKey"),
-            )
-            _entities[(entity_id, version)] = cached
-        return cached
-
-    def list(self) -> list[Entity]:
-        c = t.entities.c
-        ids = self.conn.scalars(sa.select(c.id).where(c.team_id == self.team_id).order_by(c.short_id)).all()
-        return [e for e in (self.get(i) for i in ids) if e is not None]
-
-    def save(self, entity: Entity, *, expected_version: int | None) -> int:
-        c = t.entities.c
-        values = {
-            "short_id": entity.short_id,
-            "label": entity.label,
-            "definition": {
-                "attributes": [a.to_dict() for a in entity.attributes],
-                "primaryKey": entity.primary_key,
-            },
-        }
-        if expected_version is None:
-            self.conn.execute(
-                t.entities.insert().values(id=entity.id, team_id=self.team_id, version=1, **values)
-            )
-            return 1
-        result = self.conn.execute(
-            t.entities.update()
-            .where(c.id == entity.id, c.team_id == self.team_id, c.version == expected_version)
-            .values(version=expected_version + 1, **values)
-        )
-        return expected_version + 1 if result.rowcount == 1 else 0
+class Entities(Schemas[Entity]):
+    table = t.entities
+    parse = Entity.from_row
 
 
 _RE = t.records.c
