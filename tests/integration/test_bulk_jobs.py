@@ -263,3 +263,23 @@ def test_unknown_procedure_is_not_found(team: Team, kind: str) -> None:
 
     with pytest.raises(NotFound), team.uow() as uow:
         submit_job(uow, team.caller, "nope", [{}], kind=kind)
+
+
+def test_a_chunk_that_keeps_failing_ends_as_errors_and_a_failed_job(team: Team, monkeypatch) -> None:
+    import procession.engine.chunks as chunks
+
+    p = create(team, {})
+    j = submit(team, [{"id": p["id"], "data": {"score": 1}}, {"id": p["id"], "data": {"score": 2}}])
+
+    def broken(*_: object) -> list:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(chunks, "apply_chunk", broken)
+    for attempt in range(chunks.MAX_ATTEMPTS):
+        assert job(team, j["id"])["status"] == "NOT_STARTED", attempt
+        with pytest.raises(RuntimeError):
+            run_chunk(team.services.engine, j["id"], 0)
+    final = job(team, j["id"])
+    assert final["status"] == "FAILED" and final["counts"]["ERROR"] == 2
+    assert {e["errors"][0]["code"] for e in entries(team, j["id"])} == {"internal"}
+    assert read(team, p["id"])["version"] == 1  # nothing was applied

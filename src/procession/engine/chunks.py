@@ -46,7 +46,9 @@ def run_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> bool:
             now = now_ms()
             job = queue.job(job_id)
             results = (
-                [] if job.status == "ABORTED" else apply_chunk(uow, job, queue.pending_entries(chunk), now)
+                []
+                if job.status == "ABORTED"
+                else apply_chunk(uow, job, queue.pending_entries(chunk, job.kind), now)
             )
             queue.finish(chunk, results, now)
             uow.commit()
@@ -70,7 +72,7 @@ def _record_failure(engine: sa.Engine, team_id: str, chunk: Chunk) -> None:
             error = [{"code": "internal", "message": "the entry could not be applied; see the server log"}]
             results = [
                 {"b_idx": idx, "b_status": "ERROR", "b_process": None, "b_error": error}
-                for idx, _, _ in queue.pending_entries(claimed)
+                for idx, _ in queue.pending_entries(claimed, queue.job(claimed.job_id).kind)
             ]
             queue.finish(claimed, results, now, failed=True)
         else:

@@ -26,18 +26,16 @@ def _result(
 
 
 def apply_updates(
-    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any, Any]], now: int
+    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
 ) -> list[dict[str, Any]]:
     """Set-based: one read of the chunk's processes, the domain per entry, one batched write of each kind."""
-    pk_ids = uow.processes.ids_by_pk(
-        procedure.id, [c["pk"] for _, _, c in rows if "pk" in c and "id" not in c]
-    )
-    wanted = {c["id"] if "id" in c else pk_ids.get(c["pk"]) for _, _, c in rows} - {None}
+    pk_ids = uow.processes.ids_by_pk(procedure.id, [c["pk"] for _, c in rows if "pk" in c and "id" not in c])
+    wanted = {c["id"] if "id" in c else pk_ids.get(c["pk"]) for _, c in rows} - {None}
     processes = uow.processes.get_many(sorted(w for w in wanted if w))
     touched: dict[str, tuple[Process, str | None]] = {}
     events: list[tuple[str, Event]] = []
     results = []
-    for idx, _, stored in rows:
+    for idx, stored in rows:
         pid = stored["id"] if "id" in stored else pk_ids.get(stored["pk"])
         process = processes.get(pid) if pid else None
         if process is None or process.procedure != procedure.id:
@@ -74,12 +72,12 @@ def apply_updates(
 
 
 def apply_creates(
-    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any, Any]], now: int
+    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
 ) -> list[dict[str, Any]]:
     """Create Process per entry, each in a savepoint so one bad entry never fails the others."""
     caller = Caller(team_id=job.team_id, role="member", user_id=job.created_by)
     results = []
-    for idx, item, _ in rows:
+    for idx, item in rows:
         try:
             with uow.conn.begin_nested():
                 created = create_process(uow, caller, procedure.id, CreateProcess.model_validate(item))
@@ -93,9 +91,7 @@ def apply_creates(
     return results
 
 
-def apply_chunk(
-    uow: UnitOfWork, job: Job, rows: list[tuple[int, Any, Any]], now: int
-) -> list[dict[str, Any]]:
+def apply_chunk(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: int) -> list[dict[str, Any]]:
     procedure = load_procedure(uow, job.procedure_id)
     apply = apply_updates if job.kind == "update" else apply_creates
     return apply(uow, procedure, job, rows, now)

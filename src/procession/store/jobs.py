@@ -104,9 +104,10 @@ class Queue:
     def job(self, job_id: str) -> Job:
         return Job(**self.conn.execute(sa.select(t.jobs).where(J.id == job_id)).one()._asdict())
 
-    def pending_entries(self, chunk: Chunk) -> list[tuple[int, Any, Any]]:
+    def pending_entries(self, chunk: Chunk, kind: str) -> list[tuple[int, Any]]:
+        """The chunk's entries still to apply: (index, stored change) for updates, (index, item) for creates."""
         rows = self.conn.execute(
-            sa.select(E.idx, E.item, E.change)
+            sa.select(E.idx, E.change if kind == "update" else E.item)
             .where(
                 E.job_id == chunk.job_id,
                 E.idx >= chunk.first_idx,
