@@ -19,8 +19,8 @@ app = FastAPI(title="bare")
 
 
 @app.post("/v1/ext/procedure/{procedureShortId}/process", status_code=201)
-def create(procedureShortId: str, body: CreateProcess) -> Response:
-    """Validate the body like the real route (also a sync route), answer a small envelope."""
+async def create(procedureShortId: str, body: CreateProcess) -> Response:
+    """Validate the body like the real route (also async, on the event loop), answer a small envelope."""
     data = {"id": str(uuid.uuid4()), "procedure": procedureShortId, "status": body.status}
     envelope = {"_data": data, "_meta": {}, "_errors": []}
     return Response(orjson.dumps(envelope), status_code=201, media_type="application/json")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from procession.config import Settings
-from procession.store.db import make_engine, migrate
+from procession.store.db import Checkpointer, make_engine, migrate
 from procession.store.uow import UnitOfWork
+from procession.store.writer import MakeUow, Writer
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -17,9 +21,19 @@ class Services:
     settings: Settings
     engine: sa.Engine
     waker: Any = None  # wakes background work after a commit: the embedded runner or procrastinate
+    checkpointer: Checkpointer | None = None  # SQLite: keeps the WAL short, off the writers' path
+    writer: Writer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = Writer(self.engine)
 
     def uow(self, team_id: str, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self.engine, team_id, write=write)
+
+    async def write(self, team_id: str, work: Callable[[MakeUow], T]) -> T:
+        """Run ``work(make_uow)`` for a request, off the event loop; on SQLite together with the others
+        waiting (group commit). Its result once its commits are durable."""
+        return await self.writer.run(team_id, work)
 
     def wake(self, job_id: str) -> None:
         if self.waker is not None:
@@ -27,6 +41,9 @@ class Services:
 
     def start_background(self) -> None:
         """Run background work in this process (embedded) or hand it to ``procession worker`` processes."""
+        if self.settings.is_sqlite:
+            self.checkpointer = Checkpointer(self.engine)
+            self.checkpointer.start()
         embedded = self.settings.embedded_worker
         if embedded or (embedded is None and self.settings.is_sqlite):
             from procession.engine.embedded import EmbeddedRunner
@@ -41,6 +58,9 @@ class Services:
     def close(self) -> None:
         if self.waker is not None:
             self.waker.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        self.writer.close()
         self.engine.dispose()
 
 

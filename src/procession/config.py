@@ -28,7 +28,7 @@ class Settings(BaseSettings):
 
     @property
     def is_sqlite(self) -> bool:
-        return self.url.startswith("sqlite")
+        return self.database_url is None or self.database_url.startswith("sqlite")
 
     @property
     def files_dir(self) -> Path:

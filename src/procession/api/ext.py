@@ -19,6 +19,7 @@ from procession.services.files import get_file, store_file
 from procession.services.idempotency import run_once
 from procession.services.processes import create_process, update_process
 from procession.services.reads import get_process, list_processes, process_history
+from procession.store.writer import in_one
 
 router = APIRouter(prefix="/v1/ext", tags=["external"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -27,7 +28,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 @router.post(
     "/procedure/{procedureShortId}/process", status_code=201, responses=documented(ProcessOut, 201, 409)
 )
-def create(
+async def create(
     procedureShortId: str,
     body: CreateProcess,
     idempotency_key: IdempotencyKey = None,
@@ -35,12 +36,16 @@ def create(
     svc: Services = Depends(services),
 ) -> Response:
     """Create a process of the procedure. A replay with the same ``Idempotency-Key`` returns the first answer."""
-    status, data = run_once(
-        lambda: svc.uow(who.team_id),
-        idempotency_key,
-        request_hash(f"create {procedureShortId}", body) if idempotency_key is not None else "",
-        201,
-        lambda uow: create_process(uow, who, procedureShortId, body),
+    bound_to = request_hash(f"create {procedureShortId}", body) if idempotency_key is not None else ""
+    status, data = await svc.write(
+        who.team_id,
+        lambda make_uow: run_once(
+            make_uow,
+            idempotency_key,
+            bound_to,
+            201,
+            lambda uow: create_process(uow, who, procedureShortId, body),
+        ),
     )
     return reply(data, status=status)
 
@@ -112,7 +117,7 @@ for path, find, suffix in (
             return reply(get_process(uow, procedureShortId, ref))
 
     @router.put(path, responses=documented(ProcessOut, 200, 409), name=f"update{suffix}")
-    def update(
+    async def update(
         procedureShortId: str,
         body: UpdateProcess,
         ref: tuple[str, ...] = Depends(find),
@@ -121,21 +126,32 @@ for path, find, suffix in (
         svc: Services = Depends(services),
     ) -> Response:
         """Update one process: only the fields sent change; ``state`` must follow the state graph."""
-        with svc.uow(who.team_id) as uow:
-            return reply(
-                update_process(uow, who, procedureShortId, ref, body, expected_version=_version(if_match))
+        version = _version(if_match)
+        return reply(
+            await svc.write(
+                who.team_id,
+                in_one(
+                    lambda uow: update_process(
+                        uow, who, procedureShortId, ref, body, expected_version=version
+                    )
+                ),
             )
+        )
 
     @router.delete(path, responses=documented(ProcessOut), name=f"delete{suffix}")
-    def delete(
+    async def delete(
         procedureShortId: str,
         ref: tuple[str, ...] = Depends(find),
         who: Caller = Depends(caller),
         svc: Services = Depends(services),
     ) -> Response:
         """Delete one process (soft: ``isDeleted``; an update of ``isDeleted: false`` restores it)."""
-        with svc.uow(who.team_id) as uow:
-            return reply(update_process(uow, who, procedureShortId, ref, UpdateProcess(isDeleted=True)))
+        deleted = UpdateProcess(isDeleted=True)
+        return reply(
+            await svc.write(
+                who.team_id, in_one(lambda uow: update_process(uow, who, procedureShortId, ref, deleted))
+            )
+        )
 
 
 @router.get("/config", responses=documented(ConfigOut))

@@ -3,6 +3,7 @@ migrations."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -48,7 +49,7 @@ class Statement:
             return [tuple(row) for row in result] if result.returns_rows else []
         sql, order = self._sqlite_form(conn, params)
         args = self._args(order, params)
-        rows = self._on_driver(conn, sql, args, many=False)
+        rows = self.on_driver(conn, sql, args, many=False)
         return [self._loads(row) for row in rows] if self.json_columns else rows
 
     def first(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -65,7 +66,7 @@ class Statement:
             conn.execute(self.stmt, params)
         elif params:
             sql, order = self._sqlite_form(conn, params[0])
-            self._on_driver(conn, sql, [self._args(order, p) for p in params], many=True)
+            self.on_driver(conn, sql, [self._args(order, p) for p in params], many=True)
 
     def _sqlite_form(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
         """The SQL text and its positional parameters: (name, fixed value for a literal) in order."""
@@ -93,7 +94,7 @@ class Statement:
         return tuple(args)
 
     @staticmethod
-    def _on_driver(conn: sa.Connection, sql: str, args: Any, *, many: bool) -> list[Any]:
+    def on_driver(conn: sa.Connection, sql: str, args: Any, *, many: bool) -> list[Any]:
         if not conn.in_transaction():
             conn.begin()  # as SQLAlchemy's own execute would (autobegin: our BEGIN, above all a writer's)
         driver = conn.connection.driver_connection
@@ -133,6 +134,42 @@ def write_lock(engine: sa.Engine) -> threading.Lock | None:
         return _locks_by_url.setdefault(url, lock)
 
 
+# A writer checkpoints the WAL itself only past this many pages (16 MiB): while a ``Checkpointer`` runs, the
+# WAL never gets there, and writers are spared copying pages to the database file and syncing it.
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+    "busy_timeout=30000",
+    "wal_autocheckpoint=4000",
+)
+
+
+class Checkpointer:
+    """A thread with a connection of its own that copies the WAL into an SQLite database file every
+    ``interval`` seconds (``wal_checkpoint(PASSIVE)``: it never waits for, nor blocks, readers and writers).
+    Writers then only append to the WAL, which for small transactions roughly doubles their rate."""
+
+    def __init__(self, engine: sa.Engine, interval: float = 0.05) -> None:
+        self.engine, self.interval = engine, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="procession-checkpointer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _loop(self) -> None:
+        with self.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            while not self._stop.wait(self.interval):
+                with contextlib.suppress(sqlite3.Error):  # busy or locked: the next turn checkpoints
+                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+
+
 def make_engine(url: str) -> sa.Engine:
     """An engine for ``url``: SQLite gets WAL and explicit ``BEGIN [IMMEDIATE]``."""
     if url.startswith("sqlite"):
@@ -151,7 +188,7 @@ def make_engine(url: str) -> sa.Engine:
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+            for pragma in SQLITE_PRAGMAS:
                 dbapi_conn.execute(f"PRAGMA {pragma}")
 
         @sa.event.listens_for(engine, "begin")

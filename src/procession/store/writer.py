@@ -1,0 +1,122 @@
+"""Writes from request handlers: ``await writer.run(team_id, work)``, where ``work(make_uow)`` opens units of
+work with ``make_uow()`` and commits them as usual; its result comes back once that is durable.
+
+On PostgreSQL each call runs in the thread pool in transactions of its own. On SQLite, where writers take
+turns anyway, the calls waiting at one moment run together in one transaction, each in a savepoint of its
+own (group commit): a failure undoes that call's changes alone, and the pages they share (the tail of each
+index, the counters) are written to the WAL once per group instead of once per call. Calls that arrive
+while a group runs form the next group, so under light load a group is a single call and nothing waits
+for company.
+
+A group runs right on the event loop when the file's write lock is free: a group is short (a few hundred
+µs a call), and a second Python thread would only add switches of the GIL. When another writer of this
+process holds the lock (a background chunk), the group waits for it on a thread of its own instead, so the
+event loop goes on serving reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+
+from procession.store.db import write_lock
+from procession.store.uow import LOCK_TIMEOUT_S, UnitOfWork
+
+T = TypeVar("T")
+MakeUow = Callable[[], UnitOfWork]
+Call = tuple[str, Callable[[MakeUow], Any], "asyncio.Future[Any]"]
+MAX_GROUP = 64  # calls per transaction: bounds how long a group holds the event loop and the file
+
+
+class Writer:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.lock = write_lock(engine)  # None unless a SQLite file: then calls are grouped
+        self._waiting: list[Call] = []
+        self._draining = False
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def run(self, team_id: str, work: Callable[[MakeUow], T]) -> T:
+        if self.lock is None:
+            return await run_in_threadpool(work, lambda: UnitOfWork(self.engine, team_id))
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((team_id, work, done))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await done
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+    async def _drain(self) -> None:
+        """Run the waiting calls, a group at a time, until none waits."""
+        try:
+            await asyncio.sleep(0)  # let the requests already read reach the queue: one group for all
+            while self._waiting:
+                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                try:
+                    outcomes = await self._apply_soon(group)
+                except Exception as e:  # the group could not start (the file, the lock): all fail
+                    outcomes = [(False, e)] * len(group)
+                for (_, _, done), (ok, value) in zip(group, outcomes, strict=True):
+                    if not done.done():  # the request may have been cancelled meanwhile
+                        done.set_result(value) if ok else done.set_exception(value)
+                await asyncio.sleep(0)  # replies go out, new requests come in
+        finally:
+            self._draining = False
+
+    async def _apply_soon(self, group: list[Call]) -> list[tuple[bool, Any]]:
+        assert self.lock is not None
+        if self.lock.acquire(blocking=False):
+            return self._apply(group, self.lock)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="procession-writer")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._wait_and_apply, group)
+
+    def _wait_and_apply(self, group: list[Call]) -> list[tuple[bool, Any]]:
+        assert self.lock is not None
+        # as UnitOfWork: after SQLite's busy timeout go on without the lock, SQLite still serialises writers
+        return self._apply(group, self.lock if self.lock.acquire(timeout=LOCK_TIMEOUT_S) else None)
+
+    def _apply(self, group: list[Call], lock: threading.Lock | None) -> list[tuple[bool, Any]]:
+        """One transaction for the group (``lock`` held, released here): each call's (True, result) or
+        (False, exception)."""
+        try:
+            with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
+                conn.begin()
+                outcomes: list[tuple[bool, Any]] = []
+                for team_id, work, _ in group:
+                    try:
+                        outcomes.append((True, work(_nested(self.engine, team_id, conn))))
+                    except Exception as e:
+                        outcomes.append((False, e))
+                try:
+                    conn.commit()
+                except Exception as e:  # nothing of the group is kept
+                    return [(False, e) if ok else (ok, value) for ok, value in outcomes]
+                return outcomes
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def in_one(work: Callable[[UnitOfWork], T]) -> Callable[[MakeUow], T]:
+    """``work(uow)`` as a ``Writer`` call: in one unit of work (which ``work`` commits)."""
+
+    def run(make_uow: MakeUow) -> T:
+        with make_uow() as uow:
+            return work(uow)
+
+    return run
+
+
+def _nested(engine: sa.Engine, team_id: str, conn: sa.Connection) -> MakeUow:
+    return lambda: UnitOfWork(engine, team_id, within=conn)

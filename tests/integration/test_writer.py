@@ -1,0 +1,130 @@
+"""Request writes through ``Services.write``: on SQLite grouped in one transaction (a savepoint each), on
+PostgreSQL one transaction each; either way each call keeps its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from procession.bootstrap import Services
+from procession.domain.errors import Conflict
+from procession.services.commands import CreateProcess
+from procession.services.processes import create_process
+from procession.store import tables as t
+from procession.store.db import write_lock
+from procession.store.uow import UnitOfWork
+from procession.store.writer import MakeUow, in_one
+from tests.conftest import Team, fresh_database, make_team, services_on
+
+
+class Boom(Exception):
+    pass
+
+
+def test_concurrent_writes_keep_their_own_outcomes(team: Team) -> None:
+    """Twelve creates at once: two fail after writing (a duplicate primary key, an error after the insert),
+    and only their own changes are undone; the others are committed and answered with their process."""
+    seen: list[UnitOfWork] = []
+
+    def create(body: dict[str, Any], fail_after: bool = False) -> Any:
+        def work(uow: UnitOfWork) -> dict[str, Any]:
+            seen.append(uow)
+            out = create_process(uow, team.caller, "lead", CreateProcess.model_validate(body))
+            if fail_after:
+                raise Boom(out["id"])
+            uow.commit()
+            return out
+
+        return team.services.write(team.id, in_one(work))
+
+    async def main() -> list[Any]:
+        calls = [create({"data": {"score": i}}) for i in range(10)]
+        calls.insert(3, create({"data": {"score": 99}}, fail_after=True))
+        calls.insert(7, create({"data": {"lead_id": "LEAD-911"}}))  # the first create's generated id
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    boom, duplicate = outcomes.pop(3), outcomes.pop(6)
+    assert isinstance(boom, Boom) and isinstance(duplicate, Conflict)
+    assert [o["data"]["score"] for o in outcomes] == list(range(10))
+    with team.uow() as uow:
+        assert all(uow.processes.get(o["id"]) is not None for o in outcomes)
+        assert uow.processes.get(str(boom)) is None  # inserted, then undone with its savepoint
+        count = sa.select(sa.func.count()).select_from(t.processes).where(t.processes.c.team_id == team.id)
+        assert uow.conn.execute(count).scalar_one() == 10
+    connections = {id(uow.conn) for uow in seen}
+    if write_lock(team.services.engine) is not None:  # SQLite: one transaction for all twelve
+        assert len(connections) == 1 and all(uow.within is not None for uow in seen)
+    else:  # PostgreSQL: each its own
+        assert all(uow.within is None for uow in seen)
+
+
+@pytest.fixture(scope="module")
+def sqlite_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    for url in fresh_database("sqlite", tmp_path_factory):
+        yield from services_on(url, tmp_path_factory)
+
+
+def test_a_write_waits_for_the_file_lock_off_the_event_loop(sqlite_services: Services) -> None:
+    """While another writer of the process holds SQLite's write lock, a request's write waits on a thread
+    of its own: the event loop keeps running, and the write is done once the lock is free."""
+    team = make_team(sqlite_services)
+    lock = write_lock(team.services.engine)
+    assert lock is not None
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            release.wait(5)
+
+    async def main() -> tuple[int, dict[str, Any]]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        threading.Thread(target=holder).start()
+        held.wait(5)
+        asyncio.get_running_loop().call_later(0.3, release.set)
+        started = time.perf_counter()
+        out = await team.services.write(team.id, in_one(lambda uow: _create(uow, team)))
+        assert time.perf_counter() - started >= 0.25  # it did wait for the lock
+        ticker.cancel()
+        return ticks, out
+
+    ticks, out = asyncio.run(main())
+    assert ticks >= 10  # the loop ran all along
+    with team.uow() as uow:
+        assert uow.processes.get(out["id"]) is not None
+
+
+def _create(uow: UnitOfWork, team: Team) -> dict[str, Any]:
+    out = create_process(uow, team.caller, "lead", CreateProcess())
+    uow.commit()
+    return out
+
+
+def test_a_call_can_open_several_units_of_work(team: Team) -> None:
+    """``make_uow`` may be called more than once (the idempotency replay does): each is its own unit."""
+
+    def work(make_uow: MakeUow) -> list[str]:
+        with make_uow() as first:
+            kept = _create(first, team)["id"]
+        with make_uow() as second:
+            dropped = create_process(second, team.caller, "lead", CreateProcess())["id"]  # not committed
+        return [kept, dropped]
+
+    kept, dropped = asyncio.run(team.services.write(team.id, work))
+    with team.uow() as uow:
+        assert uow.processes.get(kept) is not None and uow.processes.get(dropped) is None
