@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -95,10 +94,10 @@ class Savepoint:
     SQLAlchemy's ``begin_nested`` compiles and runs two statements through its full machinery (~50 µs),
     which is a sixth of a whole create when many share one transaction."""
 
-    _names = itertools.count()
+    name = "uow"  # one name, so one prepared statement each; SQLite releases the innermost of that name
 
     def __init__(self, conn: sa.Connection) -> None:
-        self.conn, self.name = conn, f"uow_{next(self._names)}"
+        self.conn = conn
         self.is_active = True
         self._send(f"SAVEPOINT {self.name}")
 
