@@ -625,3 +625,36 @@ def test_only_formulas_reading_a_changed_attribute_are_recomputed() -> None:
 def test_formula_inputs(formula: str, inputs: set[str] | None) -> None:
     found = Attribute("a", "x", "string", formula=formula).formula_inputs
     assert found == (None if inputs is None else frozenset(inputs))
+
+
+# Which fields a save writes
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ProcessChange(data={"a-score": 7}),  # data and a derived value
+        ProcessChange(data={"a-email": "ted@example.com"}),  # the primary key lives in data
+        ProcessChange(state="s-prog"),
+        ProcessChange(status="COMPLETED"),
+        ProcessChange(status="CANCELLED"),
+        ProcessChange(assigned_to="u-2"),
+        ProcessChange(belongs_to="pod-1", next_action_at=T3, parent_process="p-0", primary_booking="b-1"),
+        ProcessChange(is_deleted=True, record="r-2", entity="ent-2"),
+        ProcessChange(data={"a-last": "Mosby"}, state="s-lost", status="COMPLETED", assigned_to="u-3"),
+    ],
+)
+def test_fields_written_covers_every_field_the_change_set(change: ProcessChange) -> None:
+    """A bulk save writes only these columns: every field the change altered must be among them."""
+    process = create()
+    before = process.snapshot()
+    events = process.apply(lead(), change, now=T2)
+    after = process.snapshot()
+    altered = {name for name in before if before[name] != after[name]}
+    assert altered and altered <= Process.fields_written(events)
+    assert {"updated_at", "version"} <= Process.fields_written(events)
+
+
+def test_fields_written_of_no_change_is_only_the_stamp() -> None:
+    process = create()
+    assert Process.fields_written(process.apply(lead(), ProcessChange(), now=T2)) == {"updated_at", "version"}

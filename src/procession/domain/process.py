@@ -176,6 +176,17 @@ class Process:
         return True
 
     @staticmethod
+    def fields_written(events: list[Event]) -> set[str]:
+        """The fields the change behind ``events`` (as ``apply`` returned them) set: the ones a save must
+        write. ``updated_at`` and ``version`` always; a status or an assignment brings its timestamps."""
+        out = {"updated_at", "version"}
+        for key in events[0].payload["changes"] if events else ():
+            name = _CHANGED_FIELD.get(key.split(".", 1)[0], key)
+            out.add(name)
+            out.update(_SET_WITH.get(name, ()))
+        return out
+
+    @staticmethod
     def _events(changes: dict[str, list[Any]]) -> list[Event]:
         events = [Event("process.updated", {"changes": changes})]
         for name, event in (
@@ -192,3 +203,10 @@ class Process:
     def snapshot(self) -> dict[str, Any]:
         """Every field, as stored."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_CHANGED_FIELD = {"data": "data", "derivedData": "derived_data"}  # "data.<id>" -> data, ...
+_SET_WITH = {
+    "status": ("completed_at", "cancelled_at"),
+    "assigned_to": ("last_assigned_at", "first_assigned_to", "first_assigned_at"),
+}

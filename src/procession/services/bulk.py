@@ -33,6 +33,7 @@ def apply_updates(
     wanted = {c["id"] if "id" in c else pk_ids.get(c["pk"]) for _, c in rows} - {None}
     processes = uow.processes.get_many(sorted(w for w in wanted if w))
     touched: dict[str, tuple[Process, str | None]] = {}
+    written: set[str] = set()
     events: list[tuple[str, Event]] = []
     results = []
     for idx, stored in rows:
@@ -59,14 +60,15 @@ def apply_updates(
             )
             continue
         try:
-            for event in process.apply(procedure, change, now=now):
-                events.append((process.id, event))
+            applied = process.apply(procedure, change, now=now)
         except Invalid as e:
             results.append(_result(idx, "ERROR", pid, e))
             continue
+        events.extend((process.id, event) for event in applied)
+        written |= Process.fields_written(applied)
         touched[process.id] = (process, pk_of(procedure, process))
         results.append(_result(idx, "SUCCESS", pid))
-    batch.save_processes(uow.conn, list(touched.values()))
+    batch.save_processes(uow.conn, list(touched.values()), written)
     batch.insert_events(uow.conn, uow.team_id, events, actor=job.created_by, now=now)
     return results
 

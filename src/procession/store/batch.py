@@ -4,6 +4,7 @@ connection (same transaction), no ORM objects and no per-row statement compilati
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -50,29 +51,44 @@ def _pg_json(values: list[Any]) -> list[Any]:
     return [None if v is None else Jsonb(v, dumps=_dumps) for v in values]
 
 
-def save_processes(conn: sa.Connection, processes: list[tuple[Process, str | None]]) -> None:
-    """Write back processes (every mutable field and the primary-key value), matched by id."""
+def save_processes(
+    conn: sa.Connection, processes: list[tuple[Process, str | None]], fields: set[str]
+) -> None:
+    """Write back ``fields`` (mutable field names; with ``data`` comes the primary-key value) of processes,
+    matched by id. Columns no entry changed are left out: SQLite rewrites every index on a column that is
+    set, even to the value it had."""
     if not processes:
         return
+    names = [name for name in MUTABLE if name in fields]
+    columns = [MUTABLE[name] for name in names]
+    with_pk = "data" in fields
     if conn.dialect.name == "postgresql":
-        columns = {"id": ("id", "text"), "pk": ("pk_value", "text"), **MUTABLE}
-        arrays = [[p.id for p, _ in processes], [pk for _, pk in processes]]
-        for name in MUTABLE:
+        arrays: list[Any] = [[p.id for p, _ in processes]]
+        if with_pk:
+            arrays.append([pk for _, pk in processes])
+        for name in names:
             values = [getattr(p, name) for p, _ in processes]
             arrays.append(_pg_json(values) if name in JSON_FIELDS else values)
-        sets = ", ".join(f"{col} = u.{col}" for col, _ in list(columns.values())[1:])
-        unnest = ", ".join(f"%b::{kind}[]" for _, kind in columns.values())
-        names = ", ".join(col for col, _ in columns.values())
+        written = [("id", "text"), *([("pk_value", "text")] if with_pk else []), *columns]
+        sets = ", ".join(f"{col} = u.{col}" for col, _ in written[1:])
+        unnest = ", ".join(f"%b::{kind}[]" for _, kind in written)
+        cols = ", ".join(col for col, _ in written)
         _driver(conn).cursor().execute(
-            f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({names}) WHERE p.id = u.id", arrays
+            f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({cols}) WHERE p.id = u.id", arrays
         )
         return
-    sets = ", ".join(f"{col} = ?" for col, _ in MUTABLE.values())
+    sets = ", ".join([*(["pk_value = ?"] if with_pk else []), *(f"{col} = ?" for col, _ in columns)])
+    json_at = [name in JSON_FIELDS for name in names]
+    get = attrgetter(*names) if len(names) > 1 else lambda p: (getattr(p, names[0]),)
     rows = [
-        (pk, *(_dumps(getattr(p, n)) if n in JSON_FIELDS else getattr(p, n) for n in MUTABLE), p.id)
+        (
+            *((pk,) if with_pk else ()),
+            *(_dumps(v) if is_json else v for v, is_json in zip(get(p), json_at, strict=True)),
+            p.id,
+        )
         for p, pk in processes
     ]
-    _driver(conn).executemany(f"UPDATE processes SET pk_value = ?, {sets} WHERE id = ?", rows)
+    _driver(conn).executemany(f"UPDATE processes SET {sets} WHERE id = ?", rows)
 
 
 def insert_events(

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from procession.store import tables as t
 from procession.store.batch import insert_entries, mark_entries
+from procession.store.db import driver_rows
 from procession.store.repositories import Repository
 
 J, E, C = t.jobs.c, t.job_entries.c, t.job_chunks.c
@@ -106,17 +107,18 @@ class Queue:
 
     def pending_entries(self, chunk: Chunk, kind: str) -> list[tuple[int, Any]]:
         """The chunk's entries still to apply: (index, stored change) for updates, (index, item) for creates."""
-        rows = self.conn.execute(
-            sa.select(E.idx, E.change if kind == "update" else E.item)
-            .where(
-                E.job_id == chunk.job_id,
-                E.idx >= chunk.first_idx,
-                E.idx < chunk.end_idx,
-                E.status == "NOT_STARTED",
-            )
-            .order_by(E.idx)
+        column = "change" if kind == "update" else "item"
+        sql = (
+            f"SELECT idx, {column} FROM job_entries WHERE job_id = {{0}} AND idx >= {{0}} AND idx < {{0}} "
+            "AND status = 'NOT_STARTED' ORDER BY idx"
         )
-        return [tuple(r) for r in rows]
+        return driver_rows(
+            self.conn,
+            sql.format("?"),
+            sql.format("%s"),
+            [chunk.job_id, chunk.first_idx, chunk.end_idx],
+            json_columns=[1],
+        )
 
     def finish(self, chunk: Chunk, results: list[dict[str, Any]], now: int, *, failed: bool = False) -> str:
         """Record the entries' results, close the chunk and move the job on; the job's new status."""

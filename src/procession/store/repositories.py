@@ -13,7 +13,7 @@ from procession.domain.procedure import Entity, Procedure
 from procession.domain.process import Event, Process
 from procession.domain.query import SortKey
 from procession.store import tables as t
-from procession.store.db import Statement
+from procession.store.db import Statement, driver_rows
 from procession.store.search import search_statement
 
 # The statements every create runs are built once, here, with their values as bound parameters, and run
@@ -325,6 +325,8 @@ _PROCESS_COLUMNS = {
 
 
 _FIXED = ("id", "team", "procedure", "created_by", "created_at")
+_COLUMN_LIST = ", ".join(_PROCESS_COLUMNS.values())  # in the order of Process's fields
+_JSON_AT = [list(_PROCESS_COLUMNS).index(name) for name in ("data", "derived_data")]
 _INSERTED = [(name, col) for name, col in _PROCESS_COLUMNS.items() if name != "team"]
 
 _P = t.processes.c
@@ -403,26 +405,29 @@ class Processes(Repository):
 
     def get_many(self, ids: list[str]) -> dict[str, Process]:
         """The processes with these ids, locked until commit (PostgreSQL)."""
-        out: dict[str, Process] = {}
-        for start in range(0, len(ids), 900):
-            stmt = self._select().where(t.processes.c.id.in_(ids[start : start + 900])).with_for_update()
-            out.update((row.id, Process(*row)) for row in self.conn.execute(stmt))
+        rows = driver_rows(
+            self.conn,
+            f"SELECT {_COLUMN_LIST} FROM processes WHERE team_id = ? AND id IN (SELECT value FROM json_each(?))",
+            f"SELECT {_COLUMN_LIST} FROM processes WHERE team_id = %s AND id = ANY(%s) FOR UPDATE",
+            [self.team_id, ids],
+            json_columns=_JSON_AT,
+        )
+        out = {}
+        for row in rows:
+            process = out[row[0]] = Process(*row)
+            process.is_deleted = bool(process.is_deleted)  # SQLite gives 0/1
         return out
 
     def ids_by_pk(self, procedure_id: str, values: list[str]) -> dict[str, str]:
         """Primary-key value -> process id, for the values that exist."""
-        c = t.processes.c
-        out: dict[str, str] = {}
-        for start in range(0, len(values), 900):
-            rows = self.conn.execute(
-                sa.select(c.pk_value, c.id).where(
-                    c.team_id == self.team_id,
-                    c.procedure_id == procedure_id,
-                    c.pk_value.in_(values[start : start + 900]),
-                )
-            )
-            out.update((pk, pid) for pk, pid in rows)
-        return out
+        where = "WHERE team_id = {0} AND procedure_id = {0} AND pk_value"
+        rows = driver_rows(
+            self.conn,
+            f"SELECT pk_value, id FROM processes {where.format('?')} IN (SELECT value FROM json_each(?))",
+            f"SELECT pk_value, id FROM processes {where.format('%s')} = ANY(%s)",
+            [self.team_id, procedure_id, values],
+        )
+        return dict(rows)
 
     def search(
         self,
