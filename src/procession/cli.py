@@ -70,7 +70,11 @@ def serve(
 
 
 @app.command()
-def worker(concurrency: Annotated[int, typer.Option(help="chunks applied at once")] = 1) -> None:
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="chunks applied at once (2: one computes while the other's SQL runs)")
+    ] = 2,
+) -> None:
     """Apply background work (PostgreSQL): run on as many machines as needed."""
     from procession.engine.distributed import run_worker
 

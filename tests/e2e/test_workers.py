@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,8 +50,11 @@ def seed(team: Team, processes: int) -> list[str]:
     return ids
 
 
-def submit(team: Team, ids: list[str], entries: int) -> str:
-    items = [{"id": ids[i % len(ids)], "data": {"score": i, "city": f"c{i % 7}"}} for i in range(entries)]
+def submit(team: Team, ids: list[str], entries: int, pick: Callable[[int], int] | None = None) -> str:
+    """A job of ``entries`` updates; entry i names ``ids[pick(i)]`` (by default the ids in turn, so every
+    chunk names every process and the job is applied in order)."""
+    pick = pick or (lambda i: i % len(ids))
+    items = [{"id": ids[pick(i)], "data": {"score": i, "city": f"c{i % 7}"}} for i in range(entries)]
     with team.uow() as uow:
         job = submit_job(uow, team.caller, "lead", items, kind="update")
         uow.commit()
@@ -118,12 +121,13 @@ def test_a_worker_killed_mid_job_loses_nothing_on_postgresql(pg: Services) -> No
 
 @pytest.mark.postgres
 def test_a_job_spreads_over_two_workers(pg: Services) -> None:
+    """Chunks that share no process run at once, on both workers."""
     team = make_team(pg)
-    ids, entries = seed(team, 200), 30_000
+    ids, entries = seed(team, 30), 30_000
     workers = [start("worker", env_of(pg)) for _ in range(2)]
     try:
         time.sleep(2)  # both listening
-        job_id = submit(team, ids, entries)
+        job_id = submit(team, ids, entries, pick=lambda i: i // 1000)  # chunk k names ids[k] alone
         DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
         wait(lambda: chunks_done(pg, job_id) == 30)
     finally:
@@ -135,6 +139,46 @@ def test_a_job_spreads_over_two_workers(pg: Services) -> None:
             sa.select(t.job_chunks.c.applied_by).where(t.job_chunks.c.job_id == job_id).distinct()
         )
         assert len(set(by)) == 2
+
+
+@pytest.mark.postgres
+def test_an_ordered_job_applies_its_entries_in_order_across_workers(pg: Services) -> None:
+    """Every chunk names every process: two workers of two chunks each still apply the entries of each
+    process in the order they were sent (the scores in its history rise), and the last one wins."""
+    team = make_team(pg)
+    ids, entries = seed(team, 100), 6_000
+    workers = [start("worker", env_of(pg)) for _ in range(2)]
+    try:
+        time.sleep(2)
+        job_id = submit(team, ids, entries)
+        DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
+        wait(lambda: chunks_done(pg, job_id) == 6)
+    finally:
+        for w in workers:
+            stop(w)
+    assert_applied_exactly_once(pg, job_id, ids, entries)
+    with pg.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.events.c.process_id, t.events.c.payload)
+            .where(t.events.c.type == "process.updated", t.events.c.process_id.in_(ids))
+            .order_by(t.events.c.id)
+        ).all()
+        final = dict(
+            conn.execute(
+                sa.select(t.processes.c.id, t.processes.c.data).where(t.processes.c.id.in_(ids))
+            ).all()
+        )
+    scores: dict[str, list[int]] = {}
+    for process_id, payload in rows:
+        score = next(
+            new
+            for key, (_, new) in payload["changes"].items()
+            if key.startswith("data.") and isinstance(new, int)
+        )
+        scores.setdefault(process_id, []).append(score)
+    for n, process_id in enumerate(ids):
+        assert scores[process_id] == list(range(n, entries, 100))
+        assert entries - 100 + n in final[process_id].values()
 
 
 def test_the_server_killed_mid_job_loses_nothing_on_sqlite(tmp_path: Path) -> None:

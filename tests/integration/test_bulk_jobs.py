@@ -283,3 +283,29 @@ def test_a_chunk_that_keeps_failing_ends_as_errors_and_a_failed_job(team: Team, 
     assert final["status"] == "FAILED" and final["counts"]["ERROR"] == 2
     assert {e["errors"][0]["code"] for e in entries(team, j["id"])} == {"internal"}
     assert read(team, p["id"])["version"] == 1  # nothing was applied
+
+
+def ordered(team: Team, job_id: str) -> bool:
+    with team.services.engine.connect() as conn:
+        return bool(conn.scalar(sa.select(t.jobs.c.ordered).where(t.jobs.c.id == job_id)))
+
+
+def test_a_job_whose_chunks_share_processes_is_applied_in_order(team: Team) -> None:
+    """Chunks naming disjoint processes may run at once; once two chunks name the same process (by id, or
+    one by id and one by primary key), the job's chunks run one after the other, in order."""
+    leads = [create(team, {}) for _ in range(3)]
+    disjoint = submit(team, [{"id": leads[0]["id"], "data": {"score": 1}}] * 1000 + [{"id": leads[1]["id"]}])
+    by_id = submit(team, [{"id": leads[0]["id"], "data": {"score": 2}}] * 1001)
+    aliased = submit(
+        team,
+        [{"id": leads[2]["id"], "data": {"score": 3}}] * 1000
+        + [{"lead_id": leads[2]["data"]["lead_id"], "data": {"score": 4}}],
+    )
+    creates = submit(team, [{}, {}], kind="create")
+    assert [ordered(team, j["id"]) for j in (disjoint, by_id, aliased, creates)] == [False, True, True, True]
+
+    engine = team.services.engine
+    assert run_chunk(engine, aliased["id"], 1) is False  # chunk 0 first
+    drain(team)
+    assert job(team, aliased["id"])["counts"]["SUCCESS"] == 1001
+    assert read(team, leads[2]["id"])["data"]["score"] == 4  # the last entry's value, applied last

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from procession.services.bulk import apply_chunk
 from procession.services.common import now_ms
 from procession.store import tables as t
-from procession.store.jobs import Chunk, Queue
+from procession.store.jobs import Chunk, Queue, waits_its_turn
 from procession.store.uow import UnitOfWork
 
 log = logging.getLogger("procession.engine")
@@ -18,12 +18,13 @@ MAX_ATTEMPTS = 5
 
 
 def next_pending(engine: sa.Engine) -> tuple[str, int] | None:
-    """The oldest chunk that is pending and due (not locked: a hint; ``run_chunk`` claims for real)."""
+    """The oldest chunk that is pending, due and not waiting for an earlier one (not locked: a hint;
+    ``run_chunk`` claims for real)."""
     c = t.job_chunks.c
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(c.job_id, c.chunk_no)
-            .where(c.status == "PENDING", c.wake_at <= now_ms())
+            .where(c.status == "PENDING", c.wake_at <= now_ms(), ~waits_its_turn())
             .order_by(c.wake_at, c.job_id, c.chunk_no)
             .limit(1)
         ).first()
@@ -31,7 +32,8 @@ def next_pending(engine: sa.Engine) -> tuple[str, int] | None:
 
 
 def run_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> bool:
-    """Apply chunk ``chunk_no`` of ``job_id`` if it is still pending; False if done or taken elsewhere."""
+    """Apply chunk ``chunk_no`` of ``job_id`` if it is still pending; False if done, taken elsewhere, or not
+    its turn yet (an ordered job's earlier chunk is pending: the one applying that wakes this one next)."""
     with engine.connect() as conn:
         team_id = conn.scalar(sa.select(t.jobs.c.team_id).where(t.jobs.c.id == job_id))
     if team_id is None:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from procession.engine.chunks import run_chunk
 from procession.services.common import now_ms
 from procession.store import tables as t
-from procession.store.jobs import Queue
+from procession.store.jobs import Queue, waits_its_turn
 
 log = logging.getLogger("procession.engine")
 QUEUE = "procession"
@@ -43,7 +43,9 @@ def make_app(url: str) -> procrastinate.App:
 @tasks.task(name="run_chunk", queue=QUEUE, pass_context=False)
 def run_chunk_task(job_id: str, chunk_no: int) -> None:
     assert _engine is not None, "the worker sets the engine before it runs tasks"
-    run_chunk(_engine, job_id, chunk_no)
+    if run_chunk(_engine, job_id, chunk_no):
+        with _engine.connect() as conn:  # an ordered job's next chunk waited for this one
+            defer_chunks(run_chunk_task, Queue(conn).next_in_order(job_id))
 
 
 @tasks.periodic(cron="* * * * * */5", periodic_id="reconcile")  # croniter: seconds last
@@ -75,7 +77,7 @@ class DistributedWaker:
         c = t.job_chunks.c
         with self.engine.connect() as conn:
             numbers = conn.scalars(
-                sa.select(c.chunk_no).where(c.job_id == job_id, c.status == "PENDING")
+                sa.select(c.chunk_no).where(c.job_id == job_id, c.status == "PENDING", ~waits_its_turn())
             ).all()
         try:
             defer_chunks(self.app.tasks["procession:run_chunk"], [(job_id, n) for n in numbers])

@@ -126,6 +126,8 @@ def submit_job(
             "created_at": now,
         }
     )
+    chunk_of: dict[str, int] = {}  # process (id, or primary key if unknown) -> the last chunk naming it
+    ordered = kind != "update"  # creates match records and primary keys: always in order
     for start in range(0, len(items), ENTRY_BATCH):
         with gc_paused():
             entries: list[tuple[int, str, Any, Any, Any]] = []
@@ -138,6 +140,8 @@ def submit_job(
                 except Invalid as e:
                     entries.append((i, "INVALID", items[i], None, [err.as_dict() for err in e.errors]))
             uow.jobs.add_entries(job_id, entries)
+            if not ordered:
+                ordered = _shares_processes(uow, procedure, entries, len(valid) - 1, chunk_of)
     chunks = [
         {
             "job_id": job_id,
@@ -150,8 +154,30 @@ def submit_job(
         }
         for n, s in enumerate(range(0, len(valid), CHUNK_SIZE))
     ]
-    uow.jobs.add_chunks(job_id, chunks, now)
+    uow.jobs.add_chunks(job_id, chunks, now, ordered=ordered)
     return job_view(uow, job_id)
+
+
+def _shares_processes(
+    uow: UnitOfWork,
+    procedure: Procedure,
+    entries: list[tuple[int, str, Any, Any, Any]],
+    last_valid: int,
+    chunk_of: dict[str, int],
+) -> bool:
+    """Whether these entries (just parsed; ``last_valid`` is the position of the last valid one) name a
+    process that an entry of another chunk names: then the job's chunks must be applied in order. Primary
+    keys are resolved to ids, so an item naming a process by id and another by primary key are seen as one."""
+    changes = [change for _, status, _, change, _ in entries if status == "NOT_STARTED"]
+    by_pk = uow.processes.ids_by_pk(procedure.id, [c["pk"] for c in changes if "id" not in c])
+    position = last_valid - len(changes)
+    for change in changes:
+        position += 1
+        process = change["id"] if "id" in change else by_pk.get(change["pk"], "pk:" + change["pk"])
+        chunk = position // CHUNK_SIZE
+        if chunk_of.setdefault(process, chunk) != chunk:
+            return True
+    return False
 
 
 def job_view(uow: UnitOfWork, job_id: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ class Job:
     chunks_total: int
     chunks_done: int
     failed: bool
+    ordered: bool
     created_by: str | None
     created_at: int
     started_at: int | None
@@ -50,12 +51,15 @@ class Jobs(Repository):
     def add(self, job: dict[str, Any]) -> None:
         self.conn.execute(t.jobs.insert().values(team_id=self.team_id, **job))
 
-    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int) -> None:
-        """The job's chunks, once its entries are stored; a job with none is complete at once."""
+    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int, *, ordered: bool) -> None:
+        """The job's chunks, once its entries are stored; a job with none is complete at once. ``ordered``:
+        its chunks must be applied one after the other."""
         if chunks:
             self.conn.execute(t.job_chunks.insert(), chunks)
         done = {} if chunks else {"status": "COMPLETED", "finished_at": now}
-        self.conn.execute(t.jobs.update().where(J.id == job_id).values(chunks_total=len(chunks), **done))
+        self.conn.execute(
+            t.jobs.update().where(J.id == job_id).values(chunks_total=len(chunks), ordered=ordered, **done)
+        )
 
     def add_entries(self, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
         """Entries ``(index, status, item, change, error)`` of a job added in this transaction."""
@@ -92,15 +96,25 @@ class Queue:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
 
-    def claim(self, job_id: str | None = None, chunk_no: int | None = None) -> Chunk | None:
-        """Lock one pending chunk (the given one, or the oldest) for this transaction; None if taken or done."""
-        q = sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(C.status == "PENDING")
-        if job_id is not None:
-            q = q.where(C.job_id == job_id, C.chunk_no == chunk_no)
-        else:
-            q = q.order_by(C.wake_at, C.job_id, C.chunk_no)
-        row = self.conn.execute(q.limit(1).with_for_update(skip_locked=True)).first()
+    def claim(self, job_id: str, chunk_no: int) -> Chunk | None:
+        """Lock this pending chunk for this transaction; None if it is taken, done, or must wait for an
+        earlier chunk of its ordered job."""
+        q = sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(
+            C.status == "PENDING", C.job_id == job_id, C.chunk_no == chunk_no, ~waits_its_turn()
+        )
+        row = self.conn.execute(q.with_for_update(skip_locked=True)).first()
         return Chunk(*row) if row else None
+
+    def next_in_order(self, job_id: str) -> list[tuple[str, int]]:
+        """The chunk of an ordered job whose turn it is (none if the job is not ordered or is done)."""
+        row = self.conn.execute(
+            sa.select(C.job_id, C.chunk_no)
+            .join(t.jobs, J.id == C.job_id)
+            .where(C.job_id == job_id, C.status == "PENDING", J.ordered)
+            .order_by(C.chunk_no)
+            .limit(1)
+        ).first()
+        return [(row.job_id, row.chunk_no)] if row else []
 
     def job(self, job_id: str) -> Job:
         return Job(**self.conn.execute(sa.select(t.jobs).where(J.id == job_id)).one()._asdict())
@@ -172,3 +186,14 @@ class Queue:
                 [{"b_job": j, "b_no": n} for j, n in rows],
             )
         return [(j, n) for j, n in rows]
+
+
+def waits_its_turn() -> Any:
+    """SQL, on ``job_chunks``: the chunk belongs to an ordered job and an earlier chunk of it is pending."""
+    earlier = t.job_chunks.alias("earlier")
+    return sa.and_(
+        sa.select(J.ordered).where(J.id == C.job_id).scalar_subquery(),
+        sa.exists().where(
+            earlier.c.job_id == C.job_id, earlier.c.chunk_no < C.chunk_no, earlier.c.status == "PENDING"
+        ),
+    )

@@ -408,7 +408,8 @@ class Processes(Repository):
         rows = driver_rows(
             self.conn,
             f"SELECT {_COLUMN_LIST} FROM processes WHERE team_id = ? AND id IN (SELECT value FROM json_each(?))",
-            f"SELECT {_COLUMN_LIST} FROM processes WHERE team_id = %s AND id = ANY(%s) FOR UPDATE",
+            # locked in id order, so two chunks sharing processes wait for each other, never deadlock
+            f"SELECT {_COLUMN_LIST} FROM processes WHERE team_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
             [self.team_id, ids],
             json_columns=_JSON_AT,
         )

@@ -194,6 +194,8 @@ jobs = sa.Table(
     sa.Column("chunks_total", sa.Integer, nullable=False),
     sa.Column("chunks_done", sa.Integer, nullable=False),
     sa.Column("failed", sa.Boolean, nullable=False),
+    # chunks share processes: apply them one after the other, in order (else any number at once)
+    sa.Column("ordered", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_by", ID),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.BigInteger),
