@@ -285,27 +285,38 @@ def test_a_chunk_that_keeps_failing_ends_as_errors_and_a_failed_job(team: Team, 
     assert read(team, p["id"])["version"] == 1  # nothing was applied
 
 
-def ordered(team: Team, job_id: str) -> bool:
+def waits_for(team: Team, job_id: str) -> list[int | None]:
+    """Each chunk's ``after_chunk``: the earlier chunk it waits for."""
+    c = t.job_chunks.c
     with team.services.engine.connect() as conn:
-        return bool(conn.scalar(sa.select(t.jobs.c.ordered).where(t.jobs.c.id == job_id)))
+        return list(conn.scalars(sa.select(c.after_chunk).where(c.job_id == job_id).order_by(c.chunk_no)))
 
 
-def test_a_job_whose_chunks_share_processes_is_applied_in_order(team: Team) -> None:
-    """Chunks naming disjoint processes may run at once; once two chunks name the same process (by id, or
-    one by id and one by primary key), the job's chunks run one after the other, in order."""
-    leads = [create(team, {}) for _ in range(3)]
-    disjoint = submit(team, [{"id": leads[0]["id"], "data": {"score": 1}}] * 1000 + [{"id": leads[1]["id"]}])
-    by_id = submit(team, [{"id": leads[0]["id"], "data": {"score": 2}}] * 1001)
-    aliased = submit(
-        team,
-        [{"id": leads[2]["id"], "data": {"score": 3}}] * 1000
-        + [{"lead_id": leads[2]["data"]["lead_id"], "data": {"score": 4}}],
+def test_chunks_naming_the_same_process_apply_in_order_and_the_others_at_once(team: Team) -> None:
+    """A chunk waits for every chunk up to the latest earlier one naming one of its processes (by id, or one
+    by id and one by primary key); a chunk naming other processes runs at once. Bulk creates run one chunk
+    at a time."""
+    a, b, c = (create(team, {}) for _ in range(3))
+
+    def items(process: dict, n: int, by_key: bool = False) -> list[dict]:
+        ident = {"lead_id": process["data"]["lead_id"]} if by_key else {"id": process["id"]}
+        return [{**ident, "data": {"score": i}} for i in range(n)]
+
+    # chunk 0: a; chunk 1: b; chunk 2: a (by key) -> waits for 0; chunk 3: c, b -> waits for 1
+    j = submit(
+        team, items(a, 1000) + items(b, 1000) + items(a, 1000, by_key=True) + items(c, 999) + items(b, 1)
     )
-    creates = submit(team, [{}, {}], kind="create")
-    assert [ordered(team, j["id"]) for j in (disjoint, by_id, aliased, creates)] == [False, True, True, True]
+    assert waits_for(team, j["id"]) == [None, None, 0, 1]
+    creates = submit(team, [{}] * 2001, kind="create")
+    assert waits_for(team, creates["id"]) == [None, 0, 1]
 
     engine = team.services.engine
-    assert run_chunk(engine, aliased["id"], 1) is False  # chunk 0 first
+    assert run_chunk(engine, j["id"], 2) is False  # chunk 0 first
+    assert run_chunk(engine, j["id"], 1) is True  # independent of chunk 0
+    assert run_chunk(engine, j["id"], 3) is False  # every chunk up to 1 first: 0 is pending
+    assert run_chunk(engine, j["id"], 0) is True
+    assert run_chunk(engine, j["id"], 3) is True
+    assert run_chunk(engine, j["id"], 2) is True
+    assert job(team, j["id"])["counts"]["SUCCESS"] == 4000
+    assert read(team, a["id"])["data"]["score"] == 999  # the last entry naming it, applied last
     drain(team)
-    assert job(team, aliased["id"])["counts"]["SUCCESS"] == 1001
-    assert read(team, leads[2]["id"])["data"]["score"] == 4  # the last entry's value, applied last

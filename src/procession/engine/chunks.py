@@ -33,7 +33,7 @@ def next_pending(engine: sa.Engine) -> tuple[str, int] | None:
 
 def run_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> bool:
     """Apply chunk ``chunk_no`` of ``job_id`` if it is still pending; False if done, taken elsewhere, or not
-    its turn yet (an ordered job's earlier chunk is pending: the one applying that wakes this one next)."""
+    its turn yet (an earlier chunk naming the same processes is pending: whoever applies it wakes this)."""
     with engine.connect() as conn:
         team_id = conn.scalar(sa.select(t.jobs.c.team_id).where(t.jobs.c.id == job_id))
     if team_id is None:

@@ -44,8 +44,8 @@ def make_app(url: str) -> procrastinate.App:
 def run_chunk_task(job_id: str, chunk_no: int) -> None:
     assert _engine is not None, "the worker sets the engine before it runs tasks"
     if run_chunk(_engine, job_id, chunk_no):
-        with _engine.connect() as conn:  # an ordered job's next chunk waited for this one
-            defer_chunks(run_chunk_task, Queue(conn).next_in_order(job_id))
+        with _engine.connect() as conn:  # chunks that waited for this one
+            defer_chunks(run_chunk_task, Queue(conn).unblocked_by(job_id, chunk_no))
 
 
 @tasks.periodic(cron="* * * * * */5", periodic_id="reconcile")  # croniter: seconds last

@@ -127,7 +127,7 @@ def submit_job(
         }
     )
     chunk_of: dict[str, int] = {}  # process (id, or primary key if unknown) -> the last chunk naming it
-    ordered = kind != "update"  # creates match records and primary keys: always in order
+    after: dict[int, int] = {}  # chunk -> the latest earlier chunk naming one of its processes
     for start in range(0, len(items), ENTRY_BATCH):
         with gc_paused():
             entries: list[tuple[int, str, Any, Any, Any]] = []
@@ -140,8 +140,11 @@ def submit_job(
                 except Invalid as e:
                     entries.append((i, "INVALID", items[i], None, [err.as_dict() for err in e.errors]))
             uow.jobs.add_entries(job_id, entries)
-            if not ordered:
-                ordered = _shares_processes(uow, procedure, entries, len(valid) - 1, chunk_of)
+            if kind == "update":
+                _chunk_order(uow, procedure, entries, len(valid) - 1, chunk_of, after)
+    chunks_total = (len(valid) + CHUNK_SIZE - 1) // CHUNK_SIZE
+    if kind != "update":  # creates match records and primary keys: in order, one chunk after the other
+        after = {n: n - 1 for n in range(1, chunks_total)}
     chunks = [
         {
             "job_id": job_id,
@@ -151,23 +154,26 @@ def submit_job(
             "status": "PENDING",
             "attempts": 0,
             "wake_at": now,
+            "after_chunk": after.get(n),
         }
         for n, s in enumerate(range(0, len(valid), CHUNK_SIZE))
     ]
-    uow.jobs.add_chunks(job_id, chunks, now, ordered=ordered)
+    uow.jobs.add_chunks(job_id, chunks, now)
     return job_view(uow, job_id)
 
 
-def _shares_processes(
+def _chunk_order(
     uow: UnitOfWork,
     procedure: Procedure,
     entries: list[tuple[int, str, Any, Any, Any]],
     last_valid: int,
     chunk_of: dict[str, int],
-) -> bool:
-    """Whether these entries (just parsed; ``last_valid`` is the position of the last valid one) name a
-    process that an entry of another chunk names: then the job's chunks must be applied in order. Primary
-    keys are resolved to ids, so an item naming a process by id and another by primary key are seen as one."""
+    after: dict[int, int],
+) -> None:
+    """For entries just parsed (``last_valid`` is the position of the last valid one), note in ``after``
+    which earlier chunk each chunk must wait for: the latest one naming a process it names, so that the
+    entries of one process apply in the order sent while chunks naming other processes run at once.
+    Primary keys are resolved to ids, so an item naming a process by id and another by key are one."""
     changes = [change for _, status, _, change, _ in entries if status == "NOT_STARTED"]
     by_pk = uow.processes.ids_by_pk(procedure.id, [c["pk"] for c in changes if "id" not in c])
     position = last_valid - len(changes)
@@ -175,9 +181,10 @@ def _shares_processes(
         position += 1
         process = change["id"] if "id" in change else by_pk.get(change["pk"], "pk:" + change["pk"])
         chunk = position // CHUNK_SIZE
-        if chunk_of.setdefault(process, chunk) != chunk:
-            return True
-    return False
+        previous = chunk_of.get(process, chunk)
+        if previous != chunk:
+            after[chunk] = max(after.get(chunk, previous), previous)
+        chunk_of[process] = chunk
 
 
 def job_view(uow: UnitOfWork, job_id: str) -> dict[str, Any]:

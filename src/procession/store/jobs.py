@@ -29,7 +29,6 @@ class Job:
     chunks_total: int
     chunks_done: int
     failed: bool
-    ordered: bool
     created_by: str | None
     created_at: int
     started_at: int | None
@@ -51,15 +50,12 @@ class Jobs(Repository):
     def add(self, job: dict[str, Any]) -> None:
         self.conn.execute(t.jobs.insert().values(team_id=self.team_id, **job))
 
-    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int, *, ordered: bool) -> None:
-        """The job's chunks, once its entries are stored; a job with none is complete at once. ``ordered``:
-        its chunks must be applied one after the other."""
+    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int) -> None:
+        """The job's chunks, once its entries are stored; a job with none is complete at once."""
         if chunks:
             self.conn.execute(t.job_chunks.insert(), chunks)
         done = {} if chunks else {"status": "COMPLETED", "finished_at": now}
-        self.conn.execute(
-            t.jobs.update().where(J.id == job_id).values(chunks_total=len(chunks), ordered=ordered, **done)
-        )
+        self.conn.execute(t.jobs.update().where(J.id == job_id).values(chunks_total=len(chunks), **done))
 
     def add_entries(self, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
         """Entries ``(index, status, item, change, error)`` of a job added in this transaction."""
@@ -97,24 +93,22 @@ class Queue:
         self.conn = conn
 
     def claim(self, job_id: str, chunk_no: int) -> Chunk | None:
-        """Lock this pending chunk for this transaction; None if it is taken, done, or must wait for an
-        earlier chunk of its ordered job."""
+        """Lock this pending chunk for this transaction; None if it is taken, done, or waits for earlier
+        chunks of its job."""
         q = sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(
             C.status == "PENDING", C.job_id == job_id, C.chunk_no == chunk_no, ~waits_its_turn()
         )
         row = self.conn.execute(q.with_for_update(skip_locked=True)).first()
         return Chunk(*row) if row else None
 
-    def next_in_order(self, job_id: str) -> list[tuple[str, int]]:
-        """The chunk of an ordered job whose turn it is (none if the job is not ordered or is done)."""
-        row = self.conn.execute(
+    def unblocked_by(self, job_id: str, chunk_no: int) -> list[tuple[str, int]]:
+        """Pending chunks of the job that waited for chunks up to ``chunk_no`` (just done) and wait no more."""
+        rows = self.conn.execute(
             sa.select(C.job_id, C.chunk_no)
-            .join(t.jobs, J.id == C.job_id)
-            .where(C.job_id == job_id, C.status == "PENDING", J.ordered)
+            .where(C.job_id == job_id, C.status == "PENDING", C.after_chunk >= chunk_no, ~waits_its_turn())
             .order_by(C.chunk_no)
-            .limit(1)
-        ).first()
-        return [(row.job_id, row.chunk_no)] if row else []
+        )
+        return [(row.job_id, row.chunk_no) for row in rows]
 
     def job(self, job_id: str) -> Job:
         return Job(**self.conn.execute(sa.select(t.jobs).where(J.id == job_id)).one()._asdict())
@@ -189,11 +183,8 @@ class Queue:
 
 
 def waits_its_turn() -> Any:
-    """SQL, on ``job_chunks``: the chunk belongs to an ordered job and an earlier chunk of it is pending."""
+    """SQL, on ``job_chunks``: a chunk of its job up to its ``after_chunk`` is still pending."""
     earlier = t.job_chunks.alias("earlier")
-    return sa.and_(
-        sa.select(J.ordered).where(J.id == C.job_id).scalar_subquery(),
-        sa.exists().where(
-            earlier.c.job_id == C.job_id, earlier.c.chunk_no < C.chunk_no, earlier.c.status == "PENDING"
-        ),
+    return sa.exists().where(
+        earlier.c.job_id == C.job_id, earlier.c.chunk_no <= C.after_chunk, earlier.c.status == "PENDING"
     )

@@ -194,8 +194,6 @@ jobs = sa.Table(
     sa.Column("chunks_total", sa.Integer, nullable=False),
     sa.Column("chunks_done", sa.Integer, nullable=False),
     sa.Column("failed", sa.Boolean, nullable=False),
-    # chunks share processes: apply them one after the other, in order (else any number at once)
-    sa.Column("ordered", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_by", ID),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.BigInteger),
@@ -226,5 +224,7 @@ job_chunks = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("wake_at", sa.BigInteger, nullable=False),
     sa.Column("applied_by", sa.String(200)),
+    # applied only once every chunk of the job up to this one is done (it names processes they name)
+    sa.Column("after_chunk", sa.Integer),
     sa.Index("ix_job_chunks_pending", "status", "wake_at"),
 )

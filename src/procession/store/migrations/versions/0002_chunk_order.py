@@ -1,4 +1,4 @@
-"""jobs.ordered: a job whose chunks share processes applies them in order
+"""job_chunks.after_chunk: a chunk naming processes that earlier chunks name waits for them
 
 Revision ID: 0002
 Revises: 0001
@@ -17,10 +17,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("ordered", sa.Boolean(), server_default=sa.false(), nullable=False))
+    with op.batch_alter_table("job_chunks") as batch:
+        batch.add_column(sa.Column("after_chunk", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("ordered")
+    with op.batch_alter_table("job_chunks") as batch:
+        batch.drop_column("after_chunk")
