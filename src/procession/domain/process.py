@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -176,11 +177,12 @@ class Process:
         return True
 
     @staticmethod
-    def fields_written(events: list[Event]) -> set[str]:
-        """The fields the change behind ``events`` (as ``apply`` returned them) set: the ones a save must
-        write. ``updated_at`` and ``version`` always; a status or an assignment brings its timestamps."""
+    def fields_written(changes: Iterable[str]) -> set[str]:
+        """The fields that changes set (keys of a ``process.updated`` event's ``changes``, of one save or of
+        many): the ones a save must write. ``updated_at`` and ``version`` always; a status or an assignment
+        brings its timestamps."""
         out = {"updated_at", "version"}
-        for key in events[0].payload["changes"] if events else ():
+        for key in changes:
             name = _CHANGED_FIELD.get(key.split(".", 1)[0], key)
             out.add(name)
             out.update(_SET_WITH.get(name, ()))

@@ -33,7 +33,7 @@ def apply_updates(
     wanted = {c["id"] if "id" in c else pk_ids.get(c["pk"]) for _, c in rows} - {None}
     processes = uow.processes.get_many(sorted(w for w in wanted if w))
     touched: dict[str, tuple[Process, str | None]] = {}
-    written: set[str] = set()
+    changed: set[str] = set()  # what the chunk's saves changed: the columns to write
     events: list[tuple[str, Event]] = []
     results = []
     for idx, stored in rows:
@@ -65,10 +65,11 @@ def apply_updates(
             results.append(_result(idx, "ERROR", pid, e))
             continue
         events.extend((process.id, event) for event in applied)
-        written |= Process.fields_written(applied)
+        if applied:
+            changed.update(applied[0].payload["changes"])
         touched[process.id] = (process, pk_of(procedure, process))
         results.append(_result(idx, "SUCCESS", pid))
-    batch.save_processes(uow.conn, list(touched.values()), written)
+    batch.save_processes(uow.conn, list(touched.values()), Process.fields_written(changed))
     batch.insert_events(uow.conn, uow.team_id, events, actor=job.created_by, now=now)
     return results
 
