@@ -323,17 +323,14 @@ def show(r: Report) -> bool:
     )
 
     probe, small, big = r.jobs
-    plain = max(r.entries / s for label, s in r.limits if label.startswith("plain SQL,"))
+    # the fastest run of the plain SQL, with a background checkpoint too on SQLite (the app has one)
+    best = max(r.entries / s for _, s in r.limits)
     met = {True: "met", False: "NOT met"}
-    ratio = big.rate / plain
+    ratio = big.rate / best
     print(
-        f"\nratio app / DB limit ({r.entries:,} entries, best plain-SQL run {plain:,.0f}/s): {ratio:.2f}"
+        f"\nratio app / DB limit ({r.entries:,} entries, fastest plain-SQL run {best:,.0f}/s): {ratio:.2f}"
         f"  -> target >= {TARGET_RATIO:.2f}: {met[ratio >= TARGET_RATIO]}"
     )
-    checkpointed = [r.entries / s for label, s in r.limits if "checkpoint" in label]
-    if checkpointed:
-        best = max(checkpointed)
-        print(f"ratio app / DB limit with background checkpoint ({best:,.0f}/s): {big.rate / best:.2f}")
     print(
         f"202 for {probe.entries:,} entries: {probe.reply_s:.2f} s"
         f"  -> target < {TARGET_REPLY_S:.0f} s: {met[probe.reply_s < TARGET_REPLY_S]}"
