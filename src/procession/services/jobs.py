@@ -126,8 +126,7 @@ def submit_job(
             "created_at": now,
         }
     )
-    chunk_of: dict[str, int] = {}  # process (id, or primary key if unknown) -> the last chunk naming it
-    after: dict[int, int] = {}  # chunk -> the latest earlier chunk naming one of its processes
+    named: list[Any] = []  # per valid update entry: its process id, or ("pk", value)
     for start in range(0, len(items), ENTRY_BATCH):
         with gc_paused():
             entries: list[tuple[int, str, Any, Any, Any]] = []
@@ -140,11 +139,15 @@ def submit_job(
                 except Invalid as e:
                     entries.append((i, "INVALID", items[i], None, [err.as_dict() for err in e.errors]))
             uow.jobs.add_entries(job_id, entries)
-            if kind == "update":
-                _chunk_order(uow, procedure, entries, len(valid) - 1, chunk_of, after)
-    chunks_total = (len(valid) + CHUNK_SIZE - 1) // CHUNK_SIZE
-    if kind != "update":  # creates match records and primary keys: in order, one chunk after the other
-        after = {n: n - 1 for n in range(1, chunks_total)}
+            named.extend(
+                change["id"] if "id" in change else ("pk", change["pk"])
+                for _, status, _, change, _ in entries
+                if status == "NOT_STARTED" and kind == "update"
+            )
+    if kind == "update":
+        after = _chunk_order(uow, procedure, named)
+    else:  # creates match records and primary keys: in order, one chunk after the other
+        after = {n: n - 1 for n in range(1, (len(valid) + CHUNK_SIZE - 1) // CHUNK_SIZE)}
     chunks = [
         {
             "job_id": job_id,
@@ -162,29 +165,26 @@ def submit_job(
     return job_view(uow, job_id)
 
 
-def _chunk_order(
-    uow: UnitOfWork,
-    procedure: Procedure,
-    entries: list[tuple[int, str, Any, Any, Any]],
-    last_valid: int,
-    chunk_of: dict[str, int],
-    after: dict[int, int],
-) -> None:
-    """For entries just parsed (``last_valid`` is the position of the last valid one), note in ``after``
-    which earlier chunk each chunk must wait for: the latest one naming a process it names, so that the
-    entries of one process apply in the order sent while chunks naming other processes run at once.
-    Primary keys are resolved to ids, so an item naming a process by id and another by key are one."""
-    changes = [change for _, status, _, change, _ in entries if status == "NOT_STARTED"]
-    by_pk = uow.processes.ids_by_pk(procedure.id, [c["pk"] for c in changes if "id" not in c])
-    position = last_valid - len(changes)
-    for change in changes:
-        position += 1
-        process = change["id"] if "id" in change else by_pk.get(change["pk"], "pk:" + change["pk"])
+def _chunk_order(uow: UnitOfWork, procedure: Procedure, named: list[Any]) -> dict[int, int]:
+    """Chunk -> the latest earlier chunk naming one of its processes (``named``: each valid entry's process
+    id, or ``("pk", value)``): it waits for every chunk up to that one, so that the entries of a process
+    apply in the order sent, while chunks naming other processes run at once. When the job names
+    processes both ways, primary keys are resolved to ids, so that both names of one process count as one."""
+    if any(isinstance(n, tuple) for n in named) and any(isinstance(n, str) for n in named):
+        values = [n[1] for n in named if isinstance(n, tuple)]
+        ids: dict[str, str] = {}
+        for start in range(0, len(values), ENTRY_BATCH):
+            ids.update(uow.processes.ids_by_pk(procedure.id, values[start : start + ENTRY_BATCH]))
+        named = [ids.get(n[1], n) if isinstance(n, tuple) else n for n in named]
+    chunk_of: dict[Any, int] = {}  # process -> the last chunk naming it
+    after: dict[int, int] = {}
+    for position, process in enumerate(named):
         chunk = position // CHUNK_SIZE
         previous = chunk_of.get(process, chunk)
         if previous != chunk:
             after[chunk] = max(after.get(chunk, previous), previous)
         chunk_of[process] = chunk
+    return after
 
 
 def job_view(uow: UnitOfWork, job_id: str) -> dict[str, Any]:
