@@ -128,3 +128,29 @@ def test_a_call_can_open_several_units_of_work(team: Team) -> None:
     kept, dropped = asyncio.run(team.services.write(team.id, work))
     with team.uow() as uow:
         assert uow.processes.get(kept) is not None and uow.processes.get(dropped) is None
+
+
+def test_a_group_whose_transaction_is_lost_reports_every_call_failed(sqlite_services: Services) -> None:
+    """If SQLite rolls the whole transaction back (disk full, I/O error), no call of the group may be
+    answered as done: the ones that ran are lost, the rest are not run."""
+    team = make_team(sqlite_services)
+    created: list[str] = []
+
+    def good(uow: UnitOfWork) -> dict[str, Any]:
+        out = _create(uow, team)
+        created.append(out["id"])
+        return out
+
+    def fatal(uow: UnitOfWork) -> None:
+        uow.conn.connection.driver_connection.execute("ROLLBACK")  # type: ignore[union-attr]
+        raise Boom("the file went away")
+
+    async def main() -> list[Any]:
+        calls = [team.services.write(team.id, in_one(w)) for w in (good, fatal, good)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, Exception) for o in outcomes)
+    assert len(created) == 1  # the third never ran
+    with team.uow() as uow:
+        assert uow.processes.get(created[0]) is None

@@ -93,11 +93,19 @@ class Writer:
             with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
                 conn.begin()
                 outcomes: list[tuple[bool, Any]] = []
-                for team_id, work, _ in group:
+                driver = conn.connection.driver_connection
+                for n, (team_id, work, _) in enumerate(group):
                     try:
                         outcomes.append((True, work(_nested(self.engine, team_id, conn))))
                     except Exception as e:
                         outcomes.append((False, e))
+                        if not driver.in_transaction:  # type: ignore[union-attr]
+                            # SQLite rolled the whole transaction back (disk full, I/O error): none of
+                            # the group is kept, and the calls not yet run are not run
+                            lost = sa.exc.OperationalError("the group's transaction was lost", None, e)
+                            return [(False, lost) if ok else (ok, v) for ok, v in outcomes] + [
+                                (False, lost)
+                            ] * (len(group) - n - 1)
                 try:
                     conn.commit()
                 except Exception as e:  # nothing of the group is kept
