@@ -12,7 +12,7 @@ from procession.bootstrap import Services, bootstrap
 from procession.domain.errors import ProcessionError
 from procession.services import teams as team_service
 from procession.services.templates import DEMO_SLUG, TEMPLATES, install_template, seed_demo
-from procession.store.repositories import Teams
+from procession.store.repositories import key_by_hash
 
 app = typer.Typer(help="Procession: a process engine for operations teams.", no_args_is_help=True)
 teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
@@ -31,9 +31,8 @@ def _demo_key(svc: Services, team_id: str) -> str:
     path = svc.settings.data_dir / "demo-api-key"
     if path.exists():
         key = path.read_text().strip()
-        with svc.engine.connect() as conn:
-            if Teams(conn).key(team_service.hash_key(key)) is not None:
-                return key
+        if key_by_hash(svc.engine, team_service.hash_key(key)) is not None:
+            return key
     with svc.uow(team_id) as uow:
         key = team_service.create_key(uow, role="admin", username="admin", label="demo")
     path.write_text(key + "\n")

@@ -53,6 +53,9 @@ def test_missing_unknown_and_revoked_keys_get_the_same_401(api: Api) -> None:
         key_id = uow.keys.list()[-1]["id"]
     from procession.services.teams import revoke_key
 
+    with api.client(key) as c:  # works until revoked; the revocation must be seen at once
+        assert c.post("/v1/ext/procedure/lead/process", json={}).status_code == 201
+
     with api.team.uow() as uow:
         revoke_key(uow, key_id)
     answers = []

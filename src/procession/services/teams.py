@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from procession.domain.errors import Conflict, Invalid, NotFound, Unauthorized
 from procession.services.common import Caller, new_id, now_ms
-from procession.store.repositories import Teams
+from procession.store.repositories import Teams, key_by_hash
 from procession.store.uow import UnitOfWork
 
 KEY_PREFIX = "prk_"
@@ -23,8 +23,7 @@ def hash_key(key: str) -> str:
 def authenticate(engine: sa.Engine, token: str | None) -> Caller:
     """The caller a Bearer token stands for; the same 401 for a missing, unknown or revoked key."""
     if token:
-        with engine.connect() as conn:
-            key = Teams(conn).key(hash_key(token))
+        key = key_by_hash(engine, hash_key(token))
         if key is not None:
             return Caller(team_id=key.team_id, role=key.role, user_id=key.user_id)
     raise Unauthorized("a valid API key is required (Authorization: Bearer <key>)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ def _dumps(value: Any) -> str:
 
 
 _REQUIRED = object()  # marks a parameter a statement cannot run without
+_own = threading.local()  # per thread: engine -> a pooled connection it keeps, for ``first_on_own``
 
 
 class Statement:
@@ -47,7 +49,7 @@ class Statement:
         if conn.dialect.name != "sqlite":
             result = conn.execute(self.stmt, params)
             return [tuple(row) for row in result] if result.returns_rows else []
-        sql, order = self._sqlite_form(conn, params)
+        sql, order = self._sqlite_form(conn.dialect, params)
         args = self._args(order, params)
         rows = self.on_driver(conn, sql, args, many=False)
         return [self._loads(row) for row in rows] if self.json_columns else rows
@@ -60,20 +62,38 @@ class Statement:
         rows = self.rows(conn, params)
         return rows[0][0] if rows else None
 
+    def first_on_own(self, engine: sa.Engine, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """SQLite: the first row, read on this thread's own connection in autocommit (no pool checkout, no
+        transaction to begin and end: a point read's overhead drops from ~70 µs to ~10 µs). For reads that
+        stand alone, like a request's API key; elsewhere, PostgreSQL included, as ``first``."""
+        if engine.dialect.name != "sqlite":
+            with engine.connect() as conn:
+                return self.first(conn, params)
+        sql, order = self._sqlite_form(engine.dialect, params)
+        own = _own.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
+        if engine not in own:
+            own[engine] = engine.raw_connection()  # kept for the thread's life
+        driver = own[engine].driver_connection
+        try:
+            row = driver.execute(sql, self._args(order, params)).fetchone()
+        except sqlite3.Error as e:
+            raise sa.exc.DBAPIError.instance(sql, params, e, sqlite3.Error) from e
+        return None if row is None else self._loads(row) if self.json_columns else row
+
     def many(self, conn: sa.Connection, params: list[dict[str, Any]]) -> None:
         """Run once per dict of parameters (all with the same names); no rows."""
         if conn.dialect.name != "sqlite":
             conn.execute(self.stmt, params)
         elif params:
-            sql, order = self._sqlite_form(conn, params[0])
+            sql, order = self._sqlite_form(conn.dialect, params[0])
             self.on_driver(conn, sql, [self._args(order, p) for p in params], many=True)
 
-    def _sqlite_form(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
+    def _sqlite_form(self, dialect: Any, params: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
         """The SQL text and its positional parameters: (name, fixed value for a literal) in order."""
         keys = tuple(params)
         found = self._sqlite.get(keys)
         if found is None:
-            compiled: Any = self.stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+            compiled: Any = self.stmt.compile(dialect=dialect, column_keys=list(keys))
             binds = compiled.binds
             order = [
                 (name, _REQUIRED if binds[name].required else binds[name].value)

@@ -58,6 +58,12 @@ KEY_BY_HASH = Statement(
 )
 
 
+def key_by_hash(engine: sa.Engine, key_hash: str) -> ApiKey | None:
+    """The active (not revoked) key with this hash, read on its own (the first thing a request does)."""
+    row = KEY_BY_HASH.first_on_own(engine, {"b_hash": key_hash})
+    return ApiKey(*row) if row else None
+
+
 class Teams:
     """Teams and API keys: the only repository not scoped to a team (it finds the team)."""
 
@@ -69,11 +75,6 @@ class Teams:
 
     def add(self, *, id: str, slug: str, name: str, now: int) -> None:
         self.conn.execute(t.teams.insert().values(id=id, slug=slug, name=name, created_at=now))
-
-    def key(self, key_hash: str) -> ApiKey | None:
-        """The active (not revoked) key with this hash."""
-        row = KEY_BY_HASH.first(self.conn, {"b_hash": key_hash})
-        return ApiKey(*row) if row else None
 
 
 class Keys(Repository):
