@@ -34,6 +34,7 @@ from procession.services.teams import create_key
 from procession.services.templates import seed_demo
 from procession.store import tables as t
 from procession.store.db import make_engine
+from procession.store.repositories import Procedures
 
 HERE = Path(__file__).parent
 PATH = "/v1/ext/procedure/lead/process"
@@ -128,7 +129,8 @@ def wrk(url: str, key: str, seconds: int, tmp: Path) -> Result:
 
 
 def direct_inserts(url: str, team_id: str, seconds: float) -> Result:
-    """The API's writes without it: a counter update, a process row and its events, one transaction each."""
+    """The API's writes without it: the next number (the counter row on SQLite, the sequence on PostgreSQL,
+    as the API takes it), a process row and its events, one transaction each."""
     engine = make_engine(url)
     p, e, c = t.processes.c, t.events.c, t.counters.c
     try:
@@ -145,16 +147,11 @@ def direct_inserts(url: str, team_id: str, seconds: float) -> Result:
                 attribute_id = conn.execute(
                     sa.select(c.attribute_id).where(c.procedure_id == row["procedure_id"])
                 ).scalar_one()
-            bump = (
-                t.counters.update()
-                .where(c.procedure_id == row["procedure_id"], c.attribute_id == attribute_id)
-                .values(value=c.value + 1)
-                .returning(c.value)
-            )
+            counters = Procedures(conn, team_id)
             rows, start = 0, time.perf_counter()
             while (now := time.perf_counter()) - start < seconds:
                 with conn.begin():
-                    lead_id = f"LEAD-{conn.execute(bump).scalar_one()}"
+                    lead_id = f"LEAD-{counters.next_number(row['procedure_id'], attribute_id)}"
                     new_id, ms = str(uuid.uuid4()), int(time.time() * 1000)
                     data = {**row["data"], attribute_id: lead_id}
                     conn.execute(

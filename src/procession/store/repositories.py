@@ -221,6 +221,8 @@ class Procedures(Schemas[Procedure]):
     parse = Procedure.from_row
 
     def ensure_counter(self, procedure_id: str, attribute_id: str, start: int) -> None:
+        """The counter of a generated-id attribute, from ``start``: a row of ``counters``, and on PostgreSQL
+        a sequence as well (see ``next_number``)."""
         c = t.counters.c
         exists = self.conn.scalar(
             sa.select(c.value).where(c.procedure_id == procedure_id, c.attribute_id == attribute_id)
@@ -231,12 +233,30 @@ class Procedures(Schemas[Procedure]):
                     procedure_id=procedure_id, attribute_id=attribute_id, value=start - 1
                 )
             )
+            if self.conn.dialect.name == "postgresql":
+                self.conn.exec_driver_sql(
+                    f'CREATE SEQUENCE IF NOT EXISTS "{counter_sequence(attribute_id)}" MINVALUE {min(start, 1)} START {start}'
+                )
 
     def next_number(self, procedure_id: str, attribute_id: str) -> int:
-        """The next number of a generated-id attribute (its counter row is locked until commit)."""
+        """The next number of a generated-id attribute. On SQLite, from its ``counters`` row, in the
+        transaction (writers take turns anyway). On PostgreSQL, from its sequence: a row everyone updates
+        would be locked by each create until it commits, one create at a time; ``nextval`` never waits
+        (a create that rolls back leaves a gap, as sequences do)."""
+        if self.conn.dialect.name == "postgresql":
+            return int(
+                self.conn.exec_driver_sql(
+                    f"SELECT nextval('\"{counter_sequence(attribute_id)}\"')"
+                ).scalar_one()
+            )
         params = {"b_procedure": procedure_id, "b_attribute": attribute_id}
         (number,) = NEXT_NUMBER.rows(self.conn, params)
         return int(number[0])
+
+
+def counter_sequence(attribute_id: str) -> str:
+    """The PostgreSQL sequence of a generated-id attribute (ids are unique, so is the name)."""
+    return "counter_" + attribute_id.replace("-", "")
 
 
 class Entities(Schemas[Entity]):
