@@ -23,6 +23,8 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
+from procession.store.db import SQLITE_PRAGMAS
+
 BATCH = 1000
 WRITTEN = ("score", "city", "source")  # the attributes every entry writes, in this order
 
@@ -90,9 +92,9 @@ JOB_SQL = (
 
 
 def _sqlite(path: Path) -> sqlite3.Connection:
-    """A connection set up as the application's (WAL, synchronous=NORMAL, foreign keys)."""
+    """A connection set up as the application's (the same pragmas: WAL, page cache, memory map, …)."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+    for pragma in SQLITE_PRAGMAS:
         conn.execute(f"PRAGMA {pragma}")
     return conn
 
