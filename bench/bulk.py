@@ -7,7 +7,7 @@ made for the run and dropped at the end): the demo team, an admin key and 10,000
 ``PATCH /v1/ext/procedure/lead/process`` jobs (3 attributes merged and a state change per entry) of 10,000,
 20,000 and N entries, each on a freshly started ``procession serve`` (on PostgreSQL with one
 ``procession worker``): the time to the 202, entries/s from submission to completion (the job's
-``finishedAt``), entry statuses, and peak memory (VmHWM) against the RSS before submission. Then the same
+``finishedAt``), entry statuses, and peak memory (RssAnon, sampled) against that before submission. Then the same
 row writes with plain SQL (``bulk_sql.py``), before and after the HTTP runs. Everything runs on 127.0.0.1;
 every wait is bounded; servers and workers are stopped even on error. Exits 1 if anything failed.
 """
@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -126,12 +127,35 @@ def prepare(settings: Settings) -> tuple[str, Target, list[str]]:
 # the application over HTTP -----------------------------------------------------------------------------
 
 
-def rss_mib(pid: int, field: str) -> float:
-    """``VmRSS`` or ``VmHWM`` (the RSS high-water mark) of a process, in MiB."""
+def anon_mib(pid: int) -> float:
+    """``RssAnon`` of a process, in MiB: its own memory, without the pages of files it maps (SQLite maps
+    its database file, and those pages are the kernel's page cache, shared and droppable)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
+        if line.startswith("RssAnon:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} for process {pid}")
+    raise RuntimeError(f"no RssAnon for process {pid}")
+
+
+class AnonPeak:
+    """The highest ``RssAnon`` of each process, sampled every 20 ms while in use."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids, self.peak = pids, {name: anon_mib(pid) for name, pid in pids.items()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], anon_mib(pid))
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def max_worker_id(url: str) -> int:
@@ -198,15 +222,18 @@ def run_job(base: str, key: str, pids: dict[str, int], entries: list[dict[str, A
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=base, headers=headers, timeout=JOB_DEADLINE_S) as client:
         client.get("/v1/ext/config").raise_for_status()  # warm: imports, connections, the key
-        before = {name: rss_mib(pid, "VmRSS") for name, pid in pids.items()}
-        sent_wall, sent = time.time(), time.monotonic()
-        r = client.patch(PATH, content=body, headers={"Content-Type": "application/json"})
-        reply_s = time.monotonic() - sent
-        at_reply = {name: rss_mib(pid, "VmHWM") for name, pid in pids.items()}
-        if r.status_code != 202:
-            raise RuntimeError(f"bulk update of {len(entries):,} entries: {r.status_code} {r.text[:1000]}")
-        job = poll(client, r.json()["_data"]["id"], sent + JOB_DEADLINE_S)
-        peak = {name: rss_mib(pid, "VmHWM") for name, pid in pids.items()}
+        before = {name: anon_mib(pid) for name, pid in pids.items()}
+        with AnonPeak(pids) as sampled:
+            sent_wall, sent = time.time(), time.monotonic()
+            r = client.patch(PATH, content=body, headers={"Content-Type": "application/json"})
+            reply_s = time.monotonic() - sent
+            at_reply = dict(sampled.peak)
+            if r.status_code != 202:
+                raise RuntimeError(
+                    f"bulk update of {len(entries):,} entries: {r.status_code} {r.text[:1000]}"
+                )
+            job = poll(client, r.json()["_data"]["id"], sent + JOB_DEADLINE_S)
+        peak = sampled.peak
         counts = {k: v for k, v in job["counts"].items() if v}
         errors = [] if counts == {"SUCCESS": len(entries)} else failures(client, job["id"])
     return JobRun(
@@ -319,7 +346,7 @@ def show(r: Report) -> bool:
         )
     print(
         "(entries/s: from sending the request to the job's finishedAt; after 202: from the reply to finishedAt;"
-        " MiB: VmHWM after the 202 and at the end, growth over the RSS before submitting)"
+        " MiB: peak RssAnon at the 202 and at the end, growth over that before submitting)"
     )
 
     probe, small, big = r.jobs
