@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
 HERE = Path(__file__).parent
 
@@ -24,17 +27,28 @@ def _dumps(value: Any) -> str:
 
 
 _REQUIRED = object()  # marks a parameter a statement cannot run without
+_POSITIONAL_PG = postgresql_psycopg.dialect(paramstyle="format")  # compiles to %s placeholders
+
+
+def _on_sqlite(conn: sa.Connection) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def _jsonb(value: Any) -> Any:
+    return None if value is None else Jsonb(value, dumps=_dumps)
+
+
 _own = threading.local()  # per thread: engine -> a pooled connection it keeps, for ``first_on_own``
 
 
 class Statement:
     """A Core statement built once, run with a dict of parameters; rows come back as plain tuples.
 
-    On SQLite it is compiled once (per set of parameter names) to SQL text and run on the driver's cursor:
-    for the point queries and single-row writes of a create, SQLAlchemy's per-call work (~35 µs) is ten
-    times SQLite's own. JSON parameters and columns are (de)serialised as the engine does, and driver
-    errors are wrapped as SQLAlchemy's (an ``IntegrityError`` stays one). On PostgreSQL, where a round trip
-    dwarfs that work, it runs through SQLAlchemy.
+    It is compiled once (per set of parameter names) to SQL text with positional parameters and run on the
+    driver's cursor: for the point queries and single-row writes of a create, SQLAlchemy's per-call work
+    (~35 µs on SQLite, ~150 µs on PostgreSQL) is several times the database's own, and on PostgreSQL it
+    made a create CPU-bound. JSON parameters and columns are (de)serialised as the engine does, and driver
+    errors are wrapped as SQLAlchemy's (an ``IntegrityError`` stays one).
     """
 
     def __init__(
@@ -42,17 +56,13 @@ class Statement:
     ) -> None:
         self.stmt = stmt
         self.json_params, self.json_columns = frozenset(json_params), tuple(json_columns)
-        self._sqlite: dict[tuple[str, ...], tuple[str, list[tuple[str, Any]]]] = {}
+        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[str, Any]]]] = {}
 
     def rows(self, conn: sa.Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run once; every row it returns."""
-        if conn.dialect.name != "sqlite":
-            result = conn.execute(self.stmt, params)
-            return [tuple(row) for row in result] if result.returns_rows else []
-        sql, order = self._sqlite_form(conn.dialect, params)
-        args = self._args(order, params)
-        rows = self.on_driver(conn, sql, args, many=False)
-        return [self._loads(row) for row in rows] if self.json_columns else rows
+        sql, order = self._form(conn.dialect, params)
+        rows = self.on_driver(conn, sql, self._args(order, params, conn.dialect.name), many=False)
+        return [self._loads(row) for row in rows] if self.json_columns and rows and _on_sqlite(conn) else rows
 
     def first(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
         rows = self.rows(conn, params)
@@ -69,44 +79,45 @@ class Statement:
         if engine.dialect.name != "sqlite":
             with engine.connect() as conn:
                 return self.first(conn, params)
-        sql, order = self._sqlite_form(engine.dialect, params)
+        sql, order = self._form(engine.dialect, params)
         own = _own.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
         if engine not in own:
             own[engine] = engine.raw_connection()  # kept for the thread's life
         driver = own[engine].driver_connection
         try:
-            row = driver.execute(sql, self._args(order, params)).fetchone()
+            row = driver.execute(sql, self._args(order, params, "sqlite")).fetchone()
         except sqlite3.Error as e:
             raise sa.exc.DBAPIError.instance(sql, params, e, sqlite3.Error) from e
         return None if row is None else self._loads(row) if self.json_columns else row
 
     def many(self, conn: sa.Connection, params: list[dict[str, Any]]) -> None:
         """Run once per dict of parameters (all with the same names); no rows."""
-        if conn.dialect.name != "sqlite":
-            conn.execute(self.stmt, params)
-        elif params:
-            sql, order = self._sqlite_form(conn.dialect, params[0])
-            self.on_driver(conn, sql, [self._args(order, p) for p in params], many=True)
+        if params:
+            sql, order = self._form(conn.dialect, params[0])
+            kind = conn.dialect.name
+            self.on_driver(conn, sql, [self._args(order, p, kind) for p in params], many=True)
 
-    def _sqlite_form(self, dialect: Any, params: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
+    def _form(self, dialect: Any, params: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
         """The SQL text and its positional parameters: (name, fixed value for a literal) in order."""
-        keys = tuple(params)
-        found = self._sqlite.get(keys)
+        key = (dialect.name, tuple(params))
+        found = self._compiled.get(key)
         if found is None:
-            compiled: Any = self.stmt.compile(dialect=dialect, column_keys=list(keys))
+            positional = _POSITIONAL_PG if dialect.name == "postgresql" else dialect
+            compiled: Any = self.stmt.compile(dialect=positional, column_keys=list(key[1]))
             binds = compiled.binds
             order = [
                 (name, _REQUIRED if binds[name].required else binds[name].value)
                 for name in compiled.positiontup
             ]
-            found = self._sqlite[keys] = (compiled.string, order)
+            found = self._compiled[key] = (compiled.string, order)
         return found
 
-    def _args(self, order: list[tuple[str, Any]], params: dict[str, Any]) -> tuple[Any, ...]:
+    def _args(self, order: list[tuple[str, Any]], params: dict[str, Any], kind: str) -> tuple[Any, ...]:
         json, args = self.json_params, []
+        encode = _dumps if kind == "sqlite" else _jsonb
         for name, fixed in order:
             if name in params:
-                args.append(_dumps(params[name]) if name in json else params[name])
+                args.append(encode(params[name]) if name in json else params[name])
             elif fixed is _REQUIRED:
                 raise sa.exc.ArgumentError(f"a value is required for bind parameter {name!r}")
             else:
@@ -115,16 +126,20 @@ class Statement:
 
     @staticmethod
     def on_driver(conn: sa.Connection, sql: str, args: Any, *, many: bool) -> list[Any]:
+        """Run SQL text on the connection's driver, in its transaction (begun as SQLAlchemy would)."""
         if not conn.in_transaction():
             conn.begin()  # as SQLAlchemy's own execute would (autobegin: our BEGIN, above all a writer's)
-        driver = conn.connection.driver_connection
+        driver: Any = conn.connection.driver_connection
+        errors: Any = sqlite3.Error if _on_sqlite(conn) else psycopg.Error
         try:
+            cursor = driver.cursor()
             if many:
-                driver.executemany(sql, args)  # type: ignore[union-attr]
+                cursor.executemany(sql, args)
                 return []
-            return driver.execute(sql, args).fetchall()  # type: ignore[union-attr]
-        except sqlite3.Error as e:
-            raise sa.exc.DBAPIError.instance(sql, args, e, sqlite3.Error) from e
+            cursor.execute(sql, args)
+            return cursor.fetchall() if cursor.description else []
+        except errors as e:
+            raise sa.exc.DBAPIError.instance(sql, args, e, errors) from e
 
     def _loads(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = list(row)
@@ -142,10 +157,8 @@ def driver_rows(
     the database's. The SQL comes in each dialect's form, with ``?`` or ``%s``; a list parameter is bound as
     a JSON array on SQLite (read it with ``json_each(?)``) and as an array on PostgreSQL (``= ANY(%s)``).
     ``json_columns`` are decoded on SQLite (PostgreSQL's driver decodes ``jsonb`` itself)."""
-    if conn.dialect.name != "sqlite":
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(postgresql, params)
-        return cursor.fetchall()
+    if not _on_sqlite(conn):
+        return Statement.on_driver(conn, postgresql, params, many=False)
     args = [_dumps(p) if isinstance(p, list) else p for p in params]
     rows = Statement.on_driver(conn, sqlite, args, many=False)
     decode = tuple(json_columns)

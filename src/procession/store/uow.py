@@ -111,10 +111,7 @@ class Savepoint:
         self._send(f"RELEASE SAVEPOINT {self.name}")
 
     def _send(self, sql: str) -> None:
-        if self.conn.dialect.name == "sqlite":
-            Statement.on_driver(self.conn, sql, (), many=False)
-        else:
-            self.conn.exec_driver_sql(sql)
+        Statement.on_driver(self.conn, sql, (), many=False)
 
 
 class Lookups:
