@@ -26,7 +26,7 @@ def _submit(
     status, job = run_once(
         lambda: svc.uow(who.team_id),
         key,
-        request_hash(f"bulk-{kind} {short}", body),
+        request_hash(f"bulk-{kind} {short}", body) if key is not None else "",
         202,
         lambda uow: submit_job(uow, who, short, body.processes, kind=kind),
     )
