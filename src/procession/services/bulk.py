@@ -82,8 +82,9 @@ def apply_creates(
     results = []
     for idx, item in rows:
         try:
-            with uow.conn.begin_nested():
-                created = create_process(uow, caller, procedure.id, CreateProcess.model_validate(item))
+            with UnitOfWork(uow.engine, uow.team_id, within=uow.conn) as entry:  # a savepoint
+                created = create_process(entry, caller, procedure.id, CreateProcess.model_validate(item))
+                entry.commit()
             results.append(_result(idx, "SUCCESS", created["id"]))
         except ProcessionError as e:
             results.append(_result(idx, "ERROR", error=e))
