@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import time
 
+import orjson
+import sqlalchemy as sa
+
+from procession.store import tables as t
 from tests.e2e.conftest import Api
 
 LEADS = "/v1/ext/procedure/lead/process"
@@ -76,13 +80,26 @@ def test_the_specification_examples(api: Api) -> None:
 
 
 def test_structurally_broken_requests_create_no_job(api: Api) -> None:
-    assert (
-        api.http.patch(LEADS, content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
-    )
+    def jobs() -> int:
+        with api.team.uow() as uow:
+            return int(
+                uow.conn.scalar(
+                    sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == api.team.id)
+                )
+            )
+
+    before = jobs()
+    raw = {"Content-Type": "application/json"}
+    assert api.http.patch(LEADS, content=b"{", headers=raw).status_code == 400
+    # broken after the first batches were read and stored: all of it is undone
+    cut = orjson.dumps({"processes": [{"lead_id": f"LEAD-{i}"} for i in range(12_000)]})[:-40]
+    r = api.http.patch(LEADS, content=cut, headers=raw)
+    assert (r.status_code, r.json()["_errors"][0]["code"]) == (400, "malformed_json")
     assert api.http.patch(LEADS, json={"items": []}).status_code == 422
     assert api.http.patch(LEADS, json={"processes": []}).status_code == 422
     assert api.http.patch(LEADS, json={"processes": "x"}).status_code == 422
     assert api.http.patch("/v1/ext/procedure/nope/process", json={"processes": [{}]}).status_code == 404
+    assert jobs() == before
 
 
 def test_idempotent_submission_returns_the_same_job(api: Api) -> None:

@@ -8,10 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from procession.api.deps import request_hash
+from procession.domain.errors import Invalid
 from procession.engine.chunks import run_chunk
 from procession.services.commands import BulkProcesses, CreateProcess
 from procession.services.idempotency import run_once
-from procession.services.jobs import abort_job, job_entries, job_view, submit_job
+from procession.services.jobs import MAX_ITEMS, abort_job, job_entries, job_view, submit_job
 from procession.services.processes import create_process
 from procession.services.reads import get_process
 from procession.store import tables as t
@@ -320,3 +321,19 @@ def test_chunks_naming_the_same_process_apply_in_order_and_the_others_at_once(te
     assert job(team, j["id"])["counts"]["SUCCESS"] == 4000
     assert read(team, a["id"])["data"]["score"] == 999  # the last entry naming it, applied last
     drain(team)
+
+
+def test_items_may_stream_in_and_too_many_store_nothing(team: Team) -> None:
+    """Submission takes the items as a one-time stream, a batch at a time; past MAX_ITEMS the whole
+    submission is refused, with nothing stored."""
+    p = create(team, {})
+    j = submit(team, ({"id": p["id"], "data": {"score": i}} for i in range(3)))  # type: ignore[arg-type]
+    assert (j["total"], j["counts"]["NOT_STARTED"]) == (3, 3)
+    with pytest.raises(Invalid) as refused:
+        submit(team, ({"id": p["id"]} for _ in range(MAX_ITEMS + 1)))  # type: ignore[arg-type]
+    assert refused.value.errors[0].code == "too_many"
+    with pytest.raises(Invalid):
+        submit(team, iter([]))  # type: ignore[arg-type]
+    with team.services.engine.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == team.id)
+        assert conn.scalar(count) == 1

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+import ijson
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from procession.api.deps import caller, request_hash, services
+from procession.api.deps import caller, services
 from procession.api.envelope import documented, reply
 from procession.api.ext import IdempotencyKey
 from procession.bootstrap import Services
+from procession.domain.errors import BadRequest
 from procession.services.commands import BulkProcesses
 from procession.services.common import Caller
 from procession.services.idempotency import run_once
@@ -20,49 +25,77 @@ router = APIRouter(prefix="/v1/ext", tags=["jobs"])
 JobOut = dict[str, Any]
 
 
-def _submit(
-    svc: Services, who: Caller, short: str, body: BulkProcesses, key: str | None, kind: str
+# the body is read as bytes and its items parsed one at a time, as they are stored (see ``_items``), so
+# FastAPI does not parse it: the document still describes it
+BULK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": BulkProcesses.model_json_schema()}},
+    }
+}
+
+
+def _items(body: bytes) -> Iterator[Any]:
+    """The items of ``{"processes": [...]}``, parsed one at a time: the server holds the body's bytes and a
+    batch of items, not all of them as objects (a tenth of the memory). Keys other than ``processes`` are
+    ignored; a body without items is refused by ``submit_job``."""
+    try:
+        yield from ijson.items(body, "processes.item", use_float=True)
+    except ijson.JSONError:
+        raise BadRequest("the body is not valid JSON", code="malformed_json") from None
+
+
+async def _submit(
+    request: Request, svc: Services, who: Caller, short: str, key: str | None, kind: str
 ) -> Response:
-    status, job = run_once(
+    body = await request.body()
+    # a replay is the same bytes: the key is bound to them
+    bound_to = hashlib.sha256(f"bulk-{kind} {short}\n".encode() + body).hexdigest() if key is not None else ""
+    status, job = await run_in_threadpool(
+        run_once,
         lambda: svc.uow(who.team_id),
         key,
-        request_hash(f"bulk-{kind} {short}", body) if key is not None else "",
+        bound_to,
         202,
-        lambda uow: submit_job(uow, who, short, body.processes, kind=kind),
+        lambda uow: submit_job(uow, who, short, _items(body), kind=kind),
     )
     svc.wake(job["id"])
     return reply(job, status=status, meta={"counts": job["counts"]})
 
 
 @router.patch(
-    "/procedure/{procedureShortId}/process", status_code=202, responses=documented(JobOut, 202, 409)
+    "/procedure/{procedureShortId}/process",
+    status_code=202,
+    responses=documented(JobOut, 202, 409),
+    openapi_extra=BULK_BODY,
 )
-def bulk_update(
+async def bulk_update(
     procedureShortId: str,
-    body: BulkProcesses,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
 ) -> Response:
     """Update many processes in the background. Each item names its process by ``id`` or by the procedure's
     primary-key attribute, with its fields at the top level or under ``update``."""
-    return _submit(svc, who, procedureShortId, body, idempotency_key, "update")
+    return await _submit(request, svc, who, procedureShortId, idempotency_key, "update")
 
 
 @router.post(
     "/procedure/{procedureShortId}/process/bulk-create",
     status_code=202,
     responses=documented(JobOut, 202, 409),
+    openapi_extra=BULK_BODY,
 )
-def bulk_create(
+async def bulk_create(
     procedureShortId: str,
-    body: BulkProcesses,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
 ) -> Response:
     """Create many processes in the background, each as Create Process would."""
-    return _submit(svc, who, procedureShortId, body, idempotency_key, "create")
+    return await _submit(request, svc, who, procedureShortId, idempotency_key, "create")
 
 
 @router.get("/background-job/{jobId}", responses=documented(JobOut))

@@ -6,6 +6,8 @@ Job statuses: NOT_STARTED, IN_PROGRESS, COMPLETED, FAILED, ABORTED.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +23,7 @@ from procession.store.uow import Lookups, UnitOfWork
 
 CHUNK_SIZE = 1000  # entries applied per transaction
 ENTRY_BATCH = 5000  # entries stored per statement at submission
+MAX_ITEMS = 100_000  # items per bulk request
 UPDATE_FIELDS = frozenset(UpdateProcess.model_fields) - {
     "version",
     "primaryBooking",
@@ -104,10 +107,11 @@ def parse_create(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Look
 
 
 def submit_job(
-    uow: UnitOfWork, caller: Caller, procedure_ref: str, items: list[Any], *, kind: str
+    uow: UnitOfWork, caller: Caller, procedure_ref: str, items: Iterable[Any], *, kind: str
 ) -> dict[str, Any]:
-    """Validate every item and store the job, its entries and its chunks in one transaction (entries go in
-    batches as they are checked, so memory holds the payload and one batch); the job's view."""
+    """Validate every item and store the job, its entries and its chunks in one transaction; the job's view.
+    ``items`` may be a stream: they are taken, checked and stored a batch at a time, so memory holds one
+    batch of them, not the whole payload. 1 to ``MAX_ITEMS`` items, or ``Invalid`` and nothing stored."""
     now = now_ms()
     procedure = load_procedure(uow, procedure_ref)
     lookups, parse = Lookups(uow), parse_update if kind == "update" else parse_create
@@ -118,7 +122,7 @@ def submit_job(
             "procedure_id": procedure.id,
             "kind": kind,
             "status": "NOT_STARTED",
-            "total": len(items),
+            "total": 0,  # counted as the items come
             "chunks_total": 0,
             "chunks_done": 0,
             "failed": False,
@@ -127,23 +131,27 @@ def submit_job(
         }
     )
     named: list[Any] = []  # per valid update entry: its process id, or ("pk", value)
-    for start in range(0, len(items), ENTRY_BATCH):
+    stream, total = iter(items), 0
+    while batch := list(itertools.islice(stream, ENTRY_BATCH)):
+        if total + len(batch) > MAX_ITEMS:
+            raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
         with gc_paused():
             entries: list[tuple[int, str, Any, Any, Any]] = []
-            for i in range(start, min(start + ENTRY_BATCH, len(items))):
+            for i, item in enumerate(batch, start=total):
                 try:
-                    entries.append(
-                        (i, "NOT_STARTED", items[i], parse(procedure, items[i], uow, lookups), None)
-                    )
+                    entries.append((i, "NOT_STARTED", item, parse(procedure, item, uow, lookups), None))
                     valid.append(i)
                 except Invalid as e:
-                    entries.append((i, "INVALID", items[i], None, [err.as_dict() for err in e.errors]))
+                    entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
             uow.jobs.add_entries(job_id, entries)
             named.extend(
                 change["id"] if "id" in change else ("pk", change["pk"])
                 for _, status, _, change, _ in entries
                 if status == "NOT_STARTED" and kind == "update"
             )
+        total += len(batch)
+    if total == 0:
+        raise Invalid.one("required", "send at least one process", "processes")
     if kind == "update":
         after = _chunk_order(uow, procedure, named)
     else:  # creates match records and primary keys: in order, one chunk after the other
@@ -161,7 +169,7 @@ def submit_job(
         }
         for n, s in enumerate(range(0, len(valid), CHUNK_SIZE))
     ]
-    uow.jobs.add_chunks(job_id, chunks, now)
+    uow.jobs.add_chunks(job_id, chunks, now, total=total)
     return job_view(uow, job_id)
 
 

@@ -50,12 +50,14 @@ class Jobs(Repository):
     def add(self, job: dict[str, Any]) -> None:
         self.conn.execute(t.jobs.insert().values(team_id=self.team_id, **job))
 
-    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int) -> None:
-        """The job's chunks, once its entries are stored; a job with none is complete at once."""
+    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int, *, total: int) -> None:
+        """The job's chunks, once its ``total`` entries are stored; a job with none is complete at once."""
         if chunks:
             self.conn.execute(t.job_chunks.insert(), chunks)
         done = {} if chunks else {"status": "COMPLETED", "finished_at": now}
-        self.conn.execute(t.jobs.update().where(J.id == job_id).values(chunks_total=len(chunks), **done))
+        self.conn.execute(
+            t.jobs.update().where(J.id == job_id).values(total=total, chunks_total=len(chunks), **done)
+        )
 
     def add_entries(self, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
         """Entries ``(index, status, item, change, error)`` of a job added in this transaction."""
