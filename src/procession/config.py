@@ -28,7 +28,7 @@ class Settings(BaseSettings):
 
     @property
     def is_sqlite(self) -> bool:
-        return self.database_url is None or self.database_url.startswith("sqlite")
+        return not self.database_url or self.database_url.startswith("sqlite")  # "" means the default too
 
     @property
     def files_dir(self) -> Path:

@@ -95,6 +95,8 @@ def test_structurally_broken_requests_create_no_job(api: Api) -> None:
     cut = orjson.dumps({"processes": [{"lead_id": f"LEAD-{i}"} for i in range(12_000)]})[:-40]
     r = api.http.patch(LEADS, content=cut, headers=raw)
     assert (r.status_code, r.json()["_errors"][0]["code"]) == (400, "malformed_json")
+    deep = api.http.patch(LEADS, content=b'{"processes": ' + b"[" * 50_000, headers=raw)
+    assert (deep.status_code, deep.json()["_errors"][0]["code"]) == (400, "too_deep")
     assert api.http.patch(LEADS, json={"items": []}).status_code == 422
     assert api.http.patch(LEADS, json={"processes": []}).status_code == 422
     assert api.http.patch(LEADS, json={"processes": "x"}).status_code == 422

@@ -4,6 +4,7 @@ PostgreSQL one transaction each; either way each call keeps its own outcome."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -154,3 +155,36 @@ def test_a_group_whose_transaction_is_lost_reports_every_call_failed(sqlite_serv
     assert len(created) == 1  # the third never ran
     with team.uow() as uow:
         assert uow.processes.get(created[0]) is None
+
+
+def test_a_write_waits_for_another_process_off_the_event_loop(sqlite_services: Services) -> None:
+    """Another process writing to the file (here: a connection outside this process's lock) holds SQLite's
+    own lock: the group finds the file busy at once and waits on its thread, the event loop runs on."""
+    team = make_team(sqlite_services)
+    other = sqlite3.connect(str(team.services.engine.url.database), isolation_level=None)
+
+    async def main() -> tuple[int, dict[str, Any]]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+        started = time.perf_counter()
+        out = await team.services.write(team.id, in_one(lambda uow: _create(uow, team)))
+        assert time.perf_counter() - started >= 0.25
+        ticker.cancel()
+        return ticks, out
+
+    try:
+        ticks, out = asyncio.run(main())
+    finally:
+        other.close()
+    assert ticks >= 10
+    with team.uow() as uow:
+        assert uow.processes.get(out["id"]) is not None

@@ -35,30 +35,52 @@ BULK_BODY = {
 }
 
 
-def _items(body: bytes) -> Iterator[Any]:
-    """The items of ``{"processes": [...]}``, parsed one at a time: the server holds the body's bytes and a
-    batch of items, not all of them as objects (a tenth of the memory). Keys other than ``processes`` are
-    ignored; a body without items is refused by ``submit_job``."""
+MAX_DEPTH = 64  # nesting of a bulk body: ijson's item paths grow with the square of the depth
+
+
+def _check(body: bytes) -> None:
+    """Refuse a body that is not JSON, or nests deeper than MAX_DEPTH, before any database work: one pass
+    that builds nothing (about 2.5 µs an item)."""
+    depth = 0
     try:
-        yield from ijson.items(body, "processes.item", use_float=True)
+        for event, _ in ijson.basic_parse(body):
+            if event == "start_map" or event == "start_array":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels", code="too_deep")
+            elif event == "end_map" or event == "end_array":
+                depth -= 1
     except ijson.JSONError:
         raise BadRequest("the body is not valid JSON", code="malformed_json") from None
 
 
-async def _submit(
-    request: Request, svc: Services, who: Caller, short: str, key: str | None, kind: str
-) -> Response:
-    body = await request.body()
+def _items(body: bytes) -> Iterator[Any]:
+    """The items of ``{"processes": [...]}`` (a body ``_check`` passed), parsed one at a time: the server
+    holds the body's bytes and a batch of items, not all of them as objects (a tenth of the memory). Keys
+    other than ``processes`` are ignored; a body without items is refused by ``submit_job``."""
+    yield from ijson.items(body, "processes.item", use_float=True)
+
+
+def _submit_checked(
+    svc: Services, who: Caller, short: str, body: bytes, key: str | None, kind: str
+) -> tuple[int, Any]:
+    _check(body)
     # a replay is the same bytes: the key is bound to them
     bound_to = hashlib.sha256(f"bulk-{kind} {short}\n".encode() + body).hexdigest() if key is not None else ""
-    status, job = await run_in_threadpool(
-        run_once,
+    return run_once(
         lambda: svc.uow(who.team_id),
         key,
         bound_to,
         202,
         lambda uow: submit_job(uow, who, short, _items(body), kind=kind),
     )
+
+
+async def _submit(
+    request: Request, svc: Services, who: Caller, short: str, key: str | None, kind: str
+) -> Response:
+    body = await request.body()
+    status, job = await run_in_threadpool(_submit_checked, svc, who, short, body, key, kind)
     svc.wake(job["id"])
     return reply(job, status=status, meta={"counts": job["counts"]})
 

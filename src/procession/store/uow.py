@@ -89,6 +89,10 @@ class UnitOfWork:
             lock.release()
 
 
+class SavepointLost(Exception):
+    """A savepoint's changes could not be undone: the enclosing transaction must not commit."""
+
+
 class Savepoint:
     """A savepoint with a transaction's ``commit``/``rollback``/``is_active``, sent straight to the driver:
     SQLAlchemy's ``begin_nested`` compiles and runs two statements through its full machinery (~50 µs),
@@ -107,8 +111,11 @@ class Savepoint:
 
     def rollback(self) -> None:
         self.is_active = False
-        self._send(f"ROLLBACK TO SAVEPOINT {self.name}")
-        self._send(f"RELEASE SAVEPOINT {self.name}")
+        try:
+            self._send(f"ROLLBACK TO SAVEPOINT {self.name}")
+            self._send(f"RELEASE SAVEPOINT {self.name}")
+        except Exception as e:  # its changes may still be in the transaction: the whole of it must go
+            raise SavepointLost("a savepoint could not be rolled back") from e
 
     def _send(self, sql: str) -> None:
         Statement.on_driver(self.conn, sql, (), many=False)

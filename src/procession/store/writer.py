@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
 from procession.store.db import write_lock
-from procession.store.uow import LOCK_TIMEOUT_S, UnitOfWork
+from procession.store.uow import LOCK_TIMEOUT_S, SavepointLost, UnitOfWork
 
 T = TypeVar("T")
 MakeUow = Callable[[], UnitOfWork]
@@ -57,7 +57,8 @@ class Writer:
             self._thread.shutdown(wait=True)
 
     async def _drain(self) -> None:
-        """Run the waiting calls, a group at a time, until none waits."""
+        """Run the waiting calls, a group at a time, until none waits; every call is answered."""
+        group: list[Call] = []
         try:
             await asyncio.sleep(0)  # let the requests already read reach the queue: one group for all
             while self._waiting:
@@ -72,11 +73,20 @@ class Writer:
                 await asyncio.sleep(0)  # replies go out, new requests come in
         finally:
             self._draining = False
+            for _, _, done in group + self._waiting:  # stopped midway (shutdown): no call hangs
+                if not done.done():
+                    done.set_exception(RuntimeError("the server is stopping"))
+            self._waiting = []
 
     async def _apply_soon(self, group: list[Call]) -> list[tuple[bool, Any]]:
+        """On the event loop if the file is free at once, in this process and in any other; else on a thread
+        of its own, which waits for it."""
         assert self.lock is not None
         if self.lock.acquire(blocking=False):
-            return self._apply(group, self.lock)
+            try:
+                return self._apply(group, self.lock, wait=False)
+            except _Busy:
+                pass  # another process writes: wait for it off the event loop
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="procession-writer")
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._wait_and_apply, group)
@@ -84,25 +94,36 @@ class Writer:
     def _wait_and_apply(self, group: list[Call]) -> list[tuple[bool, Any]]:
         assert self.lock is not None
         # as UnitOfWork: after SQLite's busy timeout go on without the lock, SQLite still serialises writers
-        return self._apply(group, self.lock if self.lock.acquire(timeout=LOCK_TIMEOUT_S) else None)
+        return self._apply(group, self.lock if self.lock.acquire(timeout=LOCK_TIMEOUT_S) else None, wait=True)
 
-    def _apply(self, group: list[Call], lock: threading.Lock | None) -> list[tuple[bool, Any]]:
+    def _apply(self, group: list[Call], lock: threading.Lock | None, *, wait: bool) -> list[tuple[bool, Any]]:
         """One transaction for the group (``lock`` held, released here): each call's (True, result) or
-        (False, exception)."""
+        (False, exception). Without ``wait``, ``_Busy`` if another process holds the file."""
         try:
             with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
-                conn.begin()
+                driver: Any = conn.connection.driver_connection
+                if not wait:
+                    driver.execute("PRAGMA busy_timeout = 0")
+                try:
+                    conn.begin()
+                except sa.exc.OperationalError as e:
+                    if wait or "locked" not in str(e.orig):
+                        raise
+                    raise _Busy from e
+                finally:
+                    if not wait:
+                        driver.execute(f"PRAGMA busy_timeout = {LOCK_TIMEOUT_S * 1000}")
                 outcomes: list[tuple[bool, Any]] = []
-                driver = conn.connection.driver_connection
                 for n, (team_id, work, _) in enumerate(group):
                     try:
                         outcomes.append((True, work(_nested(self.engine, team_id, conn))))
                     except Exception as e:
                         outcomes.append((False, e))
-                        if not driver.in_transaction:  # type: ignore[union-attr]
-                            # SQLite rolled the whole transaction back (disk full, I/O error): none of
-                            # the group is kept, and the calls not yet run are not run
+                        if isinstance(e, SavepointLost) or not driver.in_transaction:
+                            # SQLite rolled the whole transaction back (disk full, I/O error), or a call's
+                            # changes could not be undone: none of the group is kept, the rest is not run
                             lost = sa.exc.OperationalError("the group's transaction was lost", None, e)
+                            conn.rollback()
                             return [(False, lost) if ok else (ok, v) for ok, v in outcomes] + [
                                 (False, lost)
                             ] * (len(group) - n - 1)
@@ -114,6 +135,10 @@ class Writer:
         finally:
             if lock is not None:
                 lock.release()
+
+
+class _Busy(Exception):
+    """Another process holds the SQLite file's write lock."""
 
 
 def in_one(work: Callable[[UnitOfWork], T]) -> Callable[[MakeUow], T]:
