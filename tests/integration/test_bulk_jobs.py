@@ -16,6 +16,7 @@ from procession.services.jobs import MAX_ITEMS, abort_job, job_entries, job_view
 from procession.services.processes import create_process
 from procession.services.reads import get_process
 from procession.store import tables as t
+from procession.store.jobs import Queue
 from tests.conftest import Team
 
 
@@ -337,3 +338,27 @@ def test_items_may_stream_in_and_too_many_store_nothing(team: Team) -> None:
     with team.services.engine.connect() as conn:
         count = sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == team.id)
         assert conn.scalar(count) == 1
+
+
+def test_jobs_of_a_procedure_apply_in_the_order_they_were_submitted(team: Team) -> None:
+    """A later job of the same procedure waits until the earlier one has nothing pending, and is then
+    among the chunks its last chunk unblocks; a job that changes primary keys runs its chunks in turn."""
+    a, b = create(team, {}), create(team, {})
+    first = submit(team, [{"id": a["id"], "data": {"score": 1}}])
+    second = submit(team, [{"id": b["id"], "data": {"score": 2}}])
+    engine = team.services.engine
+    assert run_chunk(engine, second["id"], 0) is False  # the first job is pending
+    with team.services.engine.begin() as conn:
+        assert Queue(conn).unblocked_by(first["id"], 0) == []  # not done yet
+    assert run_chunk(engine, first["id"], 0) is True
+    with team.services.engine.begin() as conn:
+        assert Queue(conn).unblocked_by(first["id"], 0) == [(second["id"], 0)]
+    assert run_chunk(engine, second["id"], 0) is True
+
+    c = create(team, {})  # by their names alone the two chunks share nothing; but a key moves
+    renames = submit(
+        team,
+        [{"id": a["id"], "data": {"lead_id": "RENAMED-1"}}] + [{"id": b["id"]}] * 999 + [{"id": c["id"]}],
+    )
+    assert waits_for(team, renames["id"]) == [None, 0]
+    drain(team)

@@ -44,12 +44,15 @@ def test_concurrent_writes_keep_their_own_outcomes(team: Team) -> None:
 
         return team.services.write(team.id, in_one(work))
 
+    taken = asyncio.run(create({"data": {"lead_id": "LEAD-1"}}))
+
     async def main() -> list[Any]:
         calls = [create({"data": {"score": i}}) for i in range(10)]
         calls.insert(3, create({"data": {"score": 99}}, fail_after=True))
-        calls.insert(7, create({"data": {"lead_id": "LEAD-911"}}))  # the first create's generated id
+        calls.insert(7, create({"data": {"lead_id": "LEAD-1"}}))  # the primary key is taken
         return await asyncio.gather(*calls, return_exceptions=True)
 
+    seen.clear()
     outcomes = asyncio.run(main())
     boom, duplicate = outcomes.pop(3), outcomes.pop(6)
     assert isinstance(boom, Boom) and isinstance(duplicate, Conflict)
@@ -58,7 +61,7 @@ def test_concurrent_writes_keep_their_own_outcomes(team: Team) -> None:
         assert all(uow.processes.get(o["id"]) is not None for o in outcomes)
         assert uow.processes.get(str(boom)) is None  # inserted, then undone with its savepoint
         count = sa.select(sa.func.count()).select_from(t.processes).where(t.processes.c.team_id == team.id)
-        assert uow.conn.execute(count).scalar_one() == 10
+        assert uow.conn.execute(count).scalar_one() == 11 and uow.processes.get(taken["id"]) is not None
     connections = {id(uow.conn) for uow in seen}
     if write_lock(team.services.engine) is not None:  # SQLite: one transaction for all twelve
         assert len(connections) == 1 and all(uow.within is not None for uow in seen)

@@ -43,8 +43,10 @@ def make_app(url: str) -> procrastinate.App:
 @tasks.task(name="run_chunk", queue=QUEUE, pass_context=False)
 def run_chunk_task(job_id: str, chunk_no: int) -> None:
     assert _engine is not None, "the worker sets the engine before it runs tasks"
-    if run_chunk(_engine, job_id, chunk_no):
-        with _engine.connect() as conn:  # chunks that waited for this one
+    try:
+        run_chunk(_engine, job_id, chunk_no)
+    finally:  # once it is done, applied or failed for good, the chunks that waited for it
+        with _engine.connect() as conn:
             defer_chunks(run_chunk_task, Queue(conn).unblocked_by(job_id, chunk_no))
 
 

@@ -131,6 +131,7 @@ def submit_job(
         }
     )
     named: list[Any] = []  # per valid update entry: its process id, or ("pk", value)
+    moves_keys = False  # some entry changes a primary key: names are no guide to order then
     stream, total = iter(items), 0
     while batch := list(itertools.islice(stream, ENTRY_BATCH)):
         if total + len(batch) > MAX_ITEMS:
@@ -144,17 +145,15 @@ def submit_job(
                 except Invalid as e:
                     entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
             uow.jobs.add_entries(job_id, entries)
-            named.extend(
-                change["id"] if "id" in change else ("pk", change["pk"])
-                for _, status, _, change, _ in entries
-                if status == "NOT_STARTED" and kind == "update"
-            )
+            changes = [c for _, status, _, c, _ in entries if status == "NOT_STARTED" and kind == "update"]
+            named.extend(c["id"] if "id" in c else ("pk", c["pk"]) for c in changes)
+            moves_keys = moves_keys or any(procedure.primary_key in c["data"] for c in changes)
         total += len(batch)
     if total == 0:
         raise Invalid.one("required", "send at least one process", "processes")
-    if kind == "update":
+    if kind == "update" and not moves_keys:
         after = _chunk_order(uow, procedure, named)
-    else:  # creates match records and primary keys: in order, one chunk after the other
+    else:  # creates match records and primary keys, so do key changes: one chunk after the other
         after = {n: n - 1 for n in range(1, (len(valid) + CHUNK_SIZE - 1) // CHUNK_SIZE)}
     chunks = [
         {

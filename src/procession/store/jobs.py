@@ -104,11 +104,25 @@ class Queue:
         return Chunk(*row) if row else None
 
     def unblocked_by(self, job_id: str, chunk_no: int) -> list[tuple[str, int]]:
-        """Pending chunks of the job that waited for chunks up to ``chunk_no`` (just done) and wait no more."""
+        """Once that chunk is done: the pending chunks that waited for it and may run now (chunks of its job
+        waiting up to it and, when its job has nothing pending left, the later jobs of its procedure)."""
+        pending = sa.select(C.chunk_no).where(C.job_id == job_id, C.status == "PENDING")
+        if self.conn.execute(pending.where(C.chunk_no == chunk_no)).first() is not None:
+            return []  # not done: nothing waits on it any less
+        waited = sa.and_(C.job_id == job_id, C.after_chunk >= chunk_no)
+        if self.conn.execute(pending.limit(1)).first() is None:
+            procedure_id, created_at = self.conn.execute(
+                sa.select(J.procedure_id, J.created_at).where(J.id == job_id)
+            ).one()
+            later = sa.select(J.id).where(
+                J.procedure_id == procedure_id,
+                sa.tuple_(J.created_at, J.id) > sa.tuple_(sa.literal(created_at), sa.literal(job_id)),
+            )
+            waited = sa.or_(waited, C.job_id.in_(later))
         rows = self.conn.execute(
             sa.select(C.job_id, C.chunk_no)
-            .where(C.job_id == job_id, C.status == "PENDING", C.after_chunk >= chunk_no, ~waits_its_turn())
-            .order_by(C.chunk_no)
+            .where(C.status == "PENDING", waited, ~waits_its_turn())
+            .order_by(C.job_id, C.chunk_no)
         )
         return [(row.job_id, row.chunk_no) for row in rows]
 
@@ -170,7 +184,8 @@ class Queue:
         """Pending chunks whose wake-up lease expired (a worker died, a wake-up was lost); re-leased to now."""
         rows = self.conn.execute(
             sa.select(C.job_id, C.chunk_no)
-            .where(C.status == "PENDING", C.wake_at <= now - lease_ms)
+            .where(C.status == "PENDING", C.wake_at <= now - lease_ms, ~waits_its_turn())
+            .order_by(C.wake_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
@@ -185,8 +200,23 @@ class Queue:
 
 
 def waits_its_turn() -> Any:
-    """SQL, on ``job_chunks``: a chunk of its job up to its ``after_chunk`` is still pending."""
+    """SQL, on ``job_chunks``: the chunk must wait, because a chunk of its job up to its ``after_chunk`` is
+    still pending, or because an earlier job of the same procedure still has a pending chunk (jobs are
+    applied in the order they were submitted; only a job's own chunks overlap)."""
     earlier = t.job_chunks.alias("earlier")
-    return sa.exists().where(
+    this_job, other_job, other_chunk = (
+        t.jobs.alias("this_job"),
+        t.jobs.alias("other_job"),
+        t.job_chunks.alias("other_chunk"),
+    )
+    within = sa.exists().where(
         earlier.c.job_id == C.job_id, earlier.c.chunk_no <= C.after_chunk, earlier.c.status == "PENDING"
     )
+    across = sa.exists().where(
+        other_chunk.c.status == "PENDING",  # few rows, by ix_job_chunks_pending
+        other_job.c.id == other_chunk.c.job_id,
+        this_job.c.id == C.job_id,
+        other_job.c.procedure_id == this_job.c.procedure_id,
+        sa.tuple_(other_job.c.created_at, other_job.c.id) < sa.tuple_(this_job.c.created_at, this_job.c.id),
+    )
+    return sa.or_(within, across)
