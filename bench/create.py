@@ -48,6 +48,7 @@ TED = {  # the specification's example; no lead_id, so each create gets a genera
 }
 BODY = json.dumps(TED)
 THREADS, CONNECTIONS, RATE = 2, 32, 300
+IDLE_S = 4.0  # reuse a keep-alive connection idle less than this (the server closes it after 5 s)
 TARGET_CREATES, TARGET_P99_MS = 1500, 25.0
 
 # POSTs the body; done() prints one RESULT line (µs) and the first non-2xx reply, if any.
@@ -182,14 +183,21 @@ class Client:
         head = f"POST {PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {key}\r\n"
         head += f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
         self.request, self.slots = (head + BODY).encode(), asyncio.Semaphore(limit)
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []  # + idle since
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """An idle connection the server still keeps (uvicorn closes one idle for 5 s), else a new one."""
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if not reader.at_eof() and time.monotonic() - since < IDLE_S:
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self.host, self.port)
 
     async def post(self) -> tuple[int, bytes]:
         """The status and body of one create."""
         async with self.slots:
-            reader, writer = (
-                self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
-            )
+            reader, writer = await self._connection()
             try:
                 writer.write(self.request)
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -198,11 +206,11 @@ class Client:
             except BaseException:
                 writer.close()
                 raise
-            self.idle.append((reader, writer))
+            self.idle.append((reader, writer, time.monotonic()))
             return int(head.split(b" ", 2)[1]), body
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
 
 
