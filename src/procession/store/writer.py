@@ -40,6 +40,7 @@ class Writer:
         self.lock = write_lock(engine)  # None unless a SQLite file: then calls are grouped
         self._waiting: list[Call] = []
         self._draining = False
+        self._drainer: asyncio.Task[None] | None = None  # kept: the loop holds its tasks only weakly
         self._thread: ThreadPoolExecutor | None = None
 
     async def run(self, team_id: str, work: Callable[[MakeUow], T]) -> T:
@@ -49,7 +50,7 @@ class Writer:
         self._waiting.append((team_id, work, done))
         if not self._draining:
             self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await done
 
     def close(self) -> None:
