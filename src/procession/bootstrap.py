@@ -31,8 +31,8 @@ class Services:
         return UnitOfWork(self.engine, team_id, write=write)
 
     async def write(self, team_id: str, work: Callable[[MakeUow], T]) -> T:
-        """Run ``work(make_uow)`` for a request, off the event loop; on SQLite together with the others
-        waiting (group commit). Its result once its commits are durable."""
+        """Run ``work(make_uow)`` for a request (see ``store.writer``: on SQLite together with the others
+        waiting, in one transaction; on PostgreSQL in the thread pool). Its result once it is durable."""
         return await self.writer.run(team_id, work)
 
     def wake(self, job_id: str) -> None:

@@ -40,6 +40,15 @@ def _demo_key(svc: Services, team_id: str) -> str:
     return key
 
 
+def _settle_gc() -> None:
+    """For a long-running process: startup objects live for the whole run, so keep them out of the
+    collector's way, and collect young objects less often (a request or a chunk allocates thousands of
+    short-lived ones that reference counting frees)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",
@@ -57,11 +66,7 @@ def serve(
         typer.echo(f"Procession on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
         typer.echo(f"Demo team '{DEMO_SLUG}', admin API key: {key}", err=True)
     svc.start_background()
-    # startup objects live for the whole run: keep them out of the collector's way, and collect young
-    # objects less often (a request allocates thousands of short-lived ones that reference counting frees)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    _settle_gc()
     try:
         uvicorn.run(create_app(svc), host=host, port=port, log_level="warning", access_log=False)
     finally:
@@ -81,6 +86,7 @@ def worker(
     if svc.settings.is_sqlite:
         typer.echo("error: on SQLite, `procession serve` applies background work itself", err=True)
         raise typer.Exit(2)
+    _settle_gc()
     run_worker(
         svc.engine, svc.settings.url, concurrency=concurrency, lease_ms=int(svc.settings.lease_seconds * 1000)
     )

@@ -119,20 +119,30 @@ def test_a_worker_killed_mid_job_loses_nothing_on_postgresql(pg: Services) -> No
     assert_applied_exactly_once(pg, job_id, ids, entries)
 
 
+def on_two_workers(pg: Services, submit_job: Callable[[], str]) -> str:
+    """Submit a job (``submit_job``: its id) to two running workers and wait until all its chunks are done."""
+    workers = [start("worker", env_of(pg)) for _ in range(2)]
+    try:
+        time.sleep(2)  # both listening
+        job_id = submit_job()
+        DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
+        with pg.engine.connect() as conn:
+            chunks = conn.scalar(sa.select(t.jobs.c.chunks_total).where(t.jobs.c.id == job_id))
+        wait(lambda: chunks_done(pg, job_id) == chunks)
+    finally:
+        for w in workers:
+            stop(w)
+    return job_id
+
+
 @pytest.mark.postgres
 def test_a_job_spreads_over_two_workers(pg: Services) -> None:
     """Chunks that share no process run at once, on both workers."""
     team = make_team(pg)
     ids, entries = seed(team, 30), 30_000
-    workers = [start("worker", env_of(pg)) for _ in range(2)]
-    try:
-        time.sleep(2)  # both listening
-        job_id = submit(team, ids, entries, pick=lambda i: i // 1000)  # chunk k names ids[k] alone
-        DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
-        wait(lambda: chunks_done(pg, job_id) == 30)
-    finally:
-        for w in workers:
-            stop(w)
+    job_id = on_two_workers(
+        pg, lambda: submit(team, ids, entries, pick=lambda i: i // 1000)
+    )  # chunk k: ids[k]
     assert_applied_exactly_once(pg, job_id, ids, entries)
     with pg.engine.connect() as conn:
         by = conn.scalars(
@@ -147,15 +157,7 @@ def test_an_ordered_job_applies_its_entries_in_order_across_workers(pg: Services
     process in the order they were sent (the scores in its history rise), and the last one wins."""
     team = make_team(pg)
     ids, entries = seed(team, 100), 6_000
-    workers = [start("worker", env_of(pg)) for _ in range(2)]
-    try:
-        time.sleep(2)
-        job_id = submit(team, ids, entries)
-        DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
-        wait(lambda: chunks_done(pg, job_id) == 6)
-    finally:
-        for w in workers:
-            stop(w)
+    job_id = on_two_workers(pg, lambda: submit(team, ids, entries))
     assert_applied_exactly_once(pg, job_id, ids, entries)
     with pg.engine.connect() as conn:
         rows = conn.execute(

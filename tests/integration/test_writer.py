@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -75,6 +75,34 @@ def sqlite_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
         yield from services_on(url, tmp_path_factory)
 
 
+def _write_while_held(team: Team, hold: Callable[[], None], release: Callable[[], None]) -> None:
+    """Hold the file with ``hold``, write, and ``release`` 0.3 s later: the write waits that long, the event
+    loop ticks all along (at least 10 times), and the write is then done."""
+
+    async def main() -> tuple[int, dict[str, Any]]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        hold()
+        asyncio.get_running_loop().call_later(0.3, release)
+        started = time.perf_counter()
+        out = await team.services.write(team.id, in_one(lambda uow: _create(uow, team)))
+        assert time.perf_counter() - started >= 0.25  # it did wait
+        ticker.cancel()
+        return ticks, out
+
+    ticks, out = asyncio.run(main())
+    assert ticks >= 10  # the loop ran all along
+    with team.uow() as uow:
+        assert uow.processes.get(out["id"]) is not None
+
+
 def test_a_write_waits_for_the_file_lock_off_the_event_loop(sqlite_services: Services) -> None:
     """While another writer of the process holds SQLite's write lock, a request's write waits on a thread
     of its own: the event loop keeps running, and the write is done once the lock is free."""
@@ -88,29 +116,11 @@ def test_a_write_waits_for_the_file_lock_off_the_event_loop(sqlite_services: Ser
             held.set()
             release.wait(5)
 
-    async def main() -> tuple[int, dict[str, Any]]:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
+    def hold() -> None:
         threading.Thread(target=holder).start()
         held.wait(5)
-        asyncio.get_running_loop().call_later(0.3, release.set)
-        started = time.perf_counter()
-        out = await team.services.write(team.id, in_one(lambda uow: _create(uow, team)))
-        assert time.perf_counter() - started >= 0.25  # it did wait for the lock
-        ticker.cancel()
-        return ticks, out
 
-    ticks, out = asyncio.run(main())
-    assert ticks >= 10  # the loop ran all along
-    with team.uow() as uow:
-        assert uow.processes.get(out["id"]) is not None
+    _write_while_held(team, hold, release.set)
 
 
 def _create(uow: UnitOfWork, team: Team) -> dict[str, Any]:
@@ -165,29 +175,7 @@ def test_a_write_waits_for_another_process_off_the_event_loop(sqlite_services: S
     own lock: the group finds the file busy at once and waits on its thread, the event loop runs on."""
     team = make_team(sqlite_services)
     other = sqlite3.connect(str(team.services.engine.url.database), isolation_level=None)
-
-    async def main() -> tuple[int, dict[str, Any]]:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        other.execute("BEGIN IMMEDIATE")
-        asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
-        started = time.perf_counter()
-        out = await team.services.write(team.id, in_one(lambda uow: _create(uow, team)))
-        assert time.perf_counter() - started >= 0.25
-        ticker.cancel()
-        return ticks, out
-
     try:
-        ticks, out = asyncio.run(main())
+        _write_while_held(team, lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT"))
     finally:
         other.close()
-    assert ticks >= 10
-    with team.uow() as uow:
-        assert uow.processes.get(out["id"]) is not None

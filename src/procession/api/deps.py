@@ -41,6 +41,8 @@ async def admin(who: Caller = Depends(caller)) -> Caller:
     return who
 
 
-def request_hash(route: str, body: BaseModel) -> str:
-    """What an Idempotency-Key is bound to: the route and the request's meaning."""
-    return hashlib.sha256(f"{route}\n{body.model_dump_json(exclude_unset=True)}".encode()).hexdigest()
+def request_hash(route: str, body: BaseModel | bytes) -> str:
+    """What an Idempotency-Key is bound to: the route and the request's meaning (a model's fields as sent,
+    or a body's bytes when it is not parsed up front)."""
+    sent = body if isinstance(body, bytes) else body.model_dump_json(exclude_unset=True).encode()
+    return hashlib.sha256(f"{route}\n".encode() + sent).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from procession.api.deps import caller, services
+from procession.api.deps import caller, request_hash, services
 from procession.api.envelope import documented, reply
 from procession.api.ext import IdempotencyKey
 from procession.bootstrap import Services
@@ -65,8 +64,7 @@ def _submit_checked(
     svc: Services, who: Caller, short: str, body: bytes, key: str | None, kind: str
 ) -> tuple[int, Any]:
     _check(body)
-    # a replay is the same bytes: the key is bound to them
-    bound_to = hashlib.sha256(f"bulk-{kind} {short}\n".encode() + body).hexdigest() if key is not None else ""
+    bound_to = request_hash(f"bulk-{kind} {short}", body) if key is not None else ""
     return run_once(
         lambda: svc.uow(who.team_id),
         key,

@@ -101,6 +101,20 @@ class Schema:
         return out
 
 
+def _schema_fields(
+    id: str, short_id: str, label: str, version: int, definition: dict[str, Any]
+) -> dict[str, Any]:
+    """The fields of a stored schema that procedures and entities share."""
+    return {
+        "id": id,
+        "short_id": short_id,
+        "label": label,
+        "version": version,
+        "attributes": [Attribute.from_dict(a) for a in definition["attributes"]],
+        "primary_key": definition.get("primaryKey"),
+    }
+
+
 @dataclass
 class Entity(Schema):
     version: int = 1
@@ -113,14 +127,7 @@ class Entity(Schema):
     def from_row(
         cls, *, id: str, short_id: str, label: str, version: int, definition: dict[str, Any]
     ) -> Entity:
-        return cls(
-            id=id,
-            short_id=short_id,
-            label=label,
-            version=version,
-            attributes=[Attribute.from_dict(a) for a in definition["attributes"]],
-            primary_key=definition.get("primaryKey"),
-        )
+        return cls(**_schema_fields(id, short_id, label, version, definition))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,12 +191,7 @@ class Procedure(Schema):
         cls, *, id: str, short_id: str, label: str, version: int, definition: dict[str, Any]
     ) -> Procedure:
         return cls(
-            id=id,
-            short_id=short_id,
-            label=label,
-            version=version,
-            attributes=[Attribute.from_dict(a) for a in definition["attributes"]],
-            primary_key=definition.get("primaryKey"),
+            **_schema_fields(id, short_id, label, version, definition),
             states=[State(s["id"], s["shortId"], s.get("label", "")) for s in definition["states"]],
             initial_state=definition.get("initialState"),
             transitions=definition.get("transitions", {}),

@@ -62,7 +62,7 @@ class Statement:
         """Run once; every row it returns."""
         sql, order = self._form(conn.dialect, params)
         rows = self.on_driver(conn, sql, self._args(order, params, conn.dialect.name), many=False)
-        return [self._loads(row) for row in rows] if self.json_columns and rows and _on_sqlite(conn) else rows
+        return _decoded(rows, self.json_columns) if _on_sqlite(conn) else rows
 
     def first(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
         rows = self.rows(conn, params)
@@ -83,12 +83,8 @@ class Statement:
         own = _own.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
         if engine not in own:
             own[engine] = engine.raw_connection()  # kept for the thread's life
-        driver = own[engine].driver_connection
-        try:
-            row = driver.execute(sql, self._args(order, params, "sqlite")).fetchone()
-        except sqlite3.Error as e:
-            raise sa.exc.DBAPIError.instance(sql, params, e, sqlite3.Error) from e
-        return None if row is None else self._loads(row) if self.json_columns else row
+        rows = _execute(own[engine].driver_connection, sql, self._args(order, params, "sqlite"), sqlite=True)
+        return _decoded(rows[:1], self.json_columns)[0] if rows else None
 
     def many(self, conn: sa.Connection, params: list[dict[str, Any]]) -> None:
         """Run once per dict of parameters (all with the same names); no rows."""
@@ -129,24 +125,37 @@ class Statement:
         """Run SQL text on the connection's driver, in its transaction (begun as SQLAlchemy would)."""
         if not conn.in_transaction():
             conn.begin()  # as SQLAlchemy's own execute would (autobegin: our BEGIN, above all a writer's)
-        driver: Any = conn.connection.driver_connection
-        errors: Any = sqlite3.Error if _on_sqlite(conn) else psycopg.Error
-        try:
-            cursor = driver.cursor()
-            if many:
-                cursor.executemany(sql, args)
-                return []
-            cursor.execute(sql, args)
-            return cursor.fetchall() if cursor.description else []
-        except errors as e:
-            raise sa.exc.DBAPIError.instance(sql, args, e, errors) from e
+        driver = conn.connection.driver_connection
+        return _execute(driver, sql, args, many=many, sqlite=_on_sqlite(conn))
 
-    def _loads(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+
+def _execute(driver: Any, sql: str, args: Any, *, many: bool = False, sqlite: bool) -> list[Any]:
+    """SQL text on a driver connection: its rows (none for ``many``), driver errors wrapped as SQLAlchemy's."""
+    errors: Any = sqlite3.Error if sqlite else psycopg.Error
+    try:
+        cursor = driver.cursor()
+        if many:
+            cursor.executemany(sql, args)
+            return []
+        cursor.execute(sql, args)
+        return cursor.fetchall() if cursor.description else []
+    except errors as e:
+        raise sa.exc.DBAPIError.instance(sql, args, e, errors) from e
+
+
+def _decoded(rows: list[tuple[Any, ...]], json_columns: Iterable[int]) -> list[tuple[Any, ...]]:
+    """Rows with their JSON columns (SQLite's text) decoded."""
+    columns = tuple(json_columns)
+    if not columns:
+        return rows
+    out = []
+    for row in rows:
         values = list(row)
-        for i in self.json_columns:
+        for i in columns:
             if values[i] is not None:
                 values[i] = orjson.loads(values[i])
-        return tuple(values)
+        out.append(tuple(values))
+    return out
 
 
 def driver_rows(
@@ -160,18 +169,7 @@ def driver_rows(
     if not _on_sqlite(conn):
         return Statement.on_driver(conn, postgresql, params, many=False)
     args = [_dumps(p) if isinstance(p, list) else p for p in params]
-    rows = Statement.on_driver(conn, sqlite, args, many=False)
-    decode = tuple(json_columns)
-    if not decode:
-        return rows
-    out = []
-    for row in rows:
-        values = list(row)
-        for i in decode:
-            if values[i] is not None:
-                values[i] = orjson.loads(values[i])
-        out.append(tuple(values))
-    return out
+    return _decoded(Statement.on_driver(conn, sqlite, args, many=False), json_columns)
 
 
 # One lock per SQLite file: this process's writers queue on it for the life of their transaction, in
@@ -261,10 +259,7 @@ def make_engine(url: str) -> sa.Engine:
             # writers take the lock up front so two writers never deadlock on upgrade; sent on the driver's
             # connection (no statement to compile, no result to build), errors wrapped as SQLAlchemy's
             statement = f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}"
-            try:
-                conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
-            except sqlite3.Error as e:
-                raise sa.exc.DBAPIError.instance(statement, None, e, sqlite3.Error) from e
+            _execute(conn.connection.driver_connection, statement, (), sqlite=True)
 
         return engine
     return sa.create_engine(
@@ -277,9 +272,14 @@ def make_engine(url: str) -> sa.Engine:
     )
 
 
-def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema."""
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration for the database at ``url``."""
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema."""
+    command.upgrade(alembic_config(url), "head")

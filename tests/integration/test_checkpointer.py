@@ -1,0 +1,37 @@
+"""SQLite's WAL is copied into the database file by the ``Checkpointer`` thread, not by the writers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from procession.store.db import Checkpointer, make_engine
+
+
+def test_the_checkpointer_copies_the_wal_into_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
+        with engine.begin() as conn:  # about 500 pages: below the writers' own checkpoint (4,000)
+            conn.exec_driver_sql(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
+                "INSERT INTO t SELECT hex(randomblob(2000)) FROM n"
+            )
+        before = path.stat().st_size
+        checkpointer = Checkpointer(engine, interval=0.01)
+        checkpointer.start()
+        try:
+            deadline = time.monotonic() + 5
+            while path.stat().st_size <= before and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            checkpointer.stop()
+        assert path.stat().st_size > before + 1_000_000  # the rows reached the database file
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 500
+    finally:
+        engine.dispose()
