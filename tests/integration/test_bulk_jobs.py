@@ -113,6 +113,18 @@ def test_both_shapes_both_identifiers_and_every_field(team: Team) -> None:
     assert [e["processId"] for e in entries(team, j["id"])] == [a["id"], b["id"]]
 
 
+def test_a_primary_key_changed_in_bulk_is_found_by_its_new_key_only(team: Team) -> None:
+    a, b = create(team, {"data": {"lead_id": "OLD-1"}}), create(team, {})
+    submit(team, [{"lead_id": "OLD-1", "data": {"lead_id": "NEW-1"}}, {"id": b["id"], "data": {"score": 3}}])
+    drain(team)
+    with team.uow() as uow:
+        lead = uow.procedures.get("lead")
+        assert lead is not None
+        assert uow.processes.id_by_pk(lead.id, "NEW-1") == a["id"]
+        assert uow.processes.id_by_pk(lead.id, "OLD-1") is None
+        assert uow.processes.id_by_pk(lead.id, b["data"]["lead_id"]) == b["id"]  # its key left as it was
+
+
 def test_delete_and_restore_in_bulk(team: Team) -> None:
     p = create(team, {})
     submit(team, [{"id": p["id"], "isDeleted": True}])

@@ -69,7 +69,8 @@ def apply_updates(
             changed.update(applied[0].payload["changes"])
         touched[process.id] = (process, pk_of(procedure, process))
         results.append(_result(idx, "SUCCESS", pid))
-    batch.save_processes(uow.conn, list(touched.values()), Process.fields_written(changed))
+    moved_key = procedure.primary_key is not None and f"data.{procedure.primary_key}" in changed
+    batch.save_processes(uow.conn, list(touched.values()), Process.fields_written(changed), with_pk=moved_key)
     batch.insert_events(uow.conn, uow.team_id, events, actor=job.created_by, now=now)
     return results
 

@@ -52,16 +52,15 @@ def _pg_json(values: list[Any]) -> list[Any]:
 
 
 def save_processes(
-    conn: sa.Connection, processes: list[tuple[Process, str | None]], fields: set[str]
+    conn: sa.Connection, processes: list[tuple[Process, str | None]], fields: set[str], *, with_pk: bool
 ) -> None:
-    """Write back ``fields`` (mutable field names; with ``data`` comes the primary-key value) of processes,
-    matched by id. Columns no entry changed are left out: SQLite rewrites every index on a column that is
+    """Write back ``fields`` (mutable field names) of processes, matched by id, and their primary-key values
+    if ``with_pk``. Columns no entry changed are left out: SQLite rewrites every index on a column that is
     set, even to the value it had."""
     if not processes:
         return
     names = [name for name in MUTABLE if name in fields]
     columns = [MUTABLE[name] for name in names]
-    with_pk = "data" in fields
     if conn.dialect.name == "postgresql":
         arrays: list[Any] = [[p.id for p, _ in processes]]
         if with_pk:
