@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -199,6 +200,7 @@ class Queue:
         return [(j, n) for j, n in rows]
 
 
+@cache  # one expression, built once: its aliases' column collections are set up on first use
 def waits_its_turn() -> Any:
     """SQL, on ``job_chunks``: the chunk must wait, because a chunk of its job up to its ``after_chunk`` is
     still pending, or because an earlier job of the same procedure still has a pending chunk (jobs are
