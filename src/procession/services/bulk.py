@@ -29,9 +29,11 @@ def apply_updates(
     uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
 ) -> list[dict[str, Any]]:
     """Set-based: one read of the chunk's processes, the domain per entry, one batched write of each kind."""
-    pk_ids = uow.processes.ids_by_pk(procedure.id, [c["pk"] for _, c in rows if "pk" in c and "id" not in c])
-    wanted = {c["id"] if "id" in c else pk_ids.get(c["pk"]) for _, c in rows} - {None}
-    processes = uow.processes.get_many(sorted(w for w in wanted if w))
+    processes, pk_ids = uow.processes.get_many(
+        sorted({c["id"] for _, c in rows if "id" in c}),
+        procedure_id=procedure.id,
+        pks=[c["pk"] for _, c in rows if "pk" in c and "id" not in c],
+    )
     touched: dict[str, tuple[Process, str | None]] = {}
     changed: set[str] = set()  # what the chunk's saves changed: the columns to write
     events: list[tuple[str, Event]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -424,21 +425,30 @@ class Processes(Repository):
             .values(pk_value=pk_value, **values)
         )
 
-    def get_many(self, ids: list[str]) -> dict[str, Process]:
-        """The processes with these ids, locked until commit (PostgreSQL)."""
+    def get_many(
+        self, ids: list[str], *, procedure_id: str = "", pks: Sequence[str] = ()
+    ) -> tuple[dict[str, Process], dict[str, str]]:
+        """The processes named by id, or by primary-key value (``pks``, of ``procedure_id``), in one read,
+        locked until commit (PostgreSQL); and primary-key value -> id for the values found."""
+        where = "team_id = {0} AND (id IN {1} OR (procedure_id = {0} AND pk_value IN {1}))"
         rows = driver_rows(
             self.conn,
-            f"SELECT {_COLUMN_LIST} FROM processes WHERE team_id = ? AND id IN (SELECT value FROM json_each(?))",
+            f"SELECT {_COLUMN_LIST}, pk_value FROM processes WHERE "
+            + where.format("?", "(SELECT value FROM json_each(?))"),
             # locked in id order, so two chunks sharing processes wait for each other, never deadlock
-            f"SELECT {_COLUMN_LIST} FROM processes WHERE team_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
-            [self.team_id, ids],
+            f"SELECT {_COLUMN_LIST}, pk_value FROM processes WHERE "
+            + where.replace("IN {1}", "= ANY({1})").format("%s", "%s")
+            + " ORDER BY id FOR UPDATE",
+            [self.team_id, ids, procedure_id, list(pks)],
             json_columns=_JSON_AT,
         )
-        out = {}
-        for row in rows:
-            process = out[row[0]] = Process(*row)
+        out, wanted, pk_ids = {}, set(pks), {}
+        for *fields, pk_value in rows:
+            process = out[fields[0]] = Process(*fields)
             process.is_deleted = bool(process.is_deleted)  # SQLite gives 0/1
-        return out
+            if pk_value in wanted:
+                pk_ids[pk_value] = process.id
+        return out, pk_ids
 
     def ids_by_pk(self, procedure_id: str, values: list[str]) -> dict[str, str]:
         """Primary-key value -> process id, for the values that exist."""
