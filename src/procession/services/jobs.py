@@ -168,7 +168,7 @@ def submit_job(
         }
         for n, s in enumerate(range(0, len(valid), CHUNK_SIZE))
     ]
-    uow.jobs.add_chunks(job_id, chunks, now, total=total)
+    uow.jobs.add_chunks(job_id, chunks, now, total=total, invalid=total - len(valid))
     return job_view(uow, job_id)
 
 
@@ -198,10 +198,7 @@ def job_view(uow: UnitOfWork, job_id: str) -> dict[str, Any]:
     job = uow.jobs.get(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
-    return {
-        **_job_fields(job),
-        "counts": {s: 0 for s in ("INVALID", "NOT_STARTED", "SUCCESS", "ERROR")} | uow.jobs.counts(job_id),
-    }
+    return {**_job_fields(job), "counts": job.counts}
 
 
 def _job_fields(job: Job) -> dict[str, Any]:

@@ -34,6 +34,20 @@ class Job:
     created_at: int
     started_at: int | None
     finished_at: int | None
+    invalid: int
+    succeeded: int
+    errored: int
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Entries by status."""
+        done = self.invalid + self.succeeded + self.errored
+        return {
+            "INVALID": self.invalid,
+            "NOT_STARTED": self.total - done,
+            "SUCCESS": self.succeeded,
+            "ERROR": self.errored,
+        }
 
 
 @dataclass(frozen=True)
@@ -51,13 +65,18 @@ class Jobs(Repository):
     def add(self, job: dict[str, Any]) -> None:
         self.conn.execute(t.jobs.insert().values(team_id=self.team_id, **job))
 
-    def add_chunks(self, job_id: str, chunks: list[dict[str, Any]], now: int, *, total: int) -> None:
-        """The job's chunks, once its ``total`` entries are stored; a job with none is complete at once."""
+    def add_chunks(
+        self, job_id: str, chunks: list[dict[str, Any]], now: int, *, total: int, invalid: int
+    ) -> None:
+        """The job's chunks, once its ``total`` entries (``invalid`` of them INVALID) are stored; a job with
+        none is complete at once."""
         if chunks:
             self.conn.execute(t.job_chunks.insert(), chunks)
         done = {} if chunks else {"status": "COMPLETED", "finished_at": now}
         self.conn.execute(
-            t.jobs.update().where(J.id == job_id).values(total=total, chunks_total=len(chunks), **done)
+            t.jobs.update()
+            .where(J.id == job_id)
+            .values(total=total, invalid=invalid, chunks_total=len(chunks), **done)
         )
 
     def add_entries(self, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
@@ -67,12 +86,6 @@ class Jobs(Repository):
     def get(self, job_id: str) -> Job | None:
         row = self.conn.execute(sa.select(t.jobs).where(J.team_id == self.team_id, J.id == job_id)).first()
         return Job(**row._asdict()) if row else None
-
-    def counts(self, job_id: str) -> dict[str, int]:
-        rows = self.conn.execute(
-            sa.select(E.status, sa.func.count()).where(E.job_id == job_id).group_by(E.status)
-        )
-        return {status: n for status, n in rows}
 
     def entries(self, job_id: str, *, status: str | None, after: int, limit: int) -> list[dict[str, Any]]:
         q = sa.select(E.idx, E.status, E.item, E.process_id, E.error).where(E.job_id == job_id, E.idx > after)
@@ -154,11 +167,14 @@ class Queue:
             .values(status="DONE", applied_by=WORKER)
         )
         done = J.chunks_done + 1
+        succeeded = sum(r["b_status"] == "SUCCESS" for r in results)
         return self.conn.execute(
             t.jobs.update()
             .where(J.id == chunk.job_id)
             .values(
                 chunks_done=done,
+                succeeded=J.succeeded + succeeded,
+                errored=J.errored + (len(results) - succeeded),
                 failed=J.failed | sa.literal(failed),
                 started_at=sa.func.coalesce(J.started_at, now),
                 status=sa.case(

@@ -198,6 +198,10 @@ jobs = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.BigInteger),
     sa.Column("finished_at", sa.BigInteger),
+    # entries by status, kept with them (NOT_STARTED: the rest of ``total``), so reading a job counts nothing
+    sa.Column("invalid", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("succeeded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errored", sa.Integer, nullable=False, server_default="0"),
 )
 
 job_entries = sa.Table(
