@@ -5,10 +5,12 @@
 Per backend, in one run, on a fresh database (a SQLite file in a temporary folder, or a PostgreSQL database
 made for the run and dropped at the end): the demo team, an admin key and 10,000 leads. Then
 ``PATCH /v1/ext/procedure/lead/process`` jobs (3 attributes merged and a state change per entry) of 10,000,
-20,000 and N entries, each on a freshly started ``procession serve`` (on PostgreSQL with one
+20,000 and twice N entries, each on a freshly started ``procession serve`` (on PostgreSQL with one
 ``procession worker``): the time to the 202, entries/s from submission to completion (the job's
 ``finishedAt``), entry statuses, and peak memory (RssAnon, sampled) against that before submission. Then the same
-row writes with plain SQL (``bulk_sql.py``), before and after the HTTP runs. Everything runs on 127.0.0.1;
+row writes with plain SQL (``bulk_sql.py``), before and after the HTTP runs (on SQLite, each with and without
+a background checkpoint). The ratio is the faster N-entry job against the fastest plain-SQL run:
+best against best, as the machine is shared and noisy. Everything runs on 127.0.0.1;
 every wait is bounded; servers and workers are stopped even on error. Exits 1 if anything failed.
 """
 
@@ -298,7 +300,12 @@ def bench(backend: str, n: int) -> Report:
 
         limits = db_limit("before HTTP")
         jobs = []
-        for size in (PROBE, SMALL, n):
+        for size in (
+            PROBE,
+            SMALL,
+            n,
+            n,
+        ):  # the big job twice: the ratio takes the faster, as it does the limit
             logs = tmp / f"logs-{size}"
             logs.mkdir(exist_ok=True)
             with running(url, env, logs) as (base, pids):
@@ -349,13 +356,16 @@ def show(r: Report) -> bool:
         " MiB: peak RssAnon at the 202 and at the end, growth over that before submitting)"
     )
 
-    probe, small, big = r.jobs
-    # the fastest run of the plain SQL, with a background checkpoint too on SQLite (the app has one)
+    probe, small, *bigs = r.jobs
+    big = max(bigs, key=lambda j: j.rate)
+    # the fastest of the app's runs against the fastest run of the plain SQL (with a background checkpoint
+    # too on SQLite: the app has one); the app's big job runs twice, the plain SQL two or four times
     best = max(r.entries / s for _, s in r.limits)
     met = {True: "met", False: "NOT met"}
     ratio = big.rate / best
     print(
-        f"\nratio app / DB limit ({r.entries:,} entries, fastest plain-SQL run {best:,.0f}/s): {ratio:.2f}"
+        f"\nratio app / DB limit ({r.entries:,} entries, fastest app run {big.rate:,.0f}/s of "
+        f"{', '.join(f'{j.rate:,.0f}' for j in bigs)}; fastest plain-SQL run {best:,.0f}/s): {ratio:.2f}"
         f"  -> target >= {TARGET_RATIO:.2f}: {met[ratio >= TARGET_RATIO]}"
     )
     print(
