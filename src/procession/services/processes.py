@@ -12,6 +12,7 @@ from procession.domain.process import UNSET, Process, ProcessChange
 from procession.services.commands import CreateProcess, ProcessFields, RecordInput, UpdateProcess
 from procession.services.common import Caller, new_id, now_ms
 from procession.services.views import process_view
+from procession.store import batch
 from procession.store.uow import Lookups, UnitOfWork
 
 
@@ -218,7 +219,8 @@ def update_process(
                 field=f"data.{key}",
                 code="duplicate_primary_key",
             )
-        uow.processes.save(process, pk_value=pk_value)
+        fields = Process.fields_written(events[0].payload["changes"])  # process.updated comes first
+        batch.save_processes(uow.conn, [(process, pk_value)], fields, with_pk=pk_value != old_pk)
         uow.events.add(process.id, events, actor=caller.user_id, now=now)
         uow.commit()
     return process_view(process, procedure)

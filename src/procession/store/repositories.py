@@ -346,7 +346,6 @@ _PROCESS_COLUMNS = {
 }
 
 
-_FIXED = ("id", "team", "procedure", "created_by", "created_at")
 _COLUMN_LIST = ", ".join(_PROCESS_COLUMNS.values())  # in the order of Process's fields
 _JSON_AT = [list(_PROCESS_COLUMNS).index(name) for name in ("data", "derived_data")]
 _INSERTED = [(name, col) for name, col in _PROCESS_COLUMNS.items() if name != "team"]
@@ -414,16 +413,6 @@ class Processes(Repository):
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt).first()
         return Process(*row) if row else None
-
-    def save(self, process: Process, *, pk_value: str | None) -> None:
-        """Write every mutable field of ``process`` back."""
-        values = {col: getattr(process, name) for name, col in _PROCESS_COLUMNS.items() if name not in _FIXED}
-        c = t.processes.c
-        self.conn.execute(
-            t.processes.update()
-            .where(c.team_id == self.team_id, c.id == process.id)
-            .values(pk_value=pk_value, **values)
-        )
 
     def get_many(
         self, ids: list[str], *, procedure_id: str = "", pks: Sequence[str] = ()
