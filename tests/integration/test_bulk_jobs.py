@@ -125,6 +125,20 @@ def test_a_primary_key_changed_in_bulk_is_found_by_its_new_key_only(team: Team) 
         assert uow.processes.id_by_pk(lead.id, b["data"]["lead_id"]) == b["id"]  # its key left as it was
 
 
+def test_a_key_names_a_process_of_the_job_s_procedure_only(team: Team) -> None:
+    with team.uow() as uow:  # a ticket whose key is also a lead's key
+        ticket = create_process(uow, team.caller, "ticket", CreateProcess(data={"ticket_id": "SAME-1"}))
+        uow.commit()
+    lead = create(team, {"data": {"lead_id": "SAME-1"}})
+    j = submit(
+        team, [{"id": ticket["id"], "data": {"score": 1}}, {"lead_id": "SAME-1", "data": {"score": 2}}]
+    )
+    drain(team)
+    results = entries(team, j["id"])
+    assert [(e["status"], e["processId"]) for e in results] == [("ERROR", None), ("SUCCESS", lead["id"])]
+    assert read(team, lead["id"])["data"]["score"] == 2
+
+
 def test_delete_and_restore_in_bulk(team: Team) -> None:
     p = create(team, {})
     submit(team, [{"id": p["id"], "isDeleted": True}])

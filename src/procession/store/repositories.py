@@ -435,7 +435,7 @@ class Processes(Repository):
         for *fields, pk_value in rows:
             process = out[fields[0]] = Process(*fields)
             process.is_deleted = bool(process.is_deleted)  # SQLite gives 0/1
-            if pk_value in wanted:
+            if pk_value in wanted and process.procedure == procedure_id:  # unique within its procedure
                 pk_ids[pk_value] = process.id
         return out, pk_ids
 
