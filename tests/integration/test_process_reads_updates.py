@@ -9,9 +9,17 @@ import pytest
 import sqlalchemy as sa
 
 from procession.domain.errors import Conflict, Invalid, NotFound
-from procession.services.commands import CreateProcess, ListProcesses, UpdateProcess
+from procession.services.commands import (
+    CreateProcess,
+    EntityInput,
+    ListProcesses,
+    ProcedureInput,
+    UpdateProcess,
+)
+from procession.services.configuration import define_entity, define_procedure
 from procession.services.processes import create_process, update_process
-from procession.services.reads import list_processes, process_history
+from procession.services.reads import get_process, list_processes, process_history
+from procession.store import batch
 from procession.store import tables as t
 from tests.conftest import Team
 
@@ -155,6 +163,75 @@ def test_update_by_primary_key_and_primary_key_conflicts(team: Team) -> None:
         update(team, (b["id"],), {"data": {"lead_id": "LEAD-X"}})
     with pytest.raises(NotFound):
         update(team, ("score", "1"), {})
+
+
+def test_an_update_writes_every_field_it_changes(team: Team) -> None:
+    """What the update answers (built from the process in memory) is what a fresh read finds stored."""
+    p = create(team, {"data": {"firstname": "Ted", "lastname": "Mosby"}})
+    changes = [
+        {"state": "IN_PROGRESS", "assignedTo": "shane.warne", "nextActionAt": 1616253910842},
+        {"status": "COMPLETED", "data": {"lastname": "Evelyn", "score": 4}},  # a formula's input too
+        {"status": "OPEN", "assignedTo": None, "data": {"lead_id": "LEAD-MOVED", "score": None}},
+    ]
+    for body in changes:
+        answered = update(team, (p["id"],), body)
+        with team.services.uow(team.id, write=False) as uow:
+            stored = get_process(uow, "lead", (p["id"],))
+        assert stored == answered
+    assert stored["data"]["lead_id"] == "LEAD-MOVED" and stored["completedAt"] is None
+
+
+def test_a_key_taken_by_a_concurrent_writer_is_an_integrity_error(team: Team) -> None:
+    """The batched save reports the unique index as SQLAlchemy does everywhere (the API's 409), not as the
+    driver's own error (a 500)."""
+    a, b = create(team, {}), create(team, {})
+    with team.uow() as uow:
+        taken = uow.processes.get(a["id"])
+        assert taken is not None
+        with pytest.raises(sa.exc.IntegrityError):
+            batch.save_processes(uow.conn, [(taken, b["data"]["lead_id"])], {"version"}, with_pk=True)
+
+
+def redefine(team: Team, ref: str, **changes: str) -> None:
+    """Save procedure or entity ``ref`` again with ``changes`` to its definition."""
+    with team.uow() as uow:
+        schema, model, define = (
+            (uow.entities.get(ref), EntityInput, define_entity)
+            if ref == "customer"
+            else (uow.procedures.get(ref), ProcedureInput, define_procedure)
+        )
+        assert schema is not None
+        body = {k: v for k, v in schema.to_dict().items() if k in model.model_fields} | changes
+        body["attributes"] = [{k: v for k, v in a.items() if k != "procedure"} for a in body["attributes"]]
+        define(uow, model.model_validate(body), ref=ref)  # type: ignore[operator]
+
+
+def test_a_new_primary_key_finds_the_processes_by_their_values(team: Team) -> None:
+    pune, goa, _ = (
+        create(team, {"data": {"city": "Pune"}}),
+        create(team, {"data": {"city": "Goa"}}),
+        create(team, {}),
+    )
+    redefine(team, "lead", primaryKey="city")
+    assert update(team, ("city", "Pune"), {"data": {"score": 1}})["id"] == pune["id"]
+    with pytest.raises(NotFound):  # the old key finds nothing now
+        update(team, ("lead_id", pune["data"]["lead_id"]), {})
+    with pytest.raises(Conflict):
+        create(team, {"data": {"city": "Goa"}})
+    redefine(team, "lead", primaryKey="lead_id")
+    assert update(team, ("lead_id", goa["data"]["lead_id"]), {})["id"] == goa["id"]
+    create(team, {"data": {"city": "Goa"}})  # two in Goa: city can no longer be the key
+    with pytest.raises(Conflict):
+        redefine(team, "lead", primaryKey="city")
+    assert update(team, ("lead_id", goa["data"]["lead_id"]), {})["id"] == goa["id"]  # nothing changed
+
+
+def test_a_new_entity_key_matches_the_records_by_their_values(team: Team) -> None:
+    ted = {"record": {"data": {"phone_number": "7701214822", "email": "ted@example.com"}}}
+    first = create(team, ted)
+    redefine(team, "customer", primaryKey="email")
+    again = create(team, {"record": {"data": {"phone_number": "7701214823", "email": "ted@example.com"}}})
+    assert again["record"] == first["record"]  # matched by the new key
 
 
 def test_stale_versions_conflict_and_a_noop_writes_nothing(team: Team) -> None:

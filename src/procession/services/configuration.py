@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
+from sqlalchemy.exc import IntegrityError
 
 from procession.domain.attributes import TYPES, Attribute
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
@@ -99,6 +101,8 @@ def define_entity(uow: UnitOfWork, cmd: EntityInput, *, ref: str | None = None) 
     if uow.entities.get(cmd.shortId) not in (None, existing):
         raise Conflict(f"an entity {cmd.shortId!r} exists", field="shortId")
     entity.version = uow.entities.save(entity, expected_version=existing.version if existing else None)
+    if existing and existing.primary_key != entity.primary_key:
+        _rekey(lambda: uow.records.rekey(entity.id, entity.primary_key), cmd.shortId, "records")
     uow.commit()
     return entity.to_dict()
 
@@ -153,11 +157,25 @@ def define_procedure(uow: UnitOfWork, cmd: ProcedureInput, *, ref: str | None = 
             field="version",
             code="stale_version",
         )
+    if existing and existing.primary_key != procedure.primary_key:
+        _rekey(lambda: uow.processes.rekey(procedure.id, procedure.primary_key), cmd.shortId, "processes")
     for attr in attributes:
         if attr.generated:
             uow.procedures.ensure_counter(procedure.id, attr.id, int(attr.config.get("start", 1)))
     uow.commit()
     return procedure.to_dict()
+
+
+def _rekey(rekey: Callable[[], None], short_id: str, rows: str) -> None:
+    """Look existing rows up by a new primary key; a value two of them share is a conflict."""
+    try:
+        rekey()
+    except IntegrityError:
+        raise Conflict(
+            f"some {rows} of {short_id} share a value of the new primary key",
+            field="primaryKey",
+            code="duplicate_primary_key",
+        ) from None
 
 
 def _existing(found: Any, ref: str) -> Any:

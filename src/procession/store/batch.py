@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 
 from procession.domain.process import Event, Process
+from procession.store.db import Statement
 
 # process field -> (column, PostgreSQL array type); the fields a save may change
 MUTABLE = {
@@ -41,8 +42,10 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _driver(conn: sa.Connection) -> Any:
-    return conn.connection.driver_connection
+def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool = False) -> None:
+    """A statement on the driver (``many``: once per row), in the connection's transaction; its errors as
+    SQLAlchemy's, so that a key a concurrent writer took is an ``IntegrityError`` as everywhere else."""
+    Statement.on_driver(conn, sql, params, many=many)
 
 
 def _pg_json(values: list[Any]) -> list[Any]:
@@ -72,8 +75,10 @@ def save_processes(
         sets = ", ".join(f"{col} = u.{col}" for col, _ in written[1:])
         unnest = ", ".join(f"%b::{kind}[]" for _, kind in written)
         cols = ", ".join(col for col, _ in written)
-        _driver(conn).cursor().execute(
-            f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({cols}) WHERE p.id = u.id", arrays
+        _run(
+            conn,
+            f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({cols}) WHERE p.id = u.id",
+            arrays,
         )
         return
     sets = ", ".join([*(["pk_value = ?"] if with_pk else []), *(f"{col} = ?" for col, _ in columns)])
@@ -87,7 +92,7 @@ def save_processes(
         )
         for p, pk in processes
     ]
-    _driver(conn).executemany(f"UPDATE processes SET {sets} WHERE id = ?", rows)
+    _run(conn, f"UPDATE processes SET {sets} WHERE id = ?", rows, many=True)
 
 
 def insert_events(
@@ -98,7 +103,8 @@ def insert_events(
         return
     if conn.dialect.name == "postgresql":
         n = len(events)
-        _driver(conn).cursor().execute(
+        _run(
+            conn,
             "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) "
             "SELECT %s, u.pid, u.type, %s, u.payload, %s FROM unnest(%b::text[], %b::text[], %b::jsonb[]) "
             "AS u(pid, type, payload)",
@@ -114,9 +120,11 @@ def insert_events(
             else [],
         )
         return
-    _driver(conn).executemany(
+    _run(
+        conn,
         "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         [(team_id, pid, e.type, actor, _dumps(e.payload), now) for pid, e in events],
+        many=True,
     )
 
 
@@ -125,7 +133,8 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
     if not results:
         return
     if conn.dialect.name == "postgresql":
-        _driver(conn).cursor().execute(
+        _run(
+            conn,
             "UPDATE job_entries AS e SET status = u.status, process_id = u.pid, error = u.error "
             "FROM unnest(%b::int[], %b::text[], %b::text[], %b::jsonb[]) AS u(idx, status, pid, error) "
             "WHERE e.job_id = %s AND e.idx = u.idx",
@@ -138,7 +147,8 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
             ],
         )
         return
-    _driver(conn).executemany(
+    _run(
+        conn,
         "UPDATE job_entries SET status = ?, process_id = ?, error = ? WHERE job_id = ? AND idx = ?",
         [
             (
@@ -150,6 +160,7 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
             )
             for r in results
         ],
+        many=True,
     )
 
 
@@ -158,7 +169,8 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
     if not entries:
         return
     if conn.dialect.name == "postgresql":
-        _driver(conn).cursor().execute(
+        _run(
+            conn,
             "INSERT INTO job_entries (job_id, idx, status, item, change, error) "
             "SELECT %s, u.* FROM unnest(%b::int[], %b::text[], %b::jsonb[], %b::jsonb[], %b::jsonb[]) "
             "AS u(idx, status, item, change, error)",
@@ -172,7 +184,8 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
             ],
         )
         return
-    _driver(conn).executemany(
+    _run(
+        conn,
         "INSERT INTO job_entries (job_id, idx, status, item, change, error) VALUES (?, ?, ?, ?, ?, ?)",
         [
             (
@@ -185,4 +198,5 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
             )
             for i, status, item, change, error in entries
         ],
+        many=True,
     )

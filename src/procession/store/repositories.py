@@ -37,6 +37,26 @@ class Repository:
     def __init__(self, conn: sa.Connection, team_id: str) -> None:
         self.conn, self.team_id = conn, team_id
 
+    def _rekey(self, table: sa.Table, owner: sa.Column, owner_id: str, attribute_id: str | None) -> None:
+        """Recompute the primary-key value of every row of one owner (a procedure's processes, an entity's
+        records) from their ``data``, after the owner's primary key changed: cleared first, so rows trading
+        values never meet in the unique index; values two rows share raise ``IntegrityError``."""
+        c = table.c
+        mine = sa.and_(c.team_id == self.team_id, owner == owner_id)
+        self.conn.execute(table.update().where(mine).values(pk_value=None))
+        if attribute_id is None:
+            return
+        keyed = [
+            {"b_id": row_id, "b_pk": str(data[attribute_id])}
+            for row_id, data in self.conn.execute(sa.select(c.id, c.data).where(mine))
+            if data.get(attribute_id) is not None
+        ]
+        if keyed:
+            self.conn.execute(
+                table.update().where(c.id == sa.bindparam("b_id")).values(pk_value=sa.bindparam("b_pk")),
+                keyed,
+            )
+
     def _first(self, stmt: Statement, **params: Any) -> tuple[Any, ...] | None:
         """The first row of a statement built once (``b_`` parameters), this team's id bound to ``TEAM``."""
         params["b_team"] = self.team_id
@@ -285,6 +305,9 @@ UPDATE_RECORD_DATA = Statement(
 
 
 class Records(Repository):
+    def rekey(self, entity_id: str, attribute_id: str | None) -> None:
+        self._rekey(t.records, t.records.c.entity_id, entity_id, attribute_id)
+
     def by_pk(self, entity_id: str, pk_value: str) -> tuple[str, dict[str, Any]] | None:
         row = self._first(RECORD_BY_PK, b_entity=entity_id, b_pk=pk_value)
         return (row[0], row[1]) if row else None
@@ -374,6 +397,9 @@ def _violates(error: IntegrityError, index: str, columns: str) -> bool:
 
 
 class Processes(Repository):
+    def rekey(self, procedure_id: str, attribute_id: str | None) -> None:
+        self._rekey(t.processes, t.processes.c.procedure_id, procedure_id, attribute_id)
+
     def add(self, process: Process, *, pk_value: str | None) -> bool:
         """Insert a new process; False when another process of its procedure has ``pk_value`` (the unique
         index refused it: nothing was written, and on PostgreSQL the transaction can only roll back)."""
