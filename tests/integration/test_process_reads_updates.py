@@ -192,6 +192,19 @@ def test_a_key_taken_by_a_concurrent_writer_is_an_integrity_error(team: Team) ->
             batch.save_processes(uow.conn, [(taken, b["data"]["lead_id"])], {"version"}, with_pk=True)
 
 
+def test_the_batched_writer_writes_within_the_process_s_team(team: Team) -> None:
+    p = create(team, {"data": {"score": 1}})
+    with team.uow() as uow:
+        stray = uow.processes.get(p["id"])
+        assert stray is not None
+        stray.team, stray.data = "another-team", {**stray.data, "x": 1}
+        batch.save_processes(uow.conn, [(stray, None)], {"data"}, with_pk=False)
+        uow.commit()
+    with team.uow() as uow:
+        stored = uow.processes.get(p["id"])
+    assert stored is not None and "x" not in stored.data
+
+
 def redefine(team: Team, ref: str, **changes: str) -> None:
     """Save procedure or entity ``ref`` again with ``changes`` to its definition."""
     with team.uow() as uow:

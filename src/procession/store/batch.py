@@ -57,27 +57,33 @@ def _pg_json(values: list[Any]) -> list[Any]:
 def save_processes(
     conn: sa.Connection, processes: list[tuple[Process, str | None]], fields: set[str], *, with_pk: bool
 ) -> None:
-    """Write back ``fields`` (mutable field names) of processes, matched by id, and their primary-key values
-    if ``with_pk``. Columns no entry changed are left out: SQLite rewrites every index on a column that is
+    """Write back ``fields`` (mutable field names) of processes, matched by id within their team, and their
+    primary-key values if ``with_pk``. Columns no entry changed are left out: SQLite rewrites every index on a column that is
     set, even to the value it had."""
     if not processes:
         return
     names = [name for name in MUTABLE if name in fields]
     columns = [MUTABLE[name] for name in names]
     if conn.dialect.name == "postgresql":
-        arrays: list[Any] = [[p.id for p, _ in processes]]
+        arrays: list[Any] = [[p.id for p, _ in processes], [p.team for p, _ in processes]]
         if with_pk:
             arrays.append([pk for _, pk in processes])
         for name in names:
             values = [getattr(p, name) for p, _ in processes]
             arrays.append(_pg_json(values) if name in JSON_FIELDS else values)
-        written = [("id", "text"), *([("pk_value", "text")] if with_pk else []), *columns]
-        sets = ", ".join(f"{col} = u.{col}" for col, _ in written[1:])
+        written = [
+            ("id", "text"),
+            ("team_id", "text"),
+            *([("pk_value", "text")] if with_pk else []),
+            *columns,
+        ]
+        sets = ", ".join(f"{col} = u.{col}" for col, _ in written[2:])
         unnest = ", ".join(f"%b::{kind}[]" for _, kind in written)
         cols = ", ".join(col for col, _ in written)
         _run(
             conn,
-            f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({cols}) WHERE p.id = u.id",
+            f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({cols}) "
+            "WHERE p.id = u.id AND p.team_id = u.team_id",
             arrays,
         )
         return
@@ -89,10 +95,11 @@ def save_processes(
             *((pk,) if with_pk else ()),
             *(_dumps(v) if is_json else v for v, is_json in zip(get(p), json_at, strict=True)),
             p.id,
+            p.team,
         )
         for p, pk in processes
     ]
-    _run(conn, f"UPDATE processes SET {sets} WHERE id = ?", rows, many=True)
+    _run(conn, f"UPDATE processes SET {sets} WHERE id = ? AND team_id = ?", rows, many=True)
 
 
 def insert_events(
