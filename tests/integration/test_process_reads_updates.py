@@ -239,6 +239,19 @@ def test_a_new_primary_key_finds_the_processes_by_their_values(team: Team) -> No
     assert update(team, ("lead_id", goa["data"]["lead_id"]), {})["id"] == goa["id"]  # nothing changed
 
 
+def test_a_definition_saved_over_a_newer_one_is_a_conflict_and_re_keys_nothing(team: Team) -> None:
+    ted = {"record": {"data": {"phone_number": "7701214822", "email": "ted@example.com"}}}
+    first = create(team, ted)
+    with team.uow() as uow:
+        customer = uow.entities.get("customer")
+        assert customer is not None
+        body = {k: v for k, v in customer.to_dict().items() if k in EntityInput.model_fields}
+        uow.entities.save = lambda *_, **__: 0  # type: ignore[method-assign]  # another admin saved first
+        with pytest.raises(Conflict):
+            define_entity(uow, EntityInput.model_validate({**body, "primaryKey": "email"}), ref="customer")
+    assert create(team, ted)["record"] == first["record"]  # still matched by phone number
+
+
 def test_a_new_entity_key_matches_the_records_by_their_values(team: Team) -> None:
     ted = {"record": {"data": {"phone_number": "7701214822", "email": "ted@example.com"}}}
     first = create(team, ted)

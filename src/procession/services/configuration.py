@@ -100,7 +100,9 @@ def define_entity(uow: UnitOfWork, cmd: EntityInput, *, ref: str | None = None) 
     )
     if uow.entities.get(cmd.shortId) not in (None, existing):
         raise Conflict(f"an entity {cmd.shortId!r} exists", field="shortId")
-    entity.version = uow.entities.save(entity, expected_version=existing.version if existing else None)
+    expected = existing.version if existing else None
+    entity.version = uow.entities.save(entity, expected_version=expected)
+    _saved(entity.version, cmd.shortId, expected)
     if existing and existing.primary_key != entity.primary_key:
         _rekey(lambda: uow.records.rekey(entity.id, entity.primary_key), cmd.shortId, "records")
     uow.commit()
@@ -151,12 +153,7 @@ def define_procedure(uow: UnitOfWork, cmd: ProcedureInput, *, ref: str | None = 
         raise Conflict(f"a procedure {cmd.shortId!r} exists", field="shortId")
     expected = None if existing is None else (cmd.version or existing.version)
     procedure.version = uow.procedures.save(procedure, expected_version=expected)
-    if not procedure.version:
-        raise Conflict(
-            f"{cmd.shortId} changed since version {expected}; read it again",
-            field="version",
-            code="stale_version",
-        )
+    _saved(procedure.version, cmd.shortId, expected)
     if existing and existing.primary_key != procedure.primary_key:
         _rekey(lambda: uow.processes.rekey(procedure.id, procedure.primary_key), cmd.shortId, "processes")
     for attr in attributes:
@@ -164,6 +161,16 @@ def define_procedure(uow: UnitOfWork, cmd: ProcedureInput, *, ref: str | None = 
             uow.procedures.ensure_counter(procedure.id, attr.id, int(attr.config.get("start", 1)))
     uow.commit()
     return procedure.to_dict()
+
+
+def _saved(version: int, short_id: str, expected: int | None) -> None:
+    """A definition saved over a version that changed meanwhile (version 0) is a conflict."""
+    if not version:
+        raise Conflict(
+            f"{short_id} changed since version {expected}; read it again",
+            field="version",
+            code="stale_version",
+        )
 
 
 def _rekey(rekey: Callable[[], None], short_id: str, rows: str) -> None:

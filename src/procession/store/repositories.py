@@ -53,7 +53,9 @@ class Repository:
         ]
         if keyed:
             self.conn.execute(
-                table.update().where(c.id == sa.bindparam("b_id")).values(pk_value=sa.bindparam("b_pk")),
+                table.update()
+                .where(mine, c.id == sa.bindparam("b_id"))
+                .values(pk_value=sa.bindparam("b_pk")),
                 keyed,
             )
 
