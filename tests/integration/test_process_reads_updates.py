@@ -252,6 +252,19 @@ def test_a_definition_saved_over_a_newer_one_is_a_conflict_and_re_keys_nothing(t
     assert create(team, ted)["record"] == first["record"]  # still matched by phone number
 
 
+def test_a_primary_key_value_is_at_most_500_characters(team: Team) -> None:
+    long = create(team, {"data": {"city": "C" * 600}})
+    with pytest.raises(Invalid):  # a key one of its processes' values cannot be
+        redefine(team, "lead", primaryKey="city")
+    assert update(team, ("lead_id", long["data"]["lead_id"]), {})["id"] == long["id"]  # nothing changed
+    update(team, (long["id"],), {"data": {"city": "Lyon"}})
+    redefine(team, "lead", primaryKey="city")
+    assert create(team, {"data": {"city": "C" * 500}})["data"]["city"] == "C" * 500
+    with pytest.raises(Invalid) as refused:
+        create(team, {"data": {"city": "C" * 501}})
+    assert refused.value.errors[0].field == "data.city"
+
+
 def test_a_new_entity_key_matches_the_records_by_their_values(team: Team) -> None:
     ted = {"record": {"data": {"phone_number": "7701214822", "email": "ted@example.com"}}}
     first = create(team, ted)

@@ -11,6 +11,8 @@ from procession.domain.attributes import Attribute, Lookups
 from procession.domain.errors import FieldError, Invalid
 from procession.domain.expressions import evaluate
 
+MAX_KEY = 500  # characters of a primary-key value (what lookups by key index)
+
 
 @dataclass
 class State:
@@ -64,6 +66,13 @@ class Schema:
                     out[attr.id] = attr.normalise(value, lookups)
                 except ValueError as e:
                     errors.append(FieldError("invalid_value", f"{key} ({attr.type}) {e}", where))
+                    continue
+                if attr.id == self.primary_key and len(str(out[attr.id])) > MAX_KEY:
+                    errors.append(
+                        FieldError(
+                            "invalid_value", f"{key} is the primary key: at most {MAX_KEY} characters", where
+                        )
+                    )
         if errors:
             raise Invalid(errors)
         return out

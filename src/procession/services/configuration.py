@@ -183,6 +183,10 @@ def _rekey(rekey: Callable[[], None], short_id: str, rows: str) -> None:
             field="primaryKey",
             code="duplicate_primary_key",
         ) from None
+    except ValueError as e:
+        raise Invalid.one(
+            "invalid_value", f"some {rows} of {short_id} cannot be keyed by it: {e}", "primaryKey"
+        ) from None
 
 
 def _existing(found: Any, ref: str) -> Any:

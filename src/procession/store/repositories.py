@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from procession.domain.events import EventRecord
-from procession.domain.procedure import Entity, Procedure
+from procession.domain.procedure import MAX_KEY, Entity, Procedure
 from procession.domain.process import Event, Process
 from procession.domain.query import SortKey
 from procession.store import tables as t
@@ -40,7 +40,8 @@ class Repository:
     def _rekey(self, table: sa.Table, owner: sa.Column, owner_id: str, attribute_id: str | None) -> None:
         """Recompute the primary-key value of every row of one owner (a procedure's processes, an entity's
         records) from their ``data``, after the owner's primary key changed: cleared first, so rows trading
-        values never meet in the unique index; values two rows share raise ``IntegrityError``."""
+        values never meet in the unique index; values two rows share raise ``IntegrityError``, values longer
+        than ``MAX_KEY`` a ``ValueError``."""
         c = table.c
         mine = sa.and_(c.team_id == self.team_id, owner == owner_id)
         self.conn.execute(table.update().where(mine).values(pk_value=None))
@@ -51,6 +52,8 @@ class Repository:
             for row_id, data in self.conn.execute(sa.select(c.id, c.data).where(mine))
             if data.get(attribute_id) is not None
         ]
+        if any(len(k["b_pk"]) > MAX_KEY for k in keyed):
+            raise ValueError(f"a value is longer than {MAX_KEY} characters")
         if keyed:
             self.conn.execute(
                 table.update()
