@@ -46,6 +46,11 @@ class Schema:
     def primary_key_attribute(self) -> Attribute | None:
         return self.by_id.get(self.primary_key) if self.primary_key else None
 
+    def key_of(self, data: dict[str, Any]) -> str | None:
+        """The primary-key value of stored ``data``, as kept for lookups by key."""
+        value = data.get(self.primary_key) if self.primary_key else None
+        return None if value is None else str(value)
+
     def normalise_data(
         self, data: dict[str, Any], lookups: Lookups, *, prefix: str = "data"
     ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from procession.domain.process import Event, Process
 from procession.services.commands import CreateProcess
 from procession.services.common import Caller
 from procession.services.jobs import stored_change
-from procession.services.processes import create_process, load_procedure, pk_of
+from procession.services.processes import create_process, load_procedure
 from procession.store import batch
 from procession.store.jobs import Job
 from procession.store.uow import UnitOfWork
@@ -30,11 +30,12 @@ def apply_updates(
 ) -> list[dict[str, Any]]:
     """Set-based: one read of the chunk's processes, the domain per entry, one batched write of each kind."""
     processes, pk_ids = uow.processes.get_many(
+        procedure.id,
         sorted({c["id"] for _, c in rows if "id" in c}),
-        procedure_id=procedure.id,
-        pks=[c["pk"] for _, c in rows if "pk" in c and "id" not in c],
+        [c["pk"] for _, c in rows if "pk" in c and "id" not in c],
     )
-    touched: dict[str, tuple[Process, str | None]] = {}
+    touched: dict[str, Process] = {}
+    keys_taken: set[str] = set()  # keys the chunk moved processes to (the database knows the others)
     changed: set[str] = set()  # what the chunk's saves changed: the columns to write
     events: list[tuple[str, Event]] = []
     results = []
@@ -48,15 +49,10 @@ def apply_updates(
             results.append(_result(idx, "ERROR", pid, Invalid.one("deleted", "the process is deleted", "id")))
             continue
         change = stored_change(stored)
-        new_pk = change.data.get(procedure.primary_key) if procedure.primary_key else None
-        if (
-            new_pk is not None
-            and str(new_pk) != pk_of(procedure, process)
-            and (
-                str(new_pk) in {pk for _, pk in touched.values()}
-                or uow.processes.id_by_pk(procedure.id, str(new_pk))
-            )
-        ):
+        old_pk, new_pk = procedure.key_of(process.data), procedure.key_of(change.data)
+        if new_pk == old_pk:
+            new_pk = None  # the key stays
+        if new_pk is not None and (new_pk in keys_taken or uow.processes.id_by_pk(procedure.id, new_pk)):
             results.append(
                 _result(idx, "ERROR", pid, Invalid.one("duplicate_primary_key", "the primary key is taken"))
             )
@@ -69,10 +65,12 @@ def apply_updates(
         events.extend((process.id, event) for event in applied)
         if applied:
             changed.update(applied[0].payload["changes"])
-        touched[process.id] = (process, pk_of(procedure, process))
+        touched[process.id] = process
+        if new_pk is not None:  # moved: the key the chunk gave it before, if any, is free again
+            keys_taken.difference_update({old_pk})
+            keys_taken.add(new_pk)
         results.append(_result(idx, "SUCCESS", pid))
-    moved_key = procedure.primary_key is not None and f"data.{procedure.primary_key}" in changed
-    batch.save_processes(uow.conn, list(touched.values()), Process.fields_written(changed), with_pk=moved_key)
+    batch.save_processes(uow.conn, procedure, list(touched.values()), changed)
     batch.insert_events(uow.conn, uow.team_id, events, actor=job.created_by, now=now)
     return results
 

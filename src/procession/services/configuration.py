@@ -104,7 +104,7 @@ def define_entity(uow: UnitOfWork, cmd: EntityInput, *, ref: str | None = None) 
     entity.version = uow.entities.save(entity, expected_version=expected)
     _saved(entity.version, cmd.shortId, expected)
     if existing and existing.primary_key != entity.primary_key:
-        _rekey(lambda: uow.records.rekey(entity.id, entity.primary_key), cmd.shortId, "records")
+        _rekey(lambda: uow.records.rekey(entity), cmd.shortId, "records")
     uow.commit()
     return entity.to_dict()
 
@@ -155,7 +155,7 @@ def define_procedure(uow: UnitOfWork, cmd: ProcedureInput, *, ref: str | None = 
     procedure.version = uow.procedures.save(procedure, expected_version=expected)
     _saved(procedure.version, cmd.shortId, expected)
     if existing and existing.primary_key != procedure.primary_key:
-        _rekey(lambda: uow.processes.rekey(procedure.id, procedure.primary_key), cmd.shortId, "processes")
+        _rekey(lambda: uow.processes.rekey(procedure), cmd.shortId, "processes")
     for attr in attributes:
         if attr.generated:
             uow.procedures.ensure_counter(procedure.id, attr.id, int(attr.config.get("start", 1)))

@@ -94,9 +94,8 @@ def _record(uow: UnitOfWork, procedure: Procedure, given: RecordInput, now: int)
             )
         return entity.id, given.id
     data = entity.normalise_data(given.data, Lookups(uow), prefix="record.data")
-    pk = entity.primary_key_attribute
-    pk_value = data.get(pk.id) if pk else None
-    found = uow.records.by_pk(entity.id, str(pk_value)) if pk_value is not None else None
+    pk, pk_value = entity.primary_key_attribute, entity.key_of(data)
+    found = uow.records.by_pk(entity.id, pk_value) if pk_value is not None else None
     if found is not None:
         record_id, stored = found
         if any(stored.get(k) != v for k, v in data.items()):
@@ -115,7 +114,7 @@ def _record(uow: UnitOfWork, procedure: Procedure, given: RecordInput, now: int)
     uow.records.add(
         id=record_id,
         entity_id=entity.id,
-        pk_value=None if pk_value is None else str(pk_value),
+        pk_value=pk_value,
         data=data,
         now=now,
     )
@@ -140,7 +139,7 @@ def create_process(
     process, events = Process.create(
         procedure, change, id=process_id or new_id(), team=caller.team_id, created_by=caller.user_id, now=now
     )
-    pk_value = pk_of(procedure, process)
+    pk_value = procedure.key_of(process.data)
     if not uow.processes.add(process, pk_value=pk_value):  # the primary-key index refused it
         key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
         raise Conflict(
@@ -150,12 +149,6 @@ def create_process(
         )
     uow.events.add(process.id, events, actor=caller.user_id, now=now)
     return process_view(process, procedure)
-
-
-def pk_of(procedure: Procedure, process: Process) -> str | None:
-    """The primary-key value of a process, as stored for lookups."""
-    value = process.data.get(procedure.primary_key) if procedure.primary_key else None
-    return None if value is None else str(value)
 
 
 def find_process(
@@ -208,10 +201,10 @@ def update_process(
     change = resolve_change(uow, procedure, cmd)
     if cmd.isDeleted is not None:
         change.is_deleted = cmd.isDeleted
-    old_pk = pk_of(procedure, process)
+    old_pk = procedure.key_of(process.data)
     events = process.apply(procedure, change, now=now)
     if events:
-        pk_value = pk_of(procedure, process)
+        pk_value = procedure.key_of(process.data)
         if pk_value != old_pk and pk_value is not None and uow.processes.id_by_pk(procedure.id, pk_value):
             key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
             raise Conflict(
@@ -219,8 +212,7 @@ def update_process(
                 field=f"data.{key}",
                 code="duplicate_primary_key",
             )
-        fields = Process.fields_written(events[0].payload["changes"])  # process.updated comes first
-        batch.save_processes(uow.conn, [(process, pk_value)], fields, with_pk=pk_value != old_pk)
+        batch.save_processes(uow.conn, procedure, [process], events[0].payload["changes"])  # process.updated
         uow.events.add(process.id, events, actor=caller.user_id, now=now)
         uow.commit()
     return process_view(process, procedure)

@@ -4,12 +4,14 @@ connection (same transaction), no ORM objects and no per-row statement compilati
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from operator import attrgetter
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
+from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
 from procession.store.db import Statement
 
@@ -55,21 +57,25 @@ def _pg_json(values: list[Any]) -> list[Any]:
 
 
 def save_processes(
-    conn: sa.Connection, processes: list[tuple[Process, str | None]], fields: set[str], *, with_pk: bool
+    conn: sa.Connection, procedure: Procedure, processes: list[Process], changes: Iterable[str]
 ) -> None:
-    """Write back ``fields`` (mutable field names) of processes, matched by id within their team, and their
-    primary-key values if ``with_pk``. Columns no entry changed are left out: SQLite rewrites every index on a column that is
+    """Write back what ``changes`` (keys of ``process.updated`` changes, of one save or of many) altered in
+    processes of ``procedure``, matched by id within their team; their primary-key values only if the key is
+    among the changes. Columns nothing changed are left out: SQLite rewrites every index on a column that is
     set, even to the value it had."""
     if not processes:
         return
+    changes = set(changes)
+    fields = Process.fields_written(changes)
+    with_pk = procedure.primary_key is not None and f"data.{procedure.primary_key}" in changes
     names = [name for name in MUTABLE if name in fields]
     columns = [MUTABLE[name] for name in names]
     if conn.dialect.name == "postgresql":
-        arrays: list[Any] = [[p.id for p, _ in processes], [p.team for p, _ in processes]]
+        arrays: list[Any] = [[p.id for p in processes], [p.team for p in processes]]
         if with_pk:
-            arrays.append([pk for _, pk in processes])
+            arrays.append([procedure.key_of(p.data) for p in processes])
         for name in names:
-            values = [getattr(p, name) for p, _ in processes]
+            values = [getattr(p, name) for p in processes]
             arrays.append(_pg_json(values) if name in JSON_FIELDS else values)
         written = [
             ("id", "text"),
@@ -92,12 +98,12 @@ def save_processes(
     get = attrgetter(*names) if len(names) > 1 else lambda p: (getattr(p, names[0]),)
     rows = [
         (
-            *((pk,) if with_pk else ()),
+            *((procedure.key_of(p.data),) if with_pk else ()),
             *(_dumps(v) if is_json else v for v, is_json in zip(get(p), json_at, strict=True)),
             p.id,
             p.team,
         )
-        for p, pk in processes
+        for p in processes
     ]
     _run(conn, f"UPDATE processes SET {sets} WHERE id = ? AND team_id = ?", rows, many=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -10,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from procession.domain.events import EventRecord
-from procession.domain.procedure import MAX_KEY, Entity, Procedure
+from procession.domain.procedure import MAX_KEY, Entity, Procedure, Schema
 from procession.domain.process import Event, Process
 from procession.domain.query import SortKey
 from procession.store import tables as t
@@ -37,21 +36,21 @@ class Repository:
     def __init__(self, conn: sa.Connection, team_id: str) -> None:
         self.conn, self.team_id = conn, team_id
 
-    def _rekey(self, table: sa.Table, owner: sa.Column, owner_id: str, attribute_id: str | None) -> None:
+    def _rekey(self, table: sa.Table, owner: sa.Column, schema: Schema) -> None:
         """Recompute the primary-key value of every row of one owner (a procedure's processes, an entity's
         records) from their ``data``, after the owner's primary key changed: cleared first, so rows trading
         values never meet in the unique index; values two rows share raise ``IntegrityError``, values longer
         than ``MAX_KEY`` a ``ValueError``."""
         c = table.c
-        mine = sa.and_(c.team_id == self.team_id, owner == owner_id)
+        mine = sa.and_(c.team_id == self.team_id, owner == schema.id)
         self.conn.execute(table.update().where(mine).values(pk_value=None))
-        if attribute_id is None:
+        if schema.primary_key is None:
             return
-        keyed = [
-            {"b_id": row_id, "b_pk": str(data[attribute_id])}
+        keys = (
+            (row_id, schema.key_of(data))
             for row_id, data in self.conn.execute(sa.select(c.id, c.data).where(mine))
-            if data.get(attribute_id) is not None
-        ]
+        )
+        keyed = [{"b_id": row_id, "b_pk": key} for row_id, key in keys if key is not None]
         if any(len(k["b_pk"]) > MAX_KEY for k in keyed):
             raise ValueError(f"a value is longer than {MAX_KEY} characters")
         if keyed:
@@ -310,8 +309,8 @@ UPDATE_RECORD_DATA = Statement(
 
 
 class Records(Repository):
-    def rekey(self, entity_id: str, attribute_id: str | None) -> None:
-        self._rekey(t.records, t.records.c.entity_id, entity_id, attribute_id)
+    def rekey(self, entity: Entity) -> None:
+        self._rekey(t.records, t.records.c.entity_id, entity)
 
     def by_pk(self, entity_id: str, pk_value: str) -> tuple[str, dict[str, Any]] | None:
         row = self._first(RECORD_BY_PK, b_entity=entity_id, b_pk=pk_value)
@@ -402,8 +401,8 @@ def _violates(error: IntegrityError, index: str, columns: str) -> bool:
 
 
 class Processes(Repository):
-    def rekey(self, procedure_id: str, attribute_id: str | None) -> None:
-        self._rekey(t.processes, t.processes.c.procedure_id, procedure_id, attribute_id)
+    def rekey(self, procedure: Procedure) -> None:
+        self._rekey(t.processes, t.processes.c.procedure_id, procedure)
 
     def add(self, process: Process, *, pk_value: str | None) -> bool:
         """Insert a new process; False when another process of its procedure has ``pk_value`` (the unique
@@ -446,7 +445,7 @@ class Processes(Repository):
         return Process(*row) if row else None
 
     def get_many(
-        self, ids: list[str], *, procedure_id: str = "", pks: Sequence[str] = ()
+        self, procedure_id: str, ids: list[str], pks: list[str]
     ) -> tuple[dict[str, Process], dict[str, str]]:
         """The processes named by id, or by primary-key value (``pks``, of ``procedure_id``), in one read,
         locked until commit (PostgreSQL); and primary-key value -> id for the values found."""
@@ -459,7 +458,7 @@ class Processes(Repository):
             f"SELECT {_COLUMN_LIST}, pk_value FROM processes WHERE "
             + where.replace("IN {1}", "= ANY({1})").format("%s", "%s")
             + " ORDER BY id FOR UPDATE",
-            [self.team_id, ids, procedure_id, list(pks)],
+            [self.team_id, ids, procedure_id, pks],
             json_columns=_JSON_AT,
         )
         out, wanted, pk_ids = {}, set(pks), {}
