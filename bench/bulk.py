@@ -2,15 +2,17 @@
 
     .venv/bin/python bench/bulk.py [--backend sqlite|postgresql|both] [--entries 100000]
 
-Per backend, in one run, on a fresh database (a SQLite file in a temporary folder, or a PostgreSQL database
-made for the run and dropped at the end): the demo team, an admin key and 10,000 leads. Then
-``PATCH /v1/ext/procedure/lead/process`` jobs (3 attributes merged and a state change per entry) of 10,000,
-20,000 and twice N entries, each on a freshly started ``procession serve`` (on PostgreSQL with one
-``procession worker``): the time to the 202, entries/s from submission to completion (the job's
-``finishedAt``), entry statuses, and peak memory (RssAnon, sampled) against that before submission. Then the same
-row writes with plain SQL (``bulk_sql.py``), before and after the HTTP runs (on SQLite, each with and without
-a background checkpoint). The ratio is the faster N-entry job against the fastest plain-SQL run:
-best against best, as the machine is shared and noisy. Everything runs on 127.0.0.1;
+Per backend, in one run: a fresh database (a SQLite file in a temporary folder, or a PostgreSQL database
+made for the run and dropped at the end) set up with the demo team, an admin key and 10,000 leads. Every
+measured run below starts from its own copy of that database (a file copy; ``CREATE DATABASE … TEMPLATE``),
+so none of them writes to a file or tables that earlier runs grew. ``PATCH /v1/ext/procedure/lead/process``
+jobs (3 attributes merged and a state change per entry) of 10,000, 20,000 and twice N entries, each on a
+freshly started ``procession serve`` (on PostgreSQL with one ``procession worker``): the time to the 202,
+entries/s from submission to completion (the job's ``finishedAt``), entry statuses, and peak memory
+(RssAnon, sampled) against that before submission. The same row writes with plain SQL (``bulk_sql.py``),
+before and after the HTTP runs (on SQLite, each with and without a background checkpoint). The ratio is the
+faster N-entry job against the fastest plain-SQL run: best against best, as the machine is shared and noisy.
+Everything runs on 127.0.0.1;
 every wait is bounded; servers and workers are stopped even on error. Exits 1 if anything failed.
 """
 
@@ -75,23 +77,15 @@ class JobRun:
         return peak - before
 
 
-class Leads:
-    """The benchmark's leads and the state each is in, so every entry asks for a move the graph allows."""
-
-    def __init__(self, lead_ids: list[str]) -> None:
-        self.ids = lead_ids
-        self.in_progress = [False] * len(lead_ids)
-
-    def entries(self, n: int) -> list[dict[str, Any]]:
-        """``n`` entries over the leads in turn (so 1,000 in a row name 1,000 leads): NEW <-> IN_PROGRESS."""
-        out = []
-        for i in range(n):
-            k = i % len(self.ids)
-            self.in_progress[k] = not self.in_progress[k]
-            data = {"score": i, "city": CITIES[i % len(CITIES)], "source": SOURCES[i % len(SOURCES)]}
-            state = "IN_PROGRESS" if self.in_progress[k] else "NEW"
-            out.append({"lead_id": self.ids[k], "data": data, "state": state})
-        return out
+def entries(lead_ids: list[str], n: int) -> list[dict[str, Any]]:
+    """``n`` entries over the leads in turn (so 1,000 in a row name 1,000 leads), each moving its lead between
+    NEW and IN_PROGRESS as the graph allows, from the leads as set up (all NEW): every run starts there."""
+    out = []
+    for i in range(n):
+        turn, k = divmod(i, len(lead_ids))
+        data = {"score": i, "city": CITIES[i % len(CITIES)], "source": SOURCES[i % len(SOURCES)]}
+        out.append({"lead_id": lead_ids[k], "data": data, "state": "NEW" if turn % 2 else "IN_PROGRESS"})
+    return out
 
 
 # setup -------------------------------------------------------------------------------------------------
@@ -270,36 +264,44 @@ def bench(backend: str, n: int) -> Report:
 
     with (
         tempfile.TemporaryDirectory(prefix="procession-bulk-") as tmp_name,
-        fresh_database(backend, Path(tmp_name)) as url,
+        fresh_database(backend, Path(tmp_name)) as set_up,
     ):
         tmp = Path(tmp_name)
-        settings = Settings(data_dir=tmp / "data", database_url=url)
+        settings = Settings(data_dir=tmp / "data", database_url=set_up)
         started = time.monotonic()
         key, target, lead_ids = prepare(settings)
-        leads = Leads(lead_ids)
         say(f"set up: demo team, key, {len(lead_ids):,} leads in {time.monotonic() - started:.0f} s")
-        env = {**os.environ, "PROCESSION_DATA_DIR": str(settings.data_dir), "PROCESSION_DATABASE_URL": url}
+        job_entries = entries(lead_ids, n)
+
+        def copy() -> Any:  # every measured run starts from the same rows: a copy of the set-up database
+            return fresh_database(backend, tmp, like=set_up)
 
         def db_limit(when: str) -> list[tuple[str, float]]:
-            if backend == "sqlite":
-                path = Path(sa.make_url(url).database or "")
-                variants = [("plain SQL", False), ("+ background checkpoint", True)]
-                out = [
-                    (
-                        f"{label}, {when}",
-                        sqlite_limit(path, target, leads.entries(n), checkpointer=checkpointer),
-                    )
-                    for label, checkpointer in variants
-                ]
-            else:
-                conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-                out = [(f"plain SQL, {when}", postgres_limit(conninfo, target, leads.entries(n)))]
-            for label, seconds in out:
-                say(f"DB limit, {label}: {n / seconds:,.0f} entries/s")
+            variants = (
+                [("plain SQL", False), ("+ background checkpoint", True)]
+                if backend == "sqlite"
+                else [("plain SQL", False)]
+            )
+            out = []
+            for label, checkpointer in variants:
+                with copy() as url:
+                    if backend == "sqlite":
+                        path = Path(sa.make_url(url).database or "")
+                        seconds = sqlite_limit(path, target, job_entries, checkpointer=checkpointer)
+                    else:
+                        conninfo = (
+                            sa.make_url(url)
+                            .set(drivername="postgresql")
+                            .render_as_string(hide_password=False)
+                        )
+                        seconds = postgres_limit(conninfo, target, job_entries)
+                out.append((f"{label}, {when}", seconds))
+                say(f"DB limit, {label}, {when}: {n / seconds:,.0f} entries/s")
             return out
 
         limits = db_limit("before HTTP")
         jobs = []
+        warm = [{"lead_id": lead_ids[0], "data": {"score": 0}}]  # the first bulk request's one-off costs
         for size in (
             PROBE,
             SMALL,
@@ -308,9 +310,15 @@ def bench(backend: str, n: int) -> Report:
         ):  # the big job twice: the ratio takes the faster, as it does the limit
             logs = tmp / f"logs-{size}"
             logs.mkdir(exist_ok=True)
-            with running(url, env, logs) as (base, pids):
-                run_job(base, key, pids, leads.entries(1))  # warm: the first bulk request's one-off costs
-                job = run_job(base, key, pids, leads.entries(size))
+            with copy() as url:
+                env = {
+                    **os.environ,
+                    "PROCESSION_DATA_DIR": str(settings.data_dir),
+                    "PROCESSION_DATABASE_URL": url,
+                }
+                with running(url, env, logs) as (base, pids):
+                    run_job(base, key, pids, warm)
+                    job = run_job(base, key, pids, job_entries[:size])
             jobs.append(job)
             say(
                 f"HTTP job of {size:,}: 202 in {job.reply_s:.2f} s, {job.rate:,.0f} entries/s, "

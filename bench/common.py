@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +20,32 @@ PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 @contextmanager
-def fresh_database(backend: str, tmp: Path, pg_server: str = PG_SERVER) -> Iterator[str]:
-    """A new database's URL: a SQLite file in ``tmp``, or a PostgreSQL database on ``pg_server`` (created
-    from its ``test`` database) dropped on exit."""
+def fresh_database(
+    backend: str, tmp: Path, pg_server: str = PG_SERVER, *, like: str | None = None
+) -> Iterator[str]:
+    """A new database's URL, gone on exit: a SQLite file in ``tmp``, or a PostgreSQL database on
+    ``pg_server`` (created from its ``test`` database). ``like``: a copy of that database instead (same
+    backend, nobody connected to it), so that runs compared with each other start from the same rows."""
+    name = f"procession_bench_{uuid.uuid4().hex[:10]}"
     if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'bench.db'}"
+        path = tmp / f"{name}.db"
+        if like is not None:
+            source = sa.make_url(like).database or ""
+            with closing(sqlite3.connect(source)) as conn:  # the WAL into the file, so the copy is whole
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copyfile(source, path)
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
         return
     server = sa.make_url(pg_server)
-    name = f"procession_bench_{uuid.uuid4().hex[:10]}"
+    template = f" TEMPLATE {sa.make_url(like).database}" if like is not None else ""
     admin = sa.create_engine(server.set(database="test"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+            conn.exec_driver_sql(f"CREATE DATABASE {name}{template}")
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:

@@ -4,6 +4,7 @@ on SQLite, a procrastinate worker process on PostgreSQL)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -22,6 +23,13 @@ def wait_for(api: Api, job_id: str, timeout: float = 60) -> dict:
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def nested(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 def create(api: Api, **body) -> dict:
@@ -97,11 +105,38 @@ def test_structurally_broken_requests_create_no_job(api: Api) -> None:
     assert (r.status_code, r.json()["_errors"][0]["code"]) == (400, "malformed_json")
     deep = api.http.patch(LEADS, content=b'{"processes": ' + b"[" * 50_000, headers=raw)
     assert (deep.status_code, deep.json()["_errors"][0]["code"]) == (400, "too_deep")
+    # one item of many nests 66 levels deep in the body (64 allowed), after others were stored
+    items = [{"lead_id": f"LEAD-{i}"} for i in range(12_000)]
+    items[-1]["data"] = {"score": nested(62)}
+    too_deep = api.http.patch(LEADS, json={"processes": items})
+    assert (too_deep.status_code, too_deep.json()["_errors"][0]["code"]) == (400, "too_deep")
+    huge = api.http.patch(
+        LEADS, content=b'{"processes": [{"lead_id": "L", "data": {"score": 1e999}}]}', headers=raw
+    )
+    assert (huge.status_code, huge.json()["_errors"][0]["code"]) == (400, "malformed_json")
     assert api.http.patch(LEADS, json={"items": []}).status_code == 422
     assert api.http.patch(LEADS, json={"processes": []}).status_code == 422
     assert api.http.patch(LEADS, json={"processes": "x"}).status_code == 422
     assert api.http.patch("/v1/ext/procedure/nope/process", json={"processes": [{}]}).status_code == 404
     assert jobs() == before
+
+
+def test_what_json_allows_but_an_attribute_does_not_is_the_entry_error(api: Api) -> None:
+    p = create(api)
+    items = [
+        {"id": p["id"], "data": {"score": 10**30}},  # past 64 bits: read as a float, out of range
+        {"id": p["id"], "data": {"score": nested(60)}},  # 64 levels deep in the body: the most allowed
+        {"id": p["id"], "data": {"score": 7}},
+    ]
+    r = api.http.patch(LEADS, json={"processes": items})
+    assert r.status_code == 202, r.text
+    job = wait_for(api, r.json()["_data"]["id"])
+    assert job["_meta"]["counts"] == {"INVALID": 2, "NOT_STARTED": 0, "SUCCESS": 1, "ERROR": 0}
+    invalid = api.http.get(
+        f"/v1/ext/background-job/{job['_data']['id']}/entries", params={"status": "INVALID"}
+    ).json()["_data"]
+    assert [(e["index"], e["errors"][0]["field"]) for e in invalid] == [(0, "data.score"), (1, "data.score")]
+    assert invalid[1]["item"] == items[1]
 
 
 def test_idempotent_submission_returns_the_same_job(api: Api) -> None:
