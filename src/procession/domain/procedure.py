@@ -59,23 +59,28 @@ class Schema:
         errors: list[FieldError] = []
         for key, value in data.items():
             attr = self.by_short.get(key) or self.by_id.get(key)
-            where = f"{prefix}.{key}"
             if attr is None:
                 errors.append(
-                    FieldError("unknown_attribute", f"{self.short_id} has no attribute {key!r}", where)
+                    FieldError(
+                        "unknown_attribute", f"{self.short_id} has no attribute {key!r}", f"{prefix}.{key}"
+                    )
                 )
-            elif attr.derived:
-                errors.append(FieldError("read_only", f"{key!r} is derived and cannot be written", where))
+            elif attr.formula is not None:
+                errors.append(
+                    FieldError("read_only", f"{key!r} is derived and cannot be written", f"{prefix}.{key}")
+                )
             else:
                 try:
-                    out[attr.id] = attr.normalise(value, lookups)
+                    out[attr.id] = normalised = attr.normalise(value, lookups)
                 except ValueError as e:
-                    errors.append(FieldError("invalid_value", f"{key} ({attr.type}) {e}", where))
+                    errors.append(FieldError("invalid_value", f"{key} ({attr.type}) {e}", f"{prefix}.{key}"))
                     continue
-                if attr.id == self.primary_key and len(str(out[attr.id])) > MAX_KEY:
+                if attr.id == self.primary_key and len(str(normalised)) > MAX_KEY:
                     errors.append(
                         FieldError(
-                            "invalid_value", f"{key} is the primary key: at most {MAX_KEY} characters", where
+                            "invalid_value",
+                            f"{key} is the primary key: at most {MAX_KEY} characters",
+                            f"{prefix}.{key}",
                         )
                     )
         if errors:

@@ -61,10 +61,12 @@ def parse_update(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Look
         raise Invalid.one(
             "missing_identifier", f"identify the process by id{' or ' + pk.short_id if pk else ''}", "id"
         )
-    unknown = sorted(set(fields) - UPDATE_FIELDS)
-    if unknown:
+    if not UPDATE_FIELDS.issuperset(fields):
         raise Invalid(
-            [FieldError("unknown_field", f"{k} is not a field bulk updates can write", k) for k in unknown]
+            [
+                FieldError("unknown_field", f"{k} is not a field bulk updates can write", k)
+                for k in sorted(set(fields) - UPDATE_FIELDS)
+            ]
         )
     try:
         cmd = UpdateProcess.model_validate(fields)
@@ -74,7 +76,10 @@ def parse_update(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Look
     if cmd.isDeleted is not None:
         change.is_deleted = cmd.isDeleted
     stored: dict[str, Any] = {"data": change.data}
-    stored.update({k: getattr(change, k) for k in CHANGE_FIELDS if getattr(change, k) is not UNSET})
+    for name in CHANGE_FIELDS:
+        value = getattr(change, name)
+        if value is not UNSET:
+            stored[name] = value
     if "id" in ident and not isinstance(ident["id"], str):
         raise Invalid.one("invalid_identifier", "id must be a string", "id")
     if pk is not None and pk.short_id in ident:

@@ -8,7 +8,7 @@ from typing import Any
 from procession.domain.attributes import epoch_ms
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
-from procession.domain.process import UNSET, Process, ProcessChange
+from procession.domain.process import Process, ProcessChange
 from procession.services.commands import CreateProcess, ProcessFields, RecordInput, UpdateProcess
 from procession.services.common import Caller, new_id, now_ms
 from procession.services.views import process_view
@@ -31,17 +31,15 @@ def resolve_change(
     change = ProcessChange()
     errors: list[FieldError] = []
     sent = fields.model_fields_set
-
-    def attempt(fn: Any, *args: Any) -> Any:
+    try:
+        change.data = procedure.normalise_data(fields.data, lookups)
+    except Invalid as e:
+        errors.extend(e.errors)
+    if "state" in sent and fields.state is not None:
         try:
-            return fn(*args)
+            change.state = procedure.state_id(fields.state)
         except Invalid as e:
             errors.extend(e.errors)
-        return UNSET
-
-    change.data = attempt(procedure.normalise_data, fields.data, lookups) or {}
-    if "state" in sent and fields.state is not None:
-        change.state = attempt(procedure.state_id, fields.state)
     if "status" in sent and fields.status is not None:
         change.status = fields.status.value
     if "nextActionAt" in sent:
@@ -53,8 +51,8 @@ def resolve_change(
         ("assignedTo", "assigned_to", lookups.user_id, "user"),
         ("belongsTo", "belongs_to", lookups.pod_id, "pod"),
     ):
-        ref = getattr(fields, name)
         if name in sent:
+            ref = getattr(fields, name)
             resolved = lookup(ref) if ref is not None else None
             if ref is not None and resolved is None:
                 errors.append(FieldError(f"unknown_{what}", f"{ref!r} is not a {what} of this team", name))
