@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from procession.bootstrap import Services, bootstrap
 from procession.config import Settings
-from procession.services.commands import PodInput, UserInput
+from procession.services.commands import EntityInput, PodInput, ProcedureInput, UserInput
 from procession.services.common import Caller
-from procession.services.configuration import add_pod, add_user
+from procession.services.configuration import add_pod, add_user, define_entity, define_procedure
 from procession.services.teams import create_key, create_team
 from procession.services.templates import DEMO_PODS, DEMO_USERS, install_template
 from procession.store.uow import UnitOfWork
@@ -116,3 +116,17 @@ def team_factory(services: Services) -> Callable[[], Team]:
 @pytest.fixture
 def tmp_data(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def redefine(team: Team, ref: str, **changes: str) -> None:
+    """Save procedure or entity ``ref`` again with ``changes`` to its definition."""
+    with team.uow() as uow:
+        schema, model, define = (
+            (uow.entities.get(ref), EntityInput, define_entity)
+            if ref == "customer"
+            else (uow.procedures.get(ref), ProcedureInput, define_procedure)
+        )
+        assert schema is not None
+        body = {k: v for k, v in schema.to_dict().items() if k in model.model_fields} | changes
+        body["attributes"] = [{k: v for k, v in a.items() if k != "procedure"} for a in body["attributes"]]
+        define(uow, model.model_validate(body), ref=ref)  # type: ignore[operator]

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from procession.api.deps import request_hash
 from procession.domain.errors import Invalid
-from procession.engine.chunks import run_chunk
-from procession.services.commands import BulkProcesses, CreateProcess
+from procession.engine.chunks import commit_written, plan_chunk, run_chunk, run_pending, write_planned
+from procession.services.commands import BulkProcesses, CreateProcess, UpdateProcess
 from procession.services.idempotency import run_once
 from procession.services.jobs import MAX_ITEMS, abort_job, job_entries, job_view, submit_job
-from procession.services.processes import create_process
+from procession.services.processes import create_process, update_process
 from procession.services.reads import get_process
 from procession.store import tables as t
 from procession.store.jobs import Queue
-from tests.conftest import Team
+from tests.conftest import Team, redefine
 
 
 def create(team: Team, body: dict) -> dict:
@@ -393,3 +396,63 @@ def test_jobs_of_a_procedure_apply_in_the_order_they_were_submitted(team: Team) 
     )
     assert waits_for(team, renames["id"]) == [None, 0]
     drain(team)
+
+
+def ahead(team: Team, items: list[dict]) -> tuple[str, Any]:
+    """A one-chunk job, worked out ahead as the embedded runner does while the chunk before it commits."""
+    j = submit(team, items)
+    return j["id"], plan_chunk(team.services.engine, j["id"], 0)
+
+
+def test_a_chunk_worked_out_ahead_is_written_only_if_what_it_read_is_unchanged(team: Team) -> None:
+    """Written as worked out when nothing it read changed; applied afresh, under the write lock, when one
+    of its processes was updated, its procedure was changed, a key it gives was taken or its job was
+    aborted meanwhile: no update is lost, and every entry gets the result the fresh state gives."""
+    engine = team.services.engine
+    a, b = create(team, {}), create(team, {})
+
+    job_id, planned = ahead(team, [{"id": a["id"], "data": {"score": 1}}])
+    written = write_planned(engine, (job_id, 0), planned)
+    assert written is not None  # as worked out
+    commit_written(written)
+    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1, 2)
+
+    job_id, planned = ahead(team, [{"id": a["id"], "data": {"score": 2}}])
+    with team.uow() as uow:  # an update over the API meanwhile: the worked-out data lacks its city
+        update_process(uow, team.caller, "lead", (a["id"],), UpdateProcess(data={"city": "Paris"}))
+    assert write_planned(engine, (job_id, 0), planned) is None
+    after = read(team, a["id"])
+    assert (after["data"]["score"], after["data"]["city"], after["version"]) == (2, "Paris", 4)
+
+    job_id, planned = ahead(team, [{"id": b["id"], "data": {"lead_id": "TAKEN-1"}}])
+    create(team, {"data": {"lead_id": "TAKEN-1"}})
+    assert write_planned(engine, (job_id, 0), planned) is None
+    assert [e["errors"][0]["code"] for e in entries(team, job_id)] == ["duplicate_primary_key"]
+
+    job_id, planned = ahead(team, [{"id": b["id"], "data": {"score": 3}}])
+    redefine(team, "lead", label="Leads, renamed")
+    assert write_planned(engine, (job_id, 0), planned) is None
+    assert job(team, job_id)["counts"]["SUCCESS"] == 1 and read(team, b["id"])["data"]["score"] == 3
+
+    job_id, planned = ahead(team, [{"id": b["id"], "data": {"score": 4}}])
+    with team.uow() as uow:
+        abort_job(uow, job_id)
+    assert write_planned(engine, (job_id, 0), planned) is None
+    assert job(team, job_id)["counts"]["NOT_STARTED"] == 1 and read(team, b["id"])["data"]["score"] == 3
+
+
+def test_the_embedded_runner_applies_chunks_in_turn_while_one_commits(team: Team) -> None:
+    """Chunks naming the same process wait for the one in flight to commit; the others are worked out
+    while it does. Every entry is applied once, in the order sent."""
+    a, b = create(team, {}), create(team, {})
+    j = submit(
+        team,
+        [{"id": a["id"], "data": {"score": i}} for i in range(2500)]
+        + [{"id": b["id"], "data": {"score": 7}}],
+    )
+    with ThreadPoolExecutor(1) as committer:
+        assert run_pending(team.services.engine, committer, threading.Event()) is True
+    drain(team)
+    assert job(team, j["id"])["counts"]["SUCCESS"] == 2501
+    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (2499, 2501)
+    assert read(team, b["id"])["data"]["score"] == 7

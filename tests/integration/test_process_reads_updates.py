@@ -13,15 +13,14 @@ from procession.services.commands import (
     CreateProcess,
     EntityInput,
     ListProcesses,
-    ProcedureInput,
     UpdateProcess,
 )
-from procession.services.configuration import define_entity, define_procedure
+from procession.services.configuration import define_entity
 from procession.services.processes import create_process, update_process
 from procession.services.reads import get_process, list_processes, process_history
 from procession.store import batch
 from procession.store import tables as t
-from tests.conftest import Team
+from tests.conftest import Team, redefine
 
 
 def create(team: Team, body: dict, procedure: str = "lead") -> dict:
@@ -204,20 +203,6 @@ def test_the_batched_writer_writes_within_the_process_s_team(team: Team) -> None
     with team.uow() as uow:
         stored = uow.processes.get(p["id"])
     assert stored is not None and "x" not in stored.data
-
-
-def redefine(team: Team, ref: str, **changes: str) -> None:
-    """Save procedure or entity ``ref`` again with ``changes`` to its definition."""
-    with team.uow() as uow:
-        schema, model, define = (
-            (uow.entities.get(ref), EntityInput, define_entity)
-            if ref == "customer"
-            else (uow.procedures.get(ref), ProcedureInput, define_procedure)
-        )
-        assert schema is not None
-        body = {k: v for k, v in schema.to_dict().items() if k in model.model_fields} | changes
-        body["attributes"] = [{k: v for k, v in a.items() if k != "procedure"} for a in body["attributes"]]
-        define(uow, model.model_validate(body), ref=ref)  # type: ignore[operator]
 
 
 def test_a_new_primary_key_finds_the_processes_by_their_values(team: Team) -> None:

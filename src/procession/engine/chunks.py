@@ -1,41 +1,51 @@
-"""The one task handler: claim a pending chunk and apply it, all in one transaction (so a worker killed at
-any moment leaves the chunk pending, and a chunk is never applied twice)."""
+"""Applying chunks. ``run_chunk``, the one task handler: claim a pending chunk and apply it, all in one
+transaction (so a worker killed at any moment leaves the chunk pending, and a chunk is never applied twice).
+``run_pending``, the embedded runner's loop: the same, one chunk after another, each worked out while the
+one before it commits."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from procession.services.bulk import apply_chunk
+from procession.domain.procedure import Procedure
+from procession.services.bulk import Plan, apply_chunk, plan_updates, write_updates
 from procession.services.common import gc_paused, now_ms
+from procession.services.processes import load_procedure
 from procession.store import tables as t
 from procession.store.jobs import Chunk, Queue, waits_its_turn
 from procession.store.uow import UnitOfWork
 
 log = logging.getLogger("procession.engine")
 MAX_ATTEMPTS = 5
+Found = tuple[str, int]  # (job id, chunk number)
 
 
-def next_pending(engine: sa.Engine) -> tuple[str, int] | None:
-    """The oldest chunk that is pending, due and not waiting for an earlier one (not locked: a hint;
-    ``run_chunk`` claims for real)."""
+def next_pending(engine: sa.Engine, but: Found | None = None) -> Found | None:
+    """The oldest chunk that is pending, due and not waiting for an earlier one, other than ``but`` (not
+    locked: a hint; ``run_chunk`` claims for real)."""
     c = t.job_chunks.c
+    q = sa.select(c.job_id, c.chunk_no).where(c.status == "PENDING", c.wake_at <= now_ms(), ~waits_its_turn())
+    if but is not None:
+        q = q.where(sa.or_(c.job_id != but[0], c.chunk_no != but[1]))
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(c.job_id, c.chunk_no)
-            .where(c.status == "PENDING", c.wake_at <= now_ms(), ~waits_its_turn())
-            .order_by(c.wake_at, c.job_id, c.chunk_no)
-            .limit(1)
-        ).first()
+        row = conn.execute(q.order_by(c.wake_at, c.job_id, c.chunk_no).limit(1)).first()
     return (row.job_id, row.chunk_no) if row else None
+
+
+def _team_of(engine: sa.Engine, job_id: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(t.jobs.c.team_id).where(t.jobs.c.id == job_id))
 
 
 def run_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> bool:
     """Apply chunk ``chunk_no`` of ``job_id`` if it is still pending; False if done, taken elsewhere, or not
     its turn yet (an earlier chunk naming the same processes is pending: whoever applies it wakes this)."""
-    with engine.connect() as conn:
-        team_id = conn.scalar(sa.select(t.jobs.c.team_id).where(t.jobs.c.id == job_id))
+    team_id = _team_of(engine, job_id)
     if team_id is None:
         return False
     chunk: Chunk | None = None
@@ -81,3 +91,110 @@ def _record_failure(engine: sa.Engine, team_id: str, chunk: Chunk) -> None:
         else:
             queue.attempt_failed(claimed, now, retry_after_ms=1000 * 2**claimed.attempts)
         uow.commit()
+
+
+# the embedded runner: one chunk commits while the next is worked out -----------------------------------
+
+
+@dataclass
+class Planned:
+    """A chunk of updates worked out ahead, on what its reads saw."""
+
+    team_id: str
+    procedure: Procedure
+    plan: Plan
+    now: int
+
+
+def plan_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> Planned | None:
+    """A pending chunk of updates worked out on a reader's connection, taking no lock and writing nothing;
+    None if it is no such chunk (creates are applied by ``run_chunk``, in their savepoints)."""
+    team_id = _team_of(engine, job_id)
+    if team_id is None:
+        return None
+    with UnitOfWork(engine, team_id, write=False) as uow, gc_paused():
+        queue = Queue(uow.conn)
+        job, chunk = queue.job(job_id), queue.pending(job_id, chunk_no)
+        if chunk is None or job.kind != "update" or job.status == "ABORTED":
+            return None
+        procedure, now = load_procedure(uow, job.procedure_id), now_ms()
+        plan = plan_updates(uow, procedure, queue.pending_entries(chunk, job.kind), now)
+        return Planned(team_id, procedure, plan, now)
+
+
+def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> UnitOfWork | None:
+    """Claim the chunk and write what was worked out for it if nothing that read has changed since (its
+    procedure, the job, the processes it writes): the unit of work, still to commit. Otherwise, or if the
+    write fails (a primary key taken meanwhile), apply it as ``run_chunk`` does, afresh; None."""
+    if planned is not None:
+        uow = UnitOfWork(engine, planned.team_id).__enter__()
+        try:
+            queue = Queue(uow.conn)
+            chunk, job = queue.claim(*found), queue.job(found[0])
+            plan = planned.plan
+            if (
+                chunk is not None
+                and job.status != "ABORTED"
+                and load_procedure(uow, job.procedure_id).version == planned.procedure.version
+                and uow.processes.versions(list(plan.read)) == plan.read
+            ):
+                with gc_paused():
+                    results = write_updates(uow, planned.procedure, job, plan, planned.now)
+                queue.finish(chunk, results, planned.now)
+                return uow
+        except Exception:  # the chunk's own turn will tell (and count the attempt)
+            log.info("chunk %s/%s: applied afresh", *found, exc_info=True)
+        uow.__exit__(None, None, None)
+    run_chunk(engine, *found)
+    return None
+
+
+def commit_written(uow: UnitOfWork) -> None:
+    """Commit and close what ``write_planned`` wrote."""
+    try:
+        uow.commit()
+    finally:
+        uow.__exit__(None, None, None)
+
+
+def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threading.Event) -> bool:
+    """Apply the pending chunks as they come due, as ``run_chunk`` does, until none is left or ``stop``;
+    False if there was none. One overlap: while a chunk commits on ``committer`` (on SQLite, writing its
+    pages to the log: a sixth of its time, which holds no Python lock), the next is worked out
+    (``plan_chunk``). That one is not waiting for the chunk in flight (``waits_its_turn``), so they name no
+    process in common, and it is written only if what it read is unchanged (``write_planned``)."""
+    in_flight: tuple[Found, Future[None]] | None = None
+
+    def settle() -> None:  # the chunk in flight is committed, or else applied afresh
+        nonlocal in_flight
+        if in_flight is not None:
+            (job_id, chunk_no), committing = in_flight
+            in_flight = None
+            try:
+                committing.result()
+            except Exception:
+                log.exception("chunk %s/%s: the commit failed", job_id, chunk_no)
+                run_chunk(engine, job_id, chunk_no)
+
+    ran = False
+    try:
+        while not stop.is_set():
+            found = next_pending(engine, but=in_flight[0] if in_flight else None)
+            if found is None:
+                if in_flight is None:
+                    break
+                settle()  # the chunks that waited for it may run now
+                continue
+            ran = True
+            try:
+                planned = plan_chunk(engine, *found)
+            except Exception:
+                log.info("chunk %s/%s: applied afresh", *found, exc_info=True)
+                planned = None
+            settle()
+            uow = write_planned(engine, found, planned)
+            if uow is not None:
+                in_flight = found, committer.submit(commit_written, uow)
+    finally:
+        settle()
+    return ran

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from procession.engine.chunks import next_pending, run_chunk
+from procession.engine.chunks import run_pending
 
 log = logging.getLogger("procession.engine")
 
@@ -32,13 +33,12 @@ class EmbeddedRunner:
         self._wake.set()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                found = next_pending(self.engine)
-                if found is not None:
-                    run_chunk(self.engine, *found)
-                    continue
-            except Exception:
-                log.exception("runner: will retry")
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
+        with ThreadPoolExecutor(1, thread_name_prefix="procession-commit") as committer:
+            while not self._stop.is_set():
+                try:
+                    if run_pending(self.engine, committer, self._stop):
+                        continue
+                except Exception:
+                    log.exception("runner: will retry")
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -25,20 +26,27 @@ def _result(
     return {"b_idx": idx, "b_status": status, "b_process": process_id, "b_error": errors}
 
 
-def apply_updates(
-    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
-) -> list[dict[str, Any]]:
-    """Set-based: one read of the chunk's processes, the domain per entry, one batched write of each kind."""
+@dataclass
+class Plan:
+    """A chunk of updates worked out: each entry's result and the writes that go with them."""
+
+    results: list[dict[str, Any]]
+    touched: dict[str, Process]  # the processes to write back, by id
+    read: dict[str, int]  # their versions as read
+    changed: set[str]  # what the saves changed: the columns to write
+    events: list[tuple[str, Event]]
+
+
+def plan_updates(uow: UnitOfWork, procedure: Procedure, rows: list[tuple[int, Any]], now: int) -> Plan:
+    """Set-based: one read of the chunk's processes, the domain per entry; nothing written."""
     processes, pk_ids = uow.processes.get_many(
         procedure.id,
         sorted({c["id"] for _, c in rows if "id" in c}),
         [c["pk"] for _, c in rows if "pk" in c and "id" not in c],
     )
-    touched: dict[str, Process] = {}
+    plan = Plan([], {}, {}, set(), [])
+    results = plan.results
     keys_taken: set[str] = set()  # keys the chunk moved processes to (the database knows the others)
-    changed: set[str] = set()  # what the chunk's saves changed: the columns to write
-    events: list[tuple[str, Event]] = []
-    results = []
     for idx, stored in rows:
         pid = stored["id"] if "id" in stored else pk_ids.get(stored["pk"])
         process = processes.get(pid) if pid else None
@@ -57,22 +65,37 @@ def apply_updates(
                 _result(idx, "ERROR", pid, Invalid.one("duplicate_primary_key", "the primary key is taken"))
             )
             continue
+        version = process.version
         try:
             applied = process.apply(procedure, change, now=now)
         except Invalid as e:
             results.append(_result(idx, "ERROR", pid, e))
             continue
-        events.extend((process.id, event) for event in applied)
+        plan.events.extend((process.id, event) for event in applied)
         if applied:
-            changed.update(applied[0].payload["changes"])
-        touched[process.id] = process
+            plan.changed.update(applied[0].payload["changes"])
+        plan.read.setdefault(process.id, version)
+        plan.touched[process.id] = process
         if new_pk is not None:  # moved: the key the chunk gave it before, if any, is free again
             keys_taken.difference_update({old_pk})
             keys_taken.add(new_pk)
         results.append(_result(idx, "SUCCESS", pid))
-    batch.save_processes(uow.conn, procedure, list(touched.values()), changed)
-    batch.insert_events(uow.conn, uow.team_id, events, actor=job.created_by, now=now)
-    return results
+    return plan
+
+
+def write_updates(
+    uow: UnitOfWork, procedure: Procedure, job: Job, plan: Plan, now: int
+) -> list[dict[str, Any]]:
+    """Write what ``plan`` worked out, in one batched statement of each kind; the entries' results."""
+    batch.save_processes(uow.conn, procedure, list(plan.touched.values()), plan.changed)
+    batch.insert_events(uow.conn, uow.team_id, plan.events, actor=job.created_by, now=now)
+    return plan.results
+
+
+def apply_updates(
+    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
+) -> list[dict[str, Any]]:
+    return write_updates(uow, procedure, job, plan_updates(uow, procedure, rows, now), now)
 
 
 def apply_creates(

@@ -117,6 +117,15 @@ class Queue:
         row = self.conn.execute(q.with_for_update(skip_locked=True)).first()
         return Chunk(*row) if row else None
 
+    def pending(self, job_id: str, chunk_no: int) -> Chunk | None:
+        """This chunk if it is pending (not locked)."""
+        row = self.conn.execute(
+            sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(
+                C.status == "PENDING", C.job_id == job_id, C.chunk_no == chunk_no
+            )
+        ).first()
+        return Chunk(*row) if row else None
+
     def unblocked_by(self, job_id: str, chunk_no: int) -> list[tuple[str, int]]:
         """Once that chunk is done: the pending chunks that waited for it and may run now (chunks of its job
         waiting up to it and, when its job has nothing pending left, the later jobs of its procedure)."""
