@@ -68,9 +68,10 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def _items(raws: list[msgspec.Raw]) -> Iterator[Any]:
-    """Each item as objects, one at a time, as they are stored."""
-    for raw in raws:
+def _items(raws: list[Any]) -> Iterator[Any]:
+    """Each item as objects, one at a time, as they are stored; each view (``_split``) let go once read."""
+    for i, raw in enumerate(raws):
+        raws[i] = None
         text = bytes(raw)
         try:
             item = orjson.loads(text)  # as every stored JSON is read (an integer past 64 bits is a float)

@@ -120,7 +120,7 @@ def submit_job(
     now = now_ms()
     procedure = load_procedure(uow, procedure_ref)
     lookups, parse = Lookups(uow), parse_update if kind == "update" else parse_create
-    job_id, valid = new_id(), []
+    job_id = new_id()
     uow.jobs.add(
         {
             "id": job_id,
@@ -135,9 +135,12 @@ def submit_job(
             "created_at": now,
         }
     )
-    named: list[Any] = []  # per valid update entry: its process id, or ("pk", value)
+    # per valid update entry: the process id or primary-key value that names it, and which of the two
+    names: list[str] = []
+    by_key = bytearray()
     moves_keys = False  # some entry changes a primary key: names are no guide to order then
-    stream, total = iter(items), 0
+    bounds: list[list[int]] = []  # per chunk of CHUNK_SIZE valid entries: its first and last index
+    stream, total, valid = iter(items), 0, 0
     while batch := list(itertools.islice(stream, ENTRY_BATCH)):
         if total + len(batch) > MAX_ITEMS:
             raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
@@ -145,52 +148,60 @@ def submit_job(
             entries: list[tuple[int, str, Any, Any, Any]] = []
             for i, item in enumerate(batch, start=total):
                 try:
-                    entries.append((i, "NOT_STARTED", item, parse(procedure, item, uow, lookups), None))
-                    valid.append(i)
+                    change = parse(procedure, item, uow, lookups)
                 except Invalid as e:
                     entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
+                    continue
+                entries.append((i, "NOT_STARTED", item, change, None))
+                if valid % CHUNK_SIZE == 0:
+                    bounds.append([i, i])
+                bounds[-1][1], valid = i, valid + 1
+                if kind == "update":
+                    names.append(change["id"] if "id" in change else change["pk"])
+                    by_key.append("id" not in change)
+                    moves_keys = moves_keys or procedure.primary_key in change["data"]
             uow.jobs.add_entries(job_id, entries)
-            changes = [c for _, status, _, c, _ in entries if status == "NOT_STARTED" and kind == "update"]
-            named.extend(c["id"] if "id" in c else ("pk", c["pk"]) for c in changes)
-            moves_keys = moves_keys or any(procedure.primary_key in c["data"] for c in changes)
         total += len(batch)
     if total == 0:
         raise Invalid.one("required", "send at least one process", "processes")
     if kind == "update" and not moves_keys:
-        after = _chunk_order(uow, procedure, named)
+        after = _chunk_order(uow, procedure, names, by_key)
     else:  # creates match records and primary keys, so do key changes: one chunk after the other
-        after = {n: n - 1 for n in range(1, (len(valid) + CHUNK_SIZE - 1) // CHUNK_SIZE)}
+        after = {n: n - 1 for n in range(1, len(bounds))}
     chunks = [
         {
             "job_id": job_id,
             "chunk_no": n,
-            "first_idx": valid[s],
-            "end_idx": valid[min(s + CHUNK_SIZE, len(valid)) - 1] + 1,
+            "first_idx": first,
+            "end_idx": last + 1,
             "status": "PENDING",
             "attempts": 0,
             "wake_at": now,
             "after_chunk": after.get(n),
         }
-        for n, s in enumerate(range(0, len(valid), CHUNK_SIZE))
+        for n, (first, last) in enumerate(bounds)
     ]
-    uow.jobs.add_chunks(job_id, chunks, now, total=total, invalid=total - len(valid))
+    uow.jobs.add_chunks(job_id, chunks, now, total=total, invalid=total - valid)
     return job_view(uow, job_id)
 
 
-def _chunk_order(uow: UnitOfWork, procedure: Procedure, named: list[Any]) -> dict[int, int]:
-    """Chunk -> the latest earlier chunk naming one of its processes (``named``: each valid entry's process
-    id, or ``("pk", value)``): it waits for every chunk up to that one, so that the entries of a process
-    apply in the order sent, while chunks naming other processes run at once. When the job names
-    processes both ways, primary keys are resolved to ids, so that both names of one process count as one."""
-    if any(isinstance(n, tuple) for n in named) and any(isinstance(n, str) for n in named):
-        values = [n[1] for n in named if isinstance(n, tuple)]
-        ids: dict[str, str] = {}
+def _chunk_order(
+    uow: UnitOfWork, procedure: Procedure, names: list[str], by_key: bytearray
+) -> dict[int, int]:
+    """Chunk -> the latest earlier chunk naming one of its processes (``names``: each valid entry's process
+    id, or its primary-key value where ``by_key``): it waits for every chunk up to that one, so that the
+    entries of a process apply in the order sent, while chunks naming other processes run at once. When the
+    job names processes both ways, primary keys are resolved to ids, so that both names of one process count
+    as one."""
+    ids: dict[str, str] = {}
+    if 0 < sum(by_key) < len(by_key):
+        values = [name for name, keyed in zip(names, by_key, strict=True) if keyed]
         for start in range(0, len(values), ENTRY_BATCH):
             ids.update(uow.processes.ids_by_pk(procedure.id, values[start : start + ENTRY_BATCH]))
-        named = [ids.get(n[1], n) if isinstance(n, tuple) else n for n in named]
-    chunk_of: dict[Any, int] = {}  # process -> the last chunk naming it
+    chunk_of: dict[tuple[bool, str], int] = {}  # process (by key?, name) -> the last chunk naming it
     after: dict[int, int] = {}
-    for position, process in enumerate(named):
+    for position, (name, keyed) in enumerate(zip(names, by_key, strict=True)):
+        process = (False, ids[name]) if keyed and name in ids else (bool(keyed), name)
         chunk = position // CHUNK_SIZE
         previous = chunk_of.get(process, chunk)
         if previous != chunk:
