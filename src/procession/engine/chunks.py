@@ -177,24 +177,25 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                 run_chunk(engine, job_id, chunk_no)
 
     ran = False
-    try:
-        while not stop.is_set():
-            found = next_pending(engine, but=in_flight[0] if in_flight else None)
-            if found is None:
-                if in_flight is None:
-                    break
-                settle()  # the chunks that waited for it may run now
-                continue
-            ran = True
-            try:
-                planned = plan_chunk(engine, *found)
-            except Exception:
-                log.info("chunk %s/%s: applied afresh", *found, exc_info=True)
-                planned = None
+    with gc_paused():  # the whole run, not each chunk: collecting each chunk's survivors costs more
+        try:
+            while not stop.is_set():
+                found = next_pending(engine, but=in_flight[0] if in_flight else None)
+                if found is None:
+                    if in_flight is None:
+                        break
+                    settle()  # the chunks that waited for it may run now
+                    continue
+                ran = True
+                try:
+                    planned = plan_chunk(engine, *found)
+                except Exception:
+                    log.info("chunk %s/%s: applied afresh", *found, exc_info=True)
+                    planned = None
+                settle()
+                uow = write_planned(engine, found, planned)
+                if uow is not None:
+                    in_flight = found, committer.submit(commit_written, uow)
+        finally:
             settle()
-            uow = write_planned(engine, found, planned)
-            if uow is not None:
-                in_flight = found, committer.submit(commit_written, uow)
-    finally:
-        settle()
     return ran
