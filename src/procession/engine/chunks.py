@@ -124,8 +124,9 @@ def plan_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> Planned | None:
 
 def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> UnitOfWork | None:
     """Claim the chunk and write what was worked out for it if nothing that read has changed since (its
-    procedure, the job, the processes it writes): the unit of work, still to commit. Otherwise, or if the
-    write fails (a primary key taken meanwhile), apply it as ``run_chunk`` does, afresh; None."""
+    procedure, the job, the processes it writes: ``write_updates`` checks their versions): the unit of
+    work, still to commit. Otherwise, or if the write fails (a primary key taken meanwhile), apply it as
+    ``run_chunk`` does, afresh; None."""
     if planned is not None:
         uow = UnitOfWork(engine, planned.team_id).__enter__()
         try:
@@ -136,14 +137,13 @@ def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> U
                 chunk is not None
                 and job.status != "ABORTED"
                 and load_procedure(uow, job.procedure_id).version == planned.procedure.version
-                and uow.processes.versions(list(plan.read)) == plan.read
             ):
                 with gc_paused():
                     results = write_updates(uow, planned.procedure, job, plan, planned.now)
                 queue.finish(chunk, results, planned.now)
                 return uow
-        except Exception:  # the chunk's own turn will tell (and count the attempt)
-            log.info("chunk %s/%s: applied afresh", *found, exc_info=True)
+        except Exception as e:  # run_chunk tells what is wrong, if anything still is (and counts the attempt)
+            log.info("chunk %s/%s: applied afresh: %r", *found, e)
         uow.__exit__(None, None, None)
     run_chunk(engine, *found)
     return None
@@ -189,8 +189,8 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                 ran = True
                 try:
                     planned = plan_chunk(engine, *found)
-                except Exception:
-                    log.info("chunk %s/%s: applied afresh", *found, exc_info=True)
+                except Exception as e:
+                    log.info("chunk %s/%s: applied afresh: %r", *found, e)
                     planned = None
                 settle()
                 uow = write_planned(engine, found, planned)

@@ -83,11 +83,18 @@ def plan_updates(uow: UnitOfWork, procedure: Procedure, rows: list[tuple[int, An
     return plan
 
 
+class Changed(Exception):
+    """A process changed after the plan read it: the plan must not be written."""
+
+
 def write_updates(
     uow: UnitOfWork, procedure: Procedure, job: Job, plan: Plan, now: int
 ) -> list[dict[str, Any]]:
-    """Write what ``plan`` worked out, in one batched statement of each kind; the entries' results."""
-    batch.save_processes(uow.conn, procedure, list(plan.touched.values()), plan.changed)
+    """Write what ``plan`` worked out, in one batched statement of each kind, each process only if it is
+    still at the version the plan read (``Changed`` otherwise); the entries' results."""
+    touched = list(plan.touched.values())
+    if batch.save_processes(uow.conn, procedure, touched, plan.changed, plan.read) != len(touched):
+        raise Changed(f"{len(touched)} processes planned, some changed since")
     batch.insert_events(uow.conn, uow.team_id, plan.events, actor=job.created_by, now=now)
     return plan.results
 

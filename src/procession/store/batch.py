@@ -44,10 +44,11 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool = False) -> None:
-    """A statement on the driver (``many``: once per row), in the connection's transaction; its errors as
-    SQLAlchemy's, so that a key a concurrent writer took is an ``IntegrityError`` as everywhere else."""
-    Statement.on_driver(conn, sql, params, many=many)
+def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool = False) -> int:
+    """A statement on the driver (``many``: once per row), in the connection's transaction: the rows it
+    changed. Its errors as SQLAlchemy's, so that a key a concurrent writer took is an ``IntegrityError`` as
+    everywhere else."""
+    return int(Statement.on_driver(conn, sql, params, many=many, rowcount=True)[0])
 
 
 def _pg_json(values: list[Any]) -> list[Any]:
@@ -57,14 +58,19 @@ def _pg_json(values: list[Any]) -> list[Any]:
 
 
 def save_processes(
-    conn: sa.Connection, procedure: Procedure, processes: list[Process], changes: Iterable[str]
-) -> None:
+    conn: sa.Connection,
+    procedure: Procedure,
+    processes: list[Process],
+    changes: Iterable[str],
+    read: dict[str, int] | None = None,
+) -> int:
     """Write back what ``changes`` (keys of ``process.updated`` changes, of one save or of many) altered in
-    processes of ``procedure``, matched by id within their team; their primary-key values only if the key is
-    among the changes. Columns nothing changed are left out: SQLite rewrites every index on a column that is
-    set, even to the value it had."""
+    processes of ``procedure``, matched by id within their team (and, given ``read``, only if still at the
+    version read); their primary-key values only if the key is among the changes. Columns nothing changed
+    are left out: SQLite rewrites every index on a column that is set, even to the value it had. The
+    number of processes written."""
     if not processes:
-        return
+        return 0
     changes = set(changes)
     fields = Process.fields_written(changes)
     with_pk = procedure.primary_key is not None and f"data.{procedure.primary_key}" in changes
@@ -72,27 +78,29 @@ def save_processes(
     columns = [MUTABLE[name] for name in names]
     if conn.dialect.name == "postgresql":
         arrays: list[Any] = [[p.id for p in processes], [p.team for p in processes]]
+        if read is not None:
+            arrays.append([read[p.id] for p in processes])
         if with_pk:
             arrays.append([procedure.key_of(p.data) for p in processes])
         for name in names:
             values = [getattr(p, name) for p in processes]
             arrays.append(_pg_json(values) if name in JSON_FIELDS else values)
-        written = [
+        keys = [
             ("id", "text"),
             ("team_id", "text"),
-            *([("pk_value", "text")] if with_pk else []),
-            *columns,
+            *([("read_version", "integer")] if read is not None else []),
         ]
-        sets = ", ".join(f"{col} = u.{col}" for col, _ in written[2:])
-        unnest = ", ".join(f"%b::{kind}[]" for _, kind in written)
-        cols = ", ".join(col for col, _ in written)
-        _run(
+        written = [*([("pk_value", "text")] if with_pk else []), *columns]
+        sets = ", ".join(f"{col} = u.{col}" for col, _ in written)
+        unnest = ", ".join(f"%b::{kind}[]" for _, kind in keys + written)
+        cols = ", ".join(col for col, _ in keys + written)
+        guard = " AND p.version = u.read_version" if read is not None else ""
+        return _run(
             conn,
             f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({cols}) "
-            "WHERE p.id = u.id AND p.team_id = u.team_id",
+            f"WHERE p.id = u.id AND p.team_id = u.team_id{guard}",
             arrays,
         )
-        return
     sets = ", ".join([*(["pk_value = ?"] if with_pk else []), *(f"{col} = ?" for col, _ in columns)])
     json_at = [name in JSON_FIELDS for name in names]
     get = attrgetter(*names) if len(names) > 1 else lambda p: (getattr(p, names[0]),)
@@ -102,10 +110,12 @@ def save_processes(
             *(_dumps(v) if is_json else v for v, is_json in zip(get(p), json_at, strict=True)),
             p.id,
             p.team,
+            *((read[p.id],) if read is not None else ()),
         )
         for p in processes
     ]
-    _run(conn, f"UPDATE processes SET {sets} WHERE id = ? AND team_id = ?", rows, many=True)
+    guard = " AND version = ?" if read is not None else ""
+    return _run(conn, f"UPDATE processes SET {sets} WHERE id = ? AND team_id = ?{guard}", rows, many=True)
 
 
 def insert_events(

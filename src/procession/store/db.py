@@ -121,24 +121,31 @@ class Statement:
         return tuple(args)
 
     @staticmethod
-    def on_driver(conn: sa.Connection, sql: str, args: Any, *, many: bool) -> list[Any]:
+    def on_driver(
+        conn: sa.Connection, sql: str, args: Any, *, many: bool, rowcount: bool = False
+    ) -> list[Any]:
         """Run SQL text on the connection's driver, in its transaction (begun as SQLAlchemy would)."""
         if not conn.in_transaction():
             conn.begin()  # as SQLAlchemy's own execute would (autobegin: our BEGIN, above all a writer's)
         driver = conn.connection.driver_connection
-        return _execute(driver, sql, args, many=many, sqlite=_on_sqlite(conn))
+        return _execute(driver, sql, args, many=many, sqlite=_on_sqlite(conn), rowcount=rowcount)
 
 
-def _execute(driver: Any, sql: str, args: Any, *, many: bool = False, sqlite: bool) -> list[Any]:
-    """SQL text on a driver connection: its rows (none for ``many``), driver errors wrapped as SQLAlchemy's."""
+def _execute(
+    driver: Any, sql: str, args: Any, *, many: bool = False, sqlite: bool, rowcount: bool = False
+) -> list[Any]:
+    """SQL text on a driver connection: its rows (none for ``many``), or ``[rows it changed]`` with
+    ``rowcount``; driver errors wrapped as SQLAlchemy's."""
     errors: Any = sqlite3.Error if sqlite else psycopg.Error
     try:
         cursor = driver.cursor()
         if many:
-            cursor.executemany(sql, args)
-            return []
-        cursor.execute(sql, args)
-        return cursor.fetchall() if cursor.description else []
+            cursor.executemany(sql, args)  # its rowcount: the sum over the rows of parameters
+        else:
+            cursor.execute(sql, args)
+        if rowcount:
+            return [cursor.rowcount]
+        return cursor.fetchall() if cursor.description and not many else []
     except errors as e:
         raise sa.exc.DBAPIError.instance(sql, args, e, errors) from e
 

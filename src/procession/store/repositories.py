@@ -469,16 +469,6 @@ class Processes(Repository):
                 pk_ids[pk_value] = process.id
         return out, pk_ids
 
-    def versions(self, ids: list[str]) -> dict[str, int]:
-        """Process id -> its version, for the ids that exist."""
-        rows = driver_rows(
-            self.conn,
-            "SELECT id, version FROM processes WHERE team_id = ? AND id IN (SELECT value FROM json_each(?))",
-            "SELECT id, version FROM processes WHERE team_id = %s AND id = ANY(%s)",
-            [self.team_id, ids],
-        )
-        return dict(rows)
-
     def ids_by_pk(self, procedure_id: str, values: list[str]) -> dict[str, str]:
         """Primary-key value -> process id, for the values that exist."""
         where = "WHERE team_id = {0} AND procedure_id = {0} AND pk_value"
