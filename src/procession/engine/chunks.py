@@ -17,6 +17,7 @@ from procession.services.bulk import Plan, apply_chunk, plan_updates, write_upda
 from procession.services.common import gc_paused, now_ms
 from procession.services.processes import load_procedure
 from procession.store import tables as t
+from procession.store.db import Statement
 from procession.store.jobs import Chunk, Queue, waits_its_turn
 from procession.store.uow import UnitOfWork
 
@@ -28,18 +29,31 @@ Found = tuple[str, int]  # (job id, chunk number)
 def next_pending(engine: sa.Engine, but: Found | None = None) -> Found | None:
     """The oldest chunk that is pending, due and not waiting for an earlier one, other than ``but`` (not
     locked: a hint; ``run_chunk`` claims for real)."""
-    c = t.job_chunks.c
-    q = sa.select(c.job_id, c.chunk_no).where(c.status == "PENDING", c.wake_at <= now_ms(), ~waits_its_turn())
-    if but is not None:
-        q = q.where(sa.or_(c.job_id != but[0], c.chunk_no != but[1]))
     with engine.connect() as conn:
-        row = conn.execute(q.order_by(c.wake_at, c.job_id, c.chunk_no).limit(1)).first()
-    return (row.job_id, row.chunk_no) if row else None
+        row = _NEXT.first(
+            conn, {"b_now": now_ms(), "b_job": but[0] if but else "", "b_no": but[1] if but else -1}
+        )
+    return (row[0], row[1]) if row else None
 
 
 def _team_of(engine: sa.Engine, job_id: str) -> str | None:
     with engine.connect() as conn:
-        return conn.scalar(sa.select(t.jobs.c.team_id).where(t.jobs.c.id == job_id))
+        return str(team) if (team := _TEAM.scalar(conn, {"b_job": job_id})) else None
+
+
+_c = t.job_chunks.c
+_NEXT = Statement(
+    sa.select(_c.job_id, _c.chunk_no)
+    .where(
+        _c.status == "PENDING",
+        _c.wake_at <= sa.bindparam("b_now"),
+        sa.or_(_c.job_id != sa.bindparam("b_job"), _c.chunk_no != sa.bindparam("b_no")),
+        ~waits_its_turn(),
+    )
+    .order_by(_c.wake_at, _c.job_id, _c.chunk_no)
+    .limit(1)
+)
+_TEAM = Statement(sa.select(t.jobs.c.team_id).where(t.jobs.c.id == sa.bindparam("b_job")))
 
 
 def run_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from procession.store import tables as t
 from procession.store.batch import insert_entries, mark_entries
-from procession.store.db import driver_rows
+from procession.store.db import Statement, driver_rows
 from procession.store.repositories import Repository
 
 J, E, C = t.jobs.c, t.job_entries.c, t.job_chunks.c
@@ -111,19 +111,12 @@ class Queue:
     def claim(self, job_id: str, chunk_no: int) -> Chunk | None:
         """Lock this pending chunk for this transaction; None if it is taken, done, or waits for earlier
         chunks of its job."""
-        q = sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(
-            C.status == "PENDING", C.job_id == job_id, C.chunk_no == chunk_no, ~waits_its_turn()
-        )
-        row = self.conn.execute(q.with_for_update(skip_locked=True)).first()
+        row = _CLAIM.first(self.conn, {"b_job": job_id, "b_no": chunk_no})
         return Chunk(*row) if row else None
 
     def pending(self, job_id: str, chunk_no: int) -> Chunk | None:
         """This chunk if it is pending (not locked)."""
-        row = self.conn.execute(
-            sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(
-                C.status == "PENDING", C.job_id == job_id, C.chunk_no == chunk_no
-            )
-        ).first()
+        row = _PENDING.first(self.conn, {"b_job": job_id, "b_no": chunk_no})
         return Chunk(*row) if row else None
 
     def unblocked_by(self, job_id: str, chunk_no: int) -> list[tuple[str, int]]:
@@ -150,7 +143,10 @@ class Queue:
         return [(row.job_id, row.chunk_no) for row in rows]
 
     def job(self, job_id: str) -> Job:
-        return Job(**self.conn.execute(sa.select(t.jobs).where(J.id == job_id)).one()._asdict())
+        row = _JOB.first(self.conn, {"b_job": job_id})
+        assert row is not None, job_id
+        job = Job(*row)
+        return replace(job, failed=bool(job.failed))  # SQLite's driver gives 0 or 1
 
     def pending_entries(self, chunk: Chunk, kind: str) -> list[tuple[int, Any]]:
         """The chunk's entries still to apply: (index, stored change) for updates, (index, item) for creates."""
@@ -170,34 +166,10 @@ class Queue:
     def finish(self, chunk: Chunk, results: list[dict[str, Any]], now: int, *, failed: bool = False) -> str:
         """Record the entries' results, close the chunk and move the job on; the job's new status."""
         mark_entries(self.conn, chunk.job_id, results)
-        self.conn.execute(
-            t.job_chunks.update()
-            .where(C.job_id == chunk.job_id, C.chunk_no == chunk.chunk_no)
-            .values(status="DONE", applied_by=WORKER)
-        )
-        done = J.chunks_done + 1
+        _CHUNK_DONE.rows(self.conn, {"b_job": chunk.job_id, "b_no": chunk.chunk_no, "b_by": WORKER})
         succeeded = sum(r["b_status"] == "SUCCESS" for r in results)
-        return self.conn.execute(
-            t.jobs.update()
-            .where(J.id == chunk.job_id)
-            .values(
-                chunks_done=done,
-                succeeded=J.succeeded + succeeded,
-                errored=J.errored + (len(results) - succeeded),
-                failed=J.failed | sa.literal(failed),
-                started_at=sa.func.coalesce(J.started_at, now),
-                status=sa.case(
-                    (J.status == "ABORTED", J.status),
-                    (done < J.chunks_total, "IN_PROGRESS"),
-                    (J.failed | sa.literal(failed), "FAILED"),
-                    else_="COMPLETED",
-                ),
-                finished_at=sa.case(
-                    (done >= J.chunks_total, sa.func.coalesce(J.finished_at, now)), else_=None
-                ),
-            )
-            .returning(J.status)
-        ).scalar_one()
+        params = {"b_job": chunk.job_id, "b_ok": succeeded, "b_err": len(results) - succeeded}
+        return str(_JOB_DONE.scalar(self.conn, {**params, "b_failed": failed, "b_now": now}))
 
     def attempt_failed(self, chunk: Chunk, now: int, retry_after_ms: int) -> None:
         self.conn.execute(
@@ -247,3 +219,38 @@ def waits_its_turn() -> Any:
         sa.tuple_(other_job.c.created_at, other_job.c.id) < sa.tuple_(this_job.c.created_at, this_job.c.id),
     )
     return sa.or_(within, across)
+
+
+# the statements of every chunk, built and compiled once
+_CHUNK = sa.select(C.job_id, C.chunk_no, C.first_idx, C.end_idx, C.attempts).where(
+    C.status == "PENDING", C.job_id == sa.bindparam("b_job"), C.chunk_no == sa.bindparam("b_no")
+)
+_PENDING = Statement(_CHUNK)
+_CLAIM = Statement(_CHUNK.where(~waits_its_turn()).with_for_update(skip_locked=True))
+_JOB = Statement(sa.select(*t.jobs.c).where(J.id == sa.bindparam("b_job")))
+_CHUNK_DONE = Statement(
+    t.job_chunks.update()
+    .where(C.job_id == sa.bindparam("b_job"), C.chunk_no == sa.bindparam("b_no"))
+    .values(status="DONE", applied_by=sa.bindparam("b_by"))
+)
+_done, _failed = J.chunks_done + 1, J.failed | sa.bindparam("b_failed", type_=sa.Boolean)
+_now = sa.bindparam("b_now", type_=sa.BigInteger)
+_JOB_DONE = Statement(
+    t.jobs.update()
+    .where(J.id == sa.bindparam("b_job"))
+    .values(
+        chunks_done=_done,
+        succeeded=J.succeeded + sa.bindparam("b_ok", type_=sa.Integer),
+        errored=J.errored + sa.bindparam("b_err", type_=sa.Integer),
+        failed=_failed,
+        started_at=sa.func.coalesce(J.started_at, _now),
+        status=sa.case(
+            (J.status == "ABORTED", J.status),
+            (_done < J.chunks_total, "IN_PROGRESS"),
+            (_failed, "FAILED"),
+            else_="COMPLETED",
+        ),
+        finished_at=sa.case((_done >= J.chunks_total, sa.func.coalesce(J.finished_at, _now)), else_=None),
+    )
+    .returning(J.status)
+)
