@@ -142,18 +142,17 @@ def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> U
     work, still to commit. Otherwise, or if the write fails (a primary key taken meanwhile), apply it as
     ``run_chunk`` does, afresh; None."""
     if planned is not None:
-        uow = UnitOfWork(engine, planned.team_id).__enter__()
+        uow = UnitOfWork(engine, planned.team_id).__enter__()  # closed by commit_written, on another thread
         try:
             queue = Queue(uow.conn)
             chunk, job = queue.claim(*found), queue.job(found[0])
-            plan = planned.plan
             if (
                 chunk is not None
                 and job.status != "ABORTED"
                 and load_procedure(uow, job.procedure_id).version == planned.procedure.version
             ):
                 with gc_paused():
-                    results = write_updates(uow, planned.procedure, job, plan, planned.now)
+                    results = write_updates(uow, planned.procedure, job, planned.plan, planned.now)
                 queue.finish(chunk, results, planned.now)
                 return uow
         except Exception as e:  # run_chunk tells what is wrong, if anything still is (and counts the attempt)

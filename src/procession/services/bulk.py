@@ -102,6 +102,7 @@ def write_updates(
 def apply_updates(
     uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
 ) -> list[dict[str, Any]]:
+    """Work the chunk out and write it, in the unit of work that holds its lock."""
     return write_updates(uow, procedure, job, plan_updates(uow, procedure, rows, now), now)
 
 
