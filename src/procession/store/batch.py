@@ -5,7 +5,6 @@ connection (same transaction), no ORM objects and no per-row statement compilati
 from __future__ import annotations
 
 from collections.abc import Iterable
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -73,49 +72,41 @@ def save_processes(
         return 0
     changes = set(changes)
     fields = Process.fields_written(changes)
-    with_pk = procedure.primary_key is not None and f"data.{procedure.primary_key}" in changes
-    names = [name for name in MUTABLE if name in fields]
-    columns = [MUTABLE[name] for name in names]
-    if conn.dialect.name == "postgresql":
-        arrays: list[Any] = [[p.id for p in processes], [p.team for p in processes]]
-        if read is not None:
-            arrays.append([read[p.id] for p in processes])
-        if with_pk:
-            arrays.append([procedure.key_of(p.data) for p in processes])
-        for name in names:
+    # the columns, each a list over the processes: the matched ones, then the written ones
+    matched: list[tuple[str, str, list[Any]]] = [
+        ("id", "text", [p.id for p in processes]),
+        ("team_id", "text", [p.team for p in processes]),
+    ]
+    if read is not None:
+        matched.append(("version", "integer", [read[p.id] for p in processes]))
+    written: list[tuple[str, str, list[Any]]] = []
+    if procedure.primary_key is not None and f"data.{procedure.primary_key}" in changes:
+        written.append(("pk_value", "text", [procedure.key_of(p.data) for p in processes]))
+    on_pg = conn.dialect.name == "postgresql"
+    for name, (column, kind) in MUTABLE.items():
+        if name in fields:
             values = [getattr(p, name) for p in processes]
-            arrays.append(_pg_json(values) if name in JSON_FIELDS else values)
-        keys = [
-            ("id", "text"),
-            ("team_id", "text"),
-            *([("read_version", "integer")] if read is not None else []),
-        ]
-        written = [*([("pk_value", "text")] if with_pk else []), *columns]
-        sets = ", ".join(f"{col} = u.{col}" for col, _ in written)
-        unnest = ", ".join(f"%b::{kind}[]" for _, kind in keys + written)
-        cols = ", ".join(col for col, _ in keys + written)
-        guard = " AND p.version = u.read_version" if read is not None else ""
+            if name in JSON_FIELDS:
+                values = _pg_json(values) if on_pg else [_dumps(v) for v in values]
+            written.append((column, kind, values))
+    if on_pg:  # the arrays' columns named by position: the version is both written and matched
+        both = written + matched
+        sets = [f"{col} = u.c{i}" for i, (col, _, _) in enumerate(written)]
+        match = [f"p.{col} = u.c{i}" for i, (col, _, _) in enumerate(both) if i >= len(written)]
         return _run(
             conn,
-            f"UPDATE processes AS p SET {sets} FROM unnest({unnest}) AS u({cols}) "
-            f"WHERE p.id = u.id AND p.team_id = u.team_id{guard}",
-            arrays,
+            f"UPDATE processes AS p SET {', '.join(sets)} "
+            f"FROM unnest({', '.join(f'%b::{kind}[]' for _, kind, _ in both)}) "
+            f"AS u({', '.join(f'c{i}' for i in range(len(both)))}) WHERE {' AND '.join(match)}",
+            [values for _, _, values in both],
         )
-    sets = ", ".join([*(["pk_value = ?"] if with_pk else []), *(f"{col} = ?" for col, _ in columns)])
-    json_at = [name in JSON_FIELDS for name in names]
-    get = attrgetter(*names) if len(names) > 1 else lambda p: (getattr(p, names[0]),)
-    rows = [
-        (
-            *((procedure.key_of(p.data),) if with_pk else ()),
-            *(_dumps(v) if is_json else v for v, is_json in zip(get(p), json_at, strict=True)),
-            p.id,
-            p.team,
-            *((read[p.id],) if read is not None else ()),
-        )
-        for p in processes
-    ]
-    guard = " AND version = ?" if read is not None else ""
-    return _run(conn, f"UPDATE processes SET {sets} WHERE id = ? AND team_id = ?{guard}", rows, many=True)
+    return _run(
+        conn,
+        f"UPDATE processes SET {', '.join(f'{col} = ?' for col, _, _ in written)} "
+        f"WHERE {' AND '.join(f'{col} = ?' for col, _, _ in matched)}",
+        list(zip(*(values for _, _, values in written + matched), strict=True)),
+        many=True,
+    )
 
 
 def insert_events(
