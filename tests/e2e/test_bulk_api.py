@@ -110,6 +110,10 @@ def test_structurally_broken_requests_create_no_job(api: Api) -> None:
     items[-1]["data"] = {"score": nested(62)}
     too_deep = api.http.patch(LEADS, json={"processes": items})
     assert (too_deep.status_code, too_deep.json()["_errors"][0]["code"]) == (400, "too_deep")
+    deeper = (
+        b'{"processes": [{"data": {"score": ' + b"[" * 900 + b"]" * 900 + b"}}]}"
+    )  # near the stack's limit
+    assert api.http.patch(LEADS, content=deeper, headers=raw).json()["_errors"][0]["code"] == "too_deep"
     huge = api.http.patch(
         LEADS, content=b'{"processes": [{"lead_id": "L", "data": {"score": 1e999}}]}', headers=raw
     )

@@ -205,6 +205,10 @@ def test_abort_leaves_unapplied_entries_not_started(team: Team) -> None:
     assert run_chunk(team.services.engine, j["id"], 0)
     with team.uow() as uow:
         assert abort_job(uow, j["id"])["status"] == "ABORTED"
+    assert run_chunk(
+        team.services.engine, j["id"], 1
+    )  # a chunk after the abort: its entries stay as they are
+    assert job(team, j["id"])["finishedAt"] is not None  # the job finished when it was aborted
     drain(team)
     final = job(team, j["id"])
     assert final["status"] == "ABORTED"
@@ -434,6 +438,20 @@ def test_a_chunk_worked_out_ahead_is_written_only_if_what_it_read_is_unchanged(t
     assert write_planned(engine, (job_id, 0), planned) is None
     assert job(team, job_id)["counts"]["SUCCESS"] == 1 and read(team, b["id"])["data"]["score"] == 3
 
+    # entries refused on what the plan read: a key that names no process yet, a deleted process
+    gone = create(team, {})
+    with team.uow() as uow:
+        update_process(uow, team.caller, "lead", (gone["id"],), UpdateProcess(isDeleted=True))
+    job_id, planned = ahead(
+        team, [{"lead_id": "LATE-1", "data": {"score": 5}}, {"id": gone["id"], "data": {"score": 6}}]
+    )
+    assert [r["b_status"] for r in planned.plan.results] == ["ERROR", "ERROR"]
+    create(team, {"data": {"lead_id": "LATE-1"}})
+    with team.uow() as uow:
+        update_process(uow, team.caller, "lead", (gone["id"],), UpdateProcess(isDeleted=False))
+    assert write_planned(engine, (job_id, 0), planned) is None
+    assert job(team, job_id)["counts"]["SUCCESS"] == 2 and read(team, gone["id"])["data"]["score"] == 6
+
     job_id, planned = ahead(team, [{"id": b["id"], "data": {"score": 4}}])
     with team.uow() as uow:
         abort_job(uow, job_id)
@@ -443,16 +461,25 @@ def test_a_chunk_worked_out_ahead_is_written_only_if_what_it_read_is_unchanged(t
 
 def test_the_embedded_runner_applies_chunks_in_turn_while_one_commits(team: Team) -> None:
     """Chunks naming the same process wait for the one in flight to commit; the others are worked out
-    while it does. Every entry is applied once, in the order sent."""
-    a, b = create(team, {}), create(team, {})
+    while it does. Every entry is applied once, in the order sent; a stopped runner starts nothing."""
+    a, b, c = create(team, {}), create(team, {}), create(team, {})
+    # chunks 0 and 2 name a; chunk 1 names b and c: worked out while chunk 0 commits
     j = submit(
         team,
-        [{"id": a["id"], "data": {"score": i}} for i in range(2500)]
-        + [{"id": b["id"], "data": {"score": 7}}],
+        [{"id": a["id"], "data": {"score": i}} for i in range(1000)]
+        + [{"id": p["id"], "data": {"score": i}} for i in range(500) for p in (b, c)]
+        + [{"id": a["id"], "data": {"score": 1000 + i}} for i in range(500)],
     )
     with ThreadPoolExecutor(1) as committer:
+        stopped = threading.Event()
+        stopped.set()
+        assert run_pending(team.services.engine, committer, stopped) is False
+        assert job(team, j["id"])["counts"]["NOT_STARTED"] == 2500
         assert run_pending(team.services.engine, committer, threading.Event()) is True
     drain(team)
-    assert job(team, j["id"])["counts"]["SUCCESS"] == 2501
-    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (2499, 2501)
-    assert read(team, b["id"])["data"]["score"] == 7
+    assert job(team, j["id"])["counts"]["SUCCESS"] == 2500
+    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1499, 1501)
+    assert [(read(team, p["id"])["data"]["score"], read(team, p["id"])["version"]) for p in (b, c)] == [
+        (499, 501),
+        (499, 501),
+    ]

@@ -60,12 +60,17 @@ def _split(body: bytes) -> list[msgspec.Raw]:
         raise BadRequest(f"the body is not valid JSON: {e}", code="malformed_json") from None
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests more than ``levels`` lists and objects deep (without recursing: an item may
+    nest nearly as deep as Python's own recursion limit)."""
+    stack = [(value, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth == levels:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def _items(raws: list[Any]) -> Iterator[Any]:
@@ -78,7 +83,7 @@ def _items(raws: list[Any]) -> Iterator[Any]:
         except orjson.JSONDecodeError as e:  # e.g. a number no float holds
             raise BadRequest(f"the body is not valid JSON: {e}", code="malformed_json") from None
         # an item nests at most as deep as it has brackets: count them (fast) before measuring
-        if text.count(b"{") + text.count(b"[") > MAX_DEPTH - 2 and _depth(item) > MAX_DEPTH - 2:
+        if text.count(b"{") + text.count(b"[") > MAX_DEPTH - 2 and _deeper_than(item, MAX_DEPTH - 2):
             raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels", code="too_deep")
         yield item
 

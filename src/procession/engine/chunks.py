@@ -121,8 +121,9 @@ class Planned:
 
 
 def plan_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> Planned | None:
-    """A pending chunk of updates worked out on a reader's connection, taking no lock and writing nothing;
-    None if it is no such chunk (creates are applied by ``run_chunk``, in their savepoints)."""
+    """A pending chunk of updates worked out on a reader's connection, without the write lock and writing
+    nothing (on PostgreSQL its read locks the rows it reads until it ends); None if it is no such chunk
+    (creates are applied by ``run_chunk``, in their savepoints)."""
     team_id = _team_of(engine, job_id)
     if team_id is None:
         return None
@@ -137,10 +138,10 @@ def plan_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> Planned | None:
 
 
 def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> UnitOfWork | None:
-    """Claim the chunk and write what was worked out for it if nothing that read has changed since (its
-    procedure, the job, the processes it writes: ``write_updates`` checks their versions): the unit of
-    work, still to commit. Otherwise, or if the write fails (a primary key taken meanwhile), apply it as
-    ``run_chunk`` does, afresh; None."""
+    """Claim the chunk and write what was worked out for it if every entry succeeded and nothing that read
+    has changed since (its procedure, the job, the processes it writes: ``write_updates`` checks their
+    versions): the unit of work, still to commit. Otherwise, or if the write fails (a primary key taken
+    meanwhile), apply it as ``run_chunk`` does, afresh; None."""
     if planned is not None:
         uow = UnitOfWork(engine, planned.team_id).__enter__()  # closed by commit_written, on another thread
         try:
@@ -150,6 +151,7 @@ def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> U
                 chunk is not None
                 and job.status != "ABORTED"
                 and load_procedure(uow, job.procedure_id).version == planned.procedure.version
+                and not planned.plan.refused  # what refused an entry may have changed since: ask afresh
             ):
                 with gc_paused():
                     results = write_updates(uow, planned.procedure, job, planned.plan, planned.now)
@@ -190,25 +192,24 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                 run_chunk(engine, job_id, chunk_no)
 
     ran = False
-    with gc_paused():  # the whole run, not each chunk: collecting each chunk's survivors costs more
-        try:
-            while not stop.is_set():
-                found = next_pending(engine, but=in_flight[0] if in_flight else None)
-                if found is None:
-                    if in_flight is None:
-                        break
-                    settle()  # the chunks that waited for it may run now
-                    continue
-                ran = True
-                try:
-                    planned = plan_chunk(engine, *found)
-                except Exception as e:
-                    log.info("chunk %s/%s: applied afresh: %r", *found, e)
-                    planned = None
-                settle()
-                uow = write_planned(engine, found, planned)
-                if uow is not None:
-                    in_flight = found, committer.submit(commit_written, uow)
-        finally:
+    try:
+        while not stop.is_set():
+            found = next_pending(engine, but=in_flight[0] if in_flight else None)
+            if found is None:
+                if in_flight is None:
+                    break
+                settle()  # the chunks that waited for it may run now
+                continue
+            ran = True
+            try:
+                planned = plan_chunk(engine, *found)
+            except Exception as e:
+                log.info("chunk %s/%s: applied afresh: %r", *found, e)
+                planned = None
             settle()
+            uow = write_planned(engine, found, planned)
+            if uow is not None:
+                in_flight = found, committer.submit(commit_written, uow)
+    finally:
+        settle()
     return ran

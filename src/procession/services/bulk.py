@@ -36,6 +36,11 @@ class Plan:
     changed: set[str]  # what the saves changed: the columns to write
     events: list[tuple[str, Event]]
 
+    @property
+    def refused(self) -> bool:
+        """Whether some entry ended as an ERROR."""
+        return any(r["b_status"] != "SUCCESS" for r in self.results)
+
 
 def plan_updates(uow: UnitOfWork, procedure: Procedure, rows: list[tuple[int, Any]], now: int) -> Plan:
     """Set-based: one read of the chunk's processes, the domain per entry; nothing written."""

@@ -250,7 +250,9 @@ _JOB_DONE = Statement(
             (_failed, "FAILED"),
             else_="COMPLETED",
         ),
-        finished_at=sa.case((_done >= J.chunks_total, sa.func.coalesce(J.finished_at, _now)), else_=None),
+        finished_at=sa.case(  # an aborted job finished when it was aborted
+            (_done >= J.chunks_total, sa.func.coalesce(J.finished_at, _now)), else_=J.finished_at
+        ),
     )
     .returning(J.status)
 )
