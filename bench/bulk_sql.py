@@ -4,7 +4,8 @@ The same rows the application writes for one entry: a ``job_entries`` row at sub
 per transaction, the process (3 JSON keys merged into ``data``, ``state_id``, ``updated_at``, ``version``),
 one ``events`` row and the entry marked SUCCESS. Each database in its fastest form (/work/shared/
 PERFORMANCE.md): SQLite plain ``executemany`` inside ``BEGIN IMMEDIATE`` with ``json_set``; PostgreSQL one
-statement per batch over ``unnest`` of binary arrays with ``data || patch``, prepared.
+statement per batch over ``unnest`` of binary arrays (JSON as ``text[]`` cast to ``jsonb``) with
+``data || patch``, prepared.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from procession.store.db import SQLITE_PRAGMAS
 
@@ -206,13 +206,13 @@ def sqlite_limit(path: Path, target: Target, entries: list[dict[str, Any]], *, c
 
 PG_INSERT = (
     "INSERT INTO job_entries (job_id, idx, status, item, change) "
-    "SELECT %s, u.idx, 'NOT_STARTED', u.item, u.change "
-    "FROM unnest(%b::int[], %b::jsonb[], %b::jsonb[]) AS u(idx, item, change)"
+    "SELECT %s, u.idx, 'NOT_STARTED', u.item::jsonb, u.change::jsonb "
+    "FROM unnest(%b::int[], %b::text[], %b::text[]) AS u(idx, item, change)"
 )
 PG_APPLY = """
 WITH u AS (
-    SELECT * FROM unnest(%b::int[], %b::text[], %b::jsonb[], %b::text[], %b::jsonb[])
-        AS u(idx, pk, patch, state, payload)
+    SELECT u.idx, u.pk, u.patch::jsonb AS patch, u.state, u.payload::jsonb AS payload
+    FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(idx, pk, patch, state, payload)
 ), upd AS (
     UPDATE processes AS p
     SET data = p.data || u.patch, state_id = u.state, updated_at = %s, version = p.version + 1
@@ -227,8 +227,9 @@ FROM upd WHERE e.job_id = %s AND e.idx = upd.idx
 """
 
 
-def _jsonb(values: list[Any]) -> list[Jsonb]:
-    return [Jsonb(v, dumps=lambda obj: orjson.dumps(obj).decode()) for v in values]
+def _jsonb(values: list[Any]) -> list[str]:
+    """JSON as text, cast to ``jsonb`` in the statement: several times faster to send than ``Jsonb``."""
+    return [orjson.dumps(v).decode() for v in values]
 
 
 def postgres_limit(conninfo: str, target: Target, entries: list[dict[str, Any]]) -> float:

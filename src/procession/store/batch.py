@@ -37,6 +37,7 @@ MUTABLE = {
     "version": ("version", "integer"),
 }
 JSON_FIELDS = ("data", "derived_data")
+_TEXT = {"jsonb": "text"}  # the array type a column's values are sent as
 
 
 def _dumps(value: Any) -> str:
@@ -50,10 +51,10 @@ def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool = False) -> i
     return int(Statement.on_driver(conn, sql, params, many=many, rowcount=True)[0])
 
 
-def _pg_json(values: list[Any]) -> list[Any]:
-    from psycopg.types.json import Jsonb
-
-    return [None if v is None else Jsonb(v, dumps=_dumps) for v in values]
+def _json(values: list[Any]) -> list[str | None]:
+    """JSON values as text (None stays NULL), for both databases: PostgreSQL gets them as a ``text[]`` cast to
+    ``jsonb`` in the statement, which its driver sends several times faster than ``Jsonb`` objects."""
+    return [None if v is None else _dumps(v) for v in values]
 
 
 def save_processes(
@@ -82,21 +83,20 @@ def save_processes(
     written: list[tuple[str, str, list[Any]]] = []
     if procedure.primary_key is not None and f"data.{procedure.primary_key}" in changes:
         written.append(("pk_value", "text", [procedure.key_of(p.data) for p in processes]))
-    on_pg = conn.dialect.name == "postgresql"
     for name, (column, kind) in MUTABLE.items():
         if name in fields:
             values = [getattr(p, name) for p in processes]
-            if name in JSON_FIELDS:
-                values = _pg_json(values) if on_pg else [_dumps(v) for v in values]
-            written.append((column, kind, values))
-    if on_pg:  # the arrays' columns named by position: the version is both written and matched
+            written.append((column, kind, _json(values) if name in JSON_FIELDS else values))
+    if (
+        conn.dialect.name == "postgresql"
+    ):  # the arrays' columns named by position: the version is both written and matched
         both = written + matched
-        sets = [f"{col} = u.c{i}" for i, (col, _, _) in enumerate(written)]
+        sets = [f"{col} = u.c{i}::{kind}" for i, (col, kind, _) in enumerate(written)]
         match = [f"p.{col} = u.c{i}" for i, (col, _, _) in enumerate(both) if i >= len(written)]
         return _run(
             conn,
             f"UPDATE processes AS p SET {', '.join(sets)} "
-            f"FROM unnest({', '.join(f'%b::{kind}[]' for _, kind, _ in both)}) "
+            f"FROM unnest({', '.join(f'%b::{_TEXT.get(kind, kind)}[]' for _, kind, _ in both)}) "
             f"AS u({', '.join(f'c{i}' for i in range(len(both)))}) WHERE {' AND '.join(match)}",
             [values for _, _, values in both],
         )
@@ -120,7 +120,7 @@ def insert_events(
         _run(
             conn,
             "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) "
-            "SELECT %s, u.pid, u.type, %s, u.payload, %s FROM unnest(%b::text[], %b::text[], %b::jsonb[]) "
+            "SELECT %s, u.pid, u.type, %s, u.payload::jsonb, %s FROM unnest(%b::text[], %b::text[], %b::text[]) "
             "AS u(pid, type, payload)",
             [
                 team_id,
@@ -128,7 +128,7 @@ def insert_events(
                 now,
                 [p for p, _ in events],
                 [e.type for _, e in events],
-                _pg_json([e.payload for _, e in events]),
+                _json([e.payload for _, e in events]),
             ]
             if n
             else [],
@@ -149,14 +149,14 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
     if conn.dialect.name == "postgresql":
         _run(
             conn,
-            "UPDATE job_entries AS e SET status = u.status, process_id = u.pid, error = u.error "
-            "FROM unnest(%b::int[], %b::text[], %b::text[], %b::jsonb[]) AS u(idx, status, pid, error) "
+            "UPDATE job_entries AS e SET status = u.status, process_id = u.pid, error = u.error::jsonb "
+            "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[]) AS u(idx, status, pid, error) "
             "WHERE e.job_id = %s AND e.idx = u.idx",
             [
                 [r["b_idx"] for r in results],
                 [r["b_status"] for r in results],
                 [r["b_process"] for r in results],
-                _pg_json([r["b_error"] for r in results]),
+                _json([r["b_error"] for r in results]),
                 job_id,
             ],
         )
@@ -186,15 +186,15 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
         _run(
             conn,
             "INSERT INTO job_entries (job_id, idx, status, item, change, error) "
-            "SELECT %s, u.* FROM unnest(%b::int[], %b::text[], %b::jsonb[], %b::jsonb[], %b::jsonb[]) "
-            "AS u(idx, status, item, change, error)",
+            "SELECT %s, u.idx, u.status, u.item::jsonb, u.change::jsonb, u.error::jsonb "
+            "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(idx, status, item, change, error)",
             [
                 job_id,
                 [e[0] for e in entries],
                 [e[1] for e in entries],
-                _pg_json([e[2] for e in entries]),
-                _pg_json([e[3] for e in entries]),
-                _pg_json([e[4] for e in entries]),
+                _json([e[2] for e in entries]),
+                _json([e[3] for e in entries]),
+                _json([e[4] for e in entries]),
             ],
         )
         return
