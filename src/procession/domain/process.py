@@ -30,7 +30,7 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """An immutable fact about a process, written in the transaction of the change it records."""
 
@@ -38,7 +38,7 @@ class Event:
     payload: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessChange:
     """What a create or an update asks for, already resolved to ids and normalised values."""
 
@@ -55,7 +55,7 @@ class ProcessChange:
     entity: Any = UNSET
 
 
-@dataclass
+@dataclass(slots=True)
 class Process:
     id: str
     team: str
