@@ -12,8 +12,8 @@ entries/s from submission to completion (the job's ``finishedAt``), entry status
 (RssAnon, sampled) against that before submission. The same row writes with plain SQL (``bulk_sql.py``),
 before and after the HTTP runs (on SQLite, each with and without a background checkpoint). The ratio is the
 faster N-entry job against the fastest plain-SQL run: best against best, as the machine is shared and noisy.
-Everything runs on 127.0.0.1;
-every wait is bounded; servers and workers are stopped even on error. Exits 1 if anything failed.
+Everything runs on 127.0.0.1; every wait is bounded; servers and workers are stopped even on error. Exits 1
+if anything failed.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from procession.domain.errors import Invalid
 from procession.engine.chunks import commit_written, plan_chunk, run_chunk, run_pending, write_planned
 from procession.services.commands import BulkProcesses, CreateProcess, UpdateProcess
 from procession.services.idempotency import run_once
-from procession.services.jobs import MAX_ITEMS, abort_job, job_entries, job_view, submit_job
+from procession.services.jobs import CHUNK_SIZE, MAX_ITEMS, abort_job, job_entries, job_view, submit_job
 from procession.services.processes import create_process, update_process
 from procession.services.reads import get_process
 from procession.store import tables as t
@@ -186,6 +187,34 @@ def test_invalid_and_error_entries_never_fail_the_others(team: Team) -> None:
     assert by_index[1]["errors"][0]["field"] == "data.score"
     assert entries(team, j["id"], "ERROR")[0]["index"] == 7
     assert read(team, good["id"])["data"]["score"] == 7 and read(team, other["id"])["data"]["score"] == 8
+
+
+def test_chunks_hold_a_thousand_valid_entries_each_with_invalid_ones_between(team: Team) -> None:
+    """Chunk bounds count valid entries only, across the batches submission stores in: every chunk covers
+    exactly CHUNK_SIZE of them (the last the rest), and the chunks neither overlap nor leave one out."""
+    p = create(team, {})
+    items = [
+        {"status": "COMPLETED"} if i % 4 == 3 else {"id": p["id"], "data": {"score": i}} for i in range(5500)
+    ]
+    j = submit(team, items)
+    c, e = t.job_chunks.c, t.job_entries.c
+    with team.services.engine.connect() as conn:
+        bounds = conn.execute(
+            sa.select(c.first_idx, c.end_idx).where(c.job_id == j["id"]).order_by(c.chunk_no)
+        ).all()
+        valid = [
+            conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(t.job_entries)
+                .where(e.job_id == j["id"], e.status == "NOT_STARTED", e.idx >= first, e.idx < end)
+            )
+            for first, end in bounds
+        ]
+    assert valid == [CHUNK_SIZE] * 4 + [4125 - 4 * CHUNK_SIZE]
+    assert bounds[0][0] == 0 and bounds[-1][1] == 5499 and all(a[1] <= b[0] for a, b in pairwise(bounds))
+    drain(team)
+    assert job(team, j["id"])["counts"] == {"INVALID": 1375, "NOT_STARTED": 0, "SUCCESS": 4125, "ERROR": 0}
+    assert read(team, p["id"])["data"]["score"] == 5498
 
 
 def test_bulk_updates_write_the_same_events_as_single_updates(team: Team) -> None:

@@ -59,28 +59,23 @@ class Schema:
         errors: list[FieldError] = []
         for key, value in data.items():
             attr = self.by_short.get(key) or self.by_id.get(key)
+            where = f"{prefix}.{key}"
             if attr is None:
                 errors.append(
-                    FieldError(
-                        "unknown_attribute", f"{self.short_id} has no attribute {key!r}", f"{prefix}.{key}"
-                    )
+                    FieldError("unknown_attribute", f"{self.short_id} has no attribute {key!r}", where)
                 )
-            elif attr.formula is not None:
-                errors.append(
-                    FieldError("read_only", f"{key!r} is derived and cannot be written", f"{prefix}.{key}")
-                )
+            elif attr.derived:
+                errors.append(FieldError("read_only", f"{key!r} is derived and cannot be written", where))
             else:
                 try:
-                    out[attr.id] = normalised = attr.normalise(value, lookups)
+                    out[attr.id] = attr.normalise(value, lookups)
                 except ValueError as e:
-                    errors.append(FieldError("invalid_value", f"{key} ({attr.type}) {e}", f"{prefix}.{key}"))
+                    errors.append(FieldError("invalid_value", f"{key} ({attr.type}) {e}", where))
                     continue
-                if attr.id == self.primary_key and len(str(normalised)) > MAX_KEY:
+                if attr.id == self.primary_key and len(str(out[attr.id])) > MAX_KEY:
                     errors.append(
                         FieldError(
-                            "invalid_value",
-                            f"{key} is the primary key: at most {MAX_KEY} characters",
-                            f"{prefix}.{key}",
+                            "invalid_value", f"{key} is the primary key: at most {MAX_KEY} characters", where
                         )
                     )
         if errors:

@@ -37,7 +37,6 @@ MUTABLE = {
     "version": ("version", "integer"),
 }
 JSON_FIELDS = ("data", "derived_data")
-_TEXT = {"jsonb": "text"}  # the array type a column's values are sent as
 
 
 def _dumps(value: Any) -> str:
@@ -87,16 +86,16 @@ def save_processes(
         if name in fields:
             values = [getattr(p, name) for p in processes]
             written.append((column, kind, _json(values) if name in JSON_FIELDS else values))
-    if (
-        conn.dialect.name == "postgresql"
-    ):  # the arrays' columns named by position: the version is both written and matched
+    if conn.dialect.name == "postgresql":
+        # the arrays' columns are named by position (the version is both written and matched); JSON goes as
+        # text, cast in the statement
         both = written + matched
         sets = [f"{col} = u.c{i}::{kind}" for i, (col, kind, _) in enumerate(written)]
         match = [f"p.{col} = u.c{i}" for i, (col, _, _) in enumerate(both) if i >= len(written)]
+        arrays = ", ".join(f"%b::{'text' if kind == 'jsonb' else kind}[]" for _, kind, _ in both)
         return _run(
             conn,
-            f"UPDATE processes AS p SET {', '.join(sets)} "
-            f"FROM unnest({', '.join(f'%b::{_TEXT.get(kind, kind)}[]' for _, kind, _ in both)}) "
+            f"UPDATE processes AS p SET {', '.join(sets)} FROM unnest({arrays}) "
             f"AS u({', '.join(f'c{i}' for i in range(len(both)))}) WHERE {' AND '.join(match)}",
             [values for _, _, values in both],
         )

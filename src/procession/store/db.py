@@ -145,7 +145,7 @@ def _execute(
             cursor.execute(sql, args)
         if rowcount:
             return [cursor.rowcount]
-        return cursor.fetchall() if cursor.description and not many else []
+        return cursor.fetchall() if cursor.description else []
     except errors as e:
         raise sa.exc.DBAPIError.instance(sql, args, e, errors) from e
 
