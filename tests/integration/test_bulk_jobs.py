@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -400,6 +401,7 @@ def test_items_may_stream_in_and_too_many_store_nothing(team: Team) -> None:
     with pytest.raises(Invalid) as refused:
         submit(team, ({"id": p["id"]} for _ in range(MAX_ITEMS + 1)))  # type: ignore[arg-type]
     assert refused.value.errors[0].code == "too_many"
+    assert gc.isenabled()  # paused while the items are taken, and resumed however submission ends
     with pytest.raises(Invalid):
         submit(team, iter([]))  # type: ignore[arg-type]
     with team.services.engine.connect() as conn:
@@ -505,6 +507,7 @@ def test_the_embedded_runner_applies_chunks_in_turn_while_one_commits(team: Team
         assert run_pending(team.services.engine, committer, stopped) is False
         assert job(team, j["id"])["counts"]["NOT_STARTED"] == 2500
         assert run_pending(team.services.engine, committer, threading.Event()) is True
+        assert gc.isenabled()  # paused per chunk only
     drain(team)
     assert job(team, j["id"])["counts"]["SUCCESS"] == 2500
     assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1499, 1501)

@@ -127,7 +127,7 @@ def plan_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> Planned | None:
     team_id = _team_of(engine, job_id)
     if team_id is None:
         return None
-    with UnitOfWork(engine, team_id, write=False) as uow, gc_paused():
+    with UnitOfWork(engine, team_id, write=False) as uow:
         queue = Queue(uow.conn)
         job, chunk = queue.job(job_id), queue.pending(job_id, chunk_no)
         if chunk is None or job.kind != "update" or job.status == "ABORTED":
@@ -153,8 +153,7 @@ def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> U
                 and load_procedure(uow, job.procedure_id).version == planned.procedure.version
                 and not planned.plan.refused  # what refused an entry may have changed since: ask afresh
             ):
-                with gc_paused():
-                    results = write_updates(uow, planned.procedure, job, planned.plan, planned.now)
+                results = write_updates(uow, planned.procedure, job, planned.plan, planned.now)
                 queue.finish(chunk, results, planned.now)
                 return uow
         except Exception as e:  # run_chunk tells what is wrong, if anything still is (and counts the attempt)
@@ -175,8 +174,8 @@ def commit_written(uow: UnitOfWork) -> None:
 def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threading.Event) -> bool:
     """Apply the pending chunks as they come due, as ``run_chunk`` does, until none is left or ``stop``;
     False if there was none. One overlap: while a chunk commits on ``committer`` (on SQLite, writing its
-    pages to the log: a sixth of its time, which holds no Python lock), the next is worked out
-    (``plan_chunk``). That one is not waiting for the chunk in flight (``waits_its_turn``), so they name no
+    pages to the log, about as long as working a chunk out, and holding no Python lock), the next is
+    worked out (``plan_chunk``). That one is not waiting for the chunk in flight (``waits_its_turn``), so they name no
     process in common, and it is written only if what it read is unchanged (``write_planned``)."""
     in_flight: tuple[Found, Future[None]] | None = None
 
@@ -201,13 +200,15 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                 settle()  # the chunks that waited for it may run now
                 continue
             ran = True
-            try:
-                planned = plan_chunk(engine, *found)
-            except Exception as e:
-                log.info("chunk %s/%s: applied afresh: %r", *found, e)
-                planned = None
-            settle()
-            uow = write_planned(engine, found, planned)
+            with gc_paused():  # and the chunk's objects are gone when it resumes: no collection scans them
+                try:
+                    planned = plan_chunk(engine, *found)
+                except Exception as e:
+                    log.info("chunk %s/%s: applied afresh: %r", *found, e)
+                    planned = None
+                settle()
+                uow = write_planned(engine, found, planned)
+                del planned
             if uow is not None:
                 in_flight = found, committer.submit(commit_written, uow)
     finally:

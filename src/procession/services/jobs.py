@@ -111,6 +111,7 @@ def parse_create(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Look
     return {}
 
 
+@gc_paused()  # a job's many items, changes and names are in no cycle: reference counting frees them
 def submit_job(
     uow: UnitOfWork, caller: Caller, procedure_ref: str, items: Iterable[Any], *, kind: str
 ) -> dict[str, Any]:
@@ -144,23 +145,22 @@ def submit_job(
     while batch := list(itertools.islice(stream, ENTRY_BATCH)):
         if total + len(batch) > MAX_ITEMS:
             raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
-        with gc_paused():
-            entries: list[tuple[int, str, Any, Any, Any]] = []
-            for i, item in enumerate(batch, start=total):
-                try:
-                    change = parse(procedure, item, uow, lookups)
-                except Invalid as e:
-                    entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
-                    continue
-                entries.append((i, "NOT_STARTED", item, change, None))
-                if valid % CHUNK_SIZE == 0:
-                    bounds.append([i, i])
-                bounds[-1][1], valid = i, valid + 1
-                if kind == "update":
-                    names.append(change["id"] if "id" in change else change["pk"])
-                    by_key.append("id" not in change)
-                    moves_keys = moves_keys or procedure.primary_key in change["data"]
-            uow.jobs.add_entries(job_id, entries)
+        entries: list[tuple[int, str, Any, Any, Any]] = []
+        for i, item in enumerate(batch, start=total):
+            try:
+                change = parse(procedure, item, uow, lookups)
+            except Invalid as e:
+                entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
+                continue
+            entries.append((i, "NOT_STARTED", item, change, None))
+            if valid % CHUNK_SIZE == 0:
+                bounds.append([i, i])
+            bounds[-1][1], valid = i, valid + 1
+            if kind == "update":
+                names.append(change["id"] if "id" in change else change["pk"])
+                by_key.append("id" not in change)
+                moves_keys = moves_keys or procedure.primary_key in change["data"]
+        uow.jobs.add_entries(job_id, entries)
         total += len(batch)
     if total == 0:
         raise Invalid.one("required", "send at least one process", "processes")
