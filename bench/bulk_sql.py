@@ -2,7 +2,8 @@
 
 The same rows the application writes for one entry: a ``job_entries`` row at submission; then, 1,000 entries
 per transaction, the process (3 JSON keys merged into ``data``, ``state_id``, ``updated_at``, ``version``),
-one ``events`` row and the entry marked SUCCESS. Each database in its fastest form (/work/shared/
+one ``events`` row (two, to compare with what the application writes for a state change: see ``rows``) and
+the entry marked SUCCESS. Each database in its fastest form (/work/shared/
 PERFORMANCE.md): SQLite plain ``executemany`` inside ``BEGIN IMMEDIATE`` with ``json_set``; PostgreSQL one
 statement per batch over ``unnest`` of binary arrays (JSON as ``text[]`` cast to ``jsonb``) with
 ``data || patch``, prepared.
@@ -49,11 +50,13 @@ class Row:
     state: str  # state id
     item: dict[str, Any]  # the entry as submitted
     change: dict[str, Any]  # what the job stores to apply
-    payload: dict[str, Any]  # the event's payload
+    events: list[tuple[str, dict[str, Any]]]  # the events' types and payloads
 
 
-def rows(target: Target, entries: list[dict[str, Any]]) -> list[Row]:
-    """The stored form of bulk-update entries ``{"lead_id", "data", "state"}``."""
+def rows(target: Target, entries: list[dict[str, Any]], events: int = 1) -> list[Row]:
+    """The stored form of bulk-update entries ``{"lead_id", "data", "state"}``, with one event each
+    (``process.updated``) or, given ``events=2``, a ``process.state_changed`` too, as the application writes
+    for a state change."""
     out = []
     for idx, entry in enumerate(entries):
         patch = {target.attributes[k]: v for k, v in entry["data"].items()}
@@ -66,7 +69,13 @@ def rows(target: Target, entries: list[dict[str, Any]]) -> list[Row]:
                 state=state,
                 item=entry,
                 change={"data": patch, "state": state, "pk": entry["lead_id"]},
-                payload={"changes": {**{f"data.{k}": v for k, v in patch.items()}, "state": state}},
+                events=[
+                    (
+                        "process.updated",
+                        {"changes": {**{f"data.{k}": v for k, v in patch.items()}, "state": state}},
+                    ),
+                    ("process.state_changed", {"from": state, "to": state}),  # the size of one
+                ][:events],
             )
         )
     return out
@@ -142,9 +151,11 @@ def _checkpointer(path: Path, enabled: bool) -> Iterator[None]:
         thread.join(30)
 
 
-def sqlite_limit(path: Path, target: Target, entries: list[dict[str, Any]], *, checkpointer: bool) -> float:
+def sqlite_limit(
+    path: Path, target: Target, entries: list[dict[str, Any]], *, checkpointer: bool, events: int = 1
+) -> float:
     """Seconds to write ``entries`` (insert the job's entries, then apply them) with plain SQL."""
-    items, job_id, now = rows(target, entries), str(uuid.uuid4()), _clock()
+    items, job_id, now = rows(target, entries, events), str(uuid.uuid4()), _clock()
     inserts = [
         [(job_id, r.idx, orjson.dumps(r.item).decode(), orjson.dumps(r.change).decode()) for r in batch]
         for batch in _batches(items)
@@ -192,8 +203,12 @@ def sqlite_limit(path: Path, target: Target, entries: list[dict[str, Any]], *, c
                     )
                     conn.executemany(
                         "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) "
-                        "VALUES (?, ?, 'process.updated', NULL, ?, ?)",
-                        [(target.team_id, ids[r.pk], orjson.dumps(r.payload).decode(), now) for r in batch],
+                        "VALUES (?, ?, ?, NULL, ?, ?)",
+                        [
+                            (target.team_id, ids[r.pk], kind, orjson.dumps(payload).decode(), now)
+                            for r in batch
+                            for kind, payload in r.events
+                        ],
                     )
                     conn.executemany(
                         "UPDATE job_entries SET status = 'SUCCESS', process_id = ? WHERE job_id = ? AND idx = ?",
@@ -219,16 +234,17 @@ PG_INSERT = (
 )
 PG_APPLY = """
 WITH u AS (
-    SELECT u.idx, u.pk, u.patch::jsonb AS patch, u.state, u.payload::jsonb AS payload
-    FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(idx, pk, patch, state, payload)
+    SELECT u.idx, u.pk, u.patch::jsonb AS patch, u.state
+    FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[]) AS u(idx, pk, patch, state)
 ), upd AS (
     UPDATE processes AS p
     SET data = p.data || u.patch, state_id = u.state, updated_at = %s, version = p.version + 1
     FROM u WHERE p.procedure_id = %s AND p.pk_value = u.pk
-    RETURNING p.id, u.idx, u.payload
+    RETURNING p.id, u.idx
 ), ev AS (
     INSERT INTO events (team_id, process_id, type, actor, payload, created_at)
-    SELECT %s, upd.id, 'process.updated', NULL, upd.payload, %s FROM upd
+    SELECT %s, upd.id, v.type, NULL, v.payload::jsonb, %s
+    FROM unnest(%b::int[], %b::text[], %b::text[]) AS v(idx, type, payload) JOIN upd ON upd.idx = v.idx
 )
 UPDATE job_entries AS e SET status = 'SUCCESS', process_id = upd.id
 FROM upd WHERE e.job_id = %s AND e.idx = upd.idx
@@ -240,9 +256,9 @@ def _json_text(values: list[Any]) -> list[str]:
     return [orjson.dumps(v).decode() for v in values]
 
 
-def postgres_limit(conninfo: str, target: Target, entries: list[dict[str, Any]]) -> float:
+def postgres_limit(conninfo: str, target: Target, entries: list[dict[str, Any]], *, events: int = 1) -> float:
     """Seconds to write ``entries`` (insert the job's entries, then apply them) with plain SQL."""
-    items, job_id, now = rows(target, entries), str(uuid.uuid4()), _clock()
+    items, job_id, now = rows(target, entries, events), str(uuid.uuid4()), _clock()
     batches = list(_batches(items))
     with psycopg.connect(conninfo, autocommit=True) as conn:
         cur = conn.cursor()
@@ -271,11 +287,13 @@ def postgres_limit(conninfo: str, target: Target, entries: list[dict[str, Any]])
                         [r.pk for r in batch],
                         _json_text([r.patch for r in batch]),
                         [r.state for r in batch],
-                        _json_text([r.payload for r in batch]),
                         now,
                         target.procedure_id,
                         target.team_id,
                         now,
+                        [r.idx for r in batch for _ in r.events],
+                        [kind for r in batch for kind, _ in r.events],
+                        _json_text([payload for r in batch for _, payload in r.events]),
                         job_id,
                     ],
                     prepare=True,
