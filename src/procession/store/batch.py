@@ -146,17 +146,21 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
     if not results:
         return
     if conn.dialect.name == "postgresql":
+        # the range of the indexes bounds the entries the join looks at whatever the planner expects of the
+        # job: entries just stored have no statistics yet, and a hash join would read every entry of the job
         _run(
             conn,
             "UPDATE job_entries AS e SET status = u.status, process_id = u.pid, error = u.error::jsonb "
             "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[]) AS u(idx, status, pid, error) "
-            "WHERE e.job_id = %s AND e.idx = u.idx",
+            "WHERE e.job_id = %s AND e.idx BETWEEN %s AND %s AND e.idx = u.idx",
             [
                 [r["b_idx"] for r in results],
                 [r["b_status"] for r in results],
                 [r["b_process"] for r in results],
                 _json([r["b_error"] for r in results]),
                 job_id,
+                min(r["b_idx"] for r in results),
+                max(r["b_idx"] for r in results),
             ],
         )
         return
