@@ -247,7 +247,7 @@ WITH u AS (
     FROM unnest(%b::int[], %b::text[], %b::text[]) AS v(idx, type, payload) JOIN upd ON upd.idx = v.idx
 )
 UPDATE job_entries AS e SET status = 'SUCCESS', process_id = upd.id
-FROM upd WHERE e.job_id = %s AND e.idx = upd.idx
+FROM upd WHERE e.job_id = %s AND e.idx BETWEEN %s AND %s AND e.idx = upd.idx
 """
 
 
@@ -295,6 +295,8 @@ def postgres_limit(conninfo: str, target: Target, entries: list[dict[str, Any]],
                         [kind for r in batch for kind, _ in r.events],
                         _json_text([payload for r in batch for _, payload in r.events]),
                         job_id,
+                        batch[0].idx,
+                        batch[-1].idx,
                     ],
                     prepare=True,
                 )
