@@ -189,6 +189,7 @@ INVALID = [
     bad("integer", 2**63, "out of range", "over-int64"),
     bad("integer", "9223372036854775808", "out of range", "over-int64-string"),
     bad("integer", 1e30, "out of range", "huge-float"),
+    bad("integer", -(2.0**63), "out of range", "int64-min-as-float"),  # what JSON's -2**63 - 1 reads as
     bad("integer", 9, "at least 10", "under-min", config={"min": 10}),
     bad("integer", 21, "at most 20", "over-max", config={"max": 20}),
     bad("float", True, "must be a number", "bool"),

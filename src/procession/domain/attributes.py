@@ -170,7 +170,8 @@ def _integer(value: Any, attr: Attribute, _: Lookups) -> int:
     if isinstance(value, int):
         number = value
     elif isinstance(value, float) and value.is_integer():
-        number = int(value)
+        # out here a float stands for many integers (JSON's -2**63 - 1 reads as -2**63): out of range
+        number = int(value) if abs(value) < 2**63 else 2**63
     elif isinstance(value, str) and INT_STR.match(value.strip()):
         number = int(value.strip())
     else:
