@@ -22,6 +22,7 @@ from procession.services.processes import create_process, update_process
 from procession.services.reads import get_process
 from procession.store import tables as t
 from procession.store.jobs import Queue
+from procession.store.uow import UnitOfWork
 from tests.conftest import Team, redefine
 
 
@@ -515,3 +516,32 @@ def test_the_embedded_runner_applies_chunks_in_turn_while_one_commits(team: Team
         (499, 501),
         (499, 501),
     ]
+
+
+def test_a_chunk_whose_commit_fails_is_applied_afresh(team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded runner commits a chunk on its helper thread; if that commit fails (the disk, the
+    connection), nothing of the chunk is kept and the runner applies it afresh: every entry once, in order."""
+    a, b = create(team, {}), create(team, {})
+    # chunk 0 names a, chunk 1 names b (worked out while chunk 0 commits), chunk 2 names a again
+    j = submit(
+        team,
+        [{"id": a["id"], "data": {"score": i}} for i in range(1000)]
+        + [{"id": b["id"], "data": {"score": i}} for i in range(1000)]
+        + [{"id": a["id"], "data": {"score": 1000 + i}} for i in range(500)],
+    )
+    real, failed = UnitOfWork.commit, []
+
+    def first_on_the_helper_fails(uow: UnitOfWork) -> None:
+        if threading.current_thread().name.startswith("failing") and not failed:
+            failed.append(uow)
+            raise sa.exc.OperationalError("COMMIT", None, Exception("disk I/O error"))
+        real(uow)
+
+    monkeypatch.setattr(UnitOfWork, "commit", first_on_the_helper_fails)
+    with ThreadPoolExecutor(1, thread_name_prefix="failing") as committer:
+        assert run_pending(team.services.engine, committer, threading.Event()) is True
+    assert len(failed) == 1
+    assert job(team, j["id"])["status"] == "COMPLETED"
+    assert job(team, j["id"])["counts"]["SUCCESS"] == 2500
+    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1499, 1501)
+    assert (read(team, b["id"])["data"]["score"], read(team, b["id"])["version"]) == (999, 1001)
