@@ -20,6 +20,7 @@ error. Exits 1 if anything failed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -299,7 +300,7 @@ def bench(backend: str, n: int) -> Report:
             return label, seconds
 
         def app(size: int) -> JobRun:
-            logs = tmp / f"logs-{len(jobs)}"
+            logs = tmp / f"logs-{next(runs)}"
             logs.mkdir(exist_ok=True)
             with copy() as url:
                 env = {
@@ -319,6 +320,7 @@ def bench(backend: str, n: int) -> Report:
             return job
 
         jobs: list[JobRun] = []
+        runs = itertools.count()
         warm = [{"lead_id": lead_ids[0], "data": {"score": 0}}]  # the first bulk request's one-off costs
         jobs += [app(PROBE), app(SMALL)]
         limits = []
