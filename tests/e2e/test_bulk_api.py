@@ -87,16 +87,15 @@ def test_the_specification_examples(api: Api) -> None:
     assert entries["_data"][0]["errors"][0]["code"] == "missing_identifier"
 
 
-def test_structurally_broken_requests_create_no_job(api: Api) -> None:
-    def jobs() -> int:
-        with api.team.uow() as uow:
-            return int(
-                uow.conn.scalar(
-                    sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == api.team.id)
-                )
-            )
+def jobs(api: Api) -> int:
+    """The team's jobs."""
+    with api.team.uow() as uow:
+        count = sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == api.team.id)
+        return int(uow.conn.scalar(count))
 
-    before = jobs()
+
+def test_structurally_broken_requests_create_no_job(api: Api) -> None:
+    before = jobs(api)
     raw = {"Content-Type": "application/json"}
     assert api.http.patch(LEADS, content=b"{", headers=raw).status_code == 400
     # broken after the first batches were read and stored: all of it is undone
@@ -122,7 +121,23 @@ def test_structurally_broken_requests_create_no_job(api: Api) -> None:
     assert api.http.patch(LEADS, json={"processes": []}).status_code == 422
     assert api.http.patch(LEADS, json={"processes": "x"}).status_code == 422
     assert api.http.patch("/v1/ext/procedure/nope/process", json={"processes": [{}]}).status_code == 404
-    assert jobs() == before
+    assert jobs(api) == before
+
+
+def test_a_value_the_database_cannot_store_is_refused_whole(api: Api) -> None:
+    """PostgreSQL stores no text holding the NUL character: a create or a bulk submission with one is a 422
+    with nothing stored (not a 500); SQLite stores it."""
+    before = jobs(api)
+    single = api.http.post(LEADS, json={"data": {"city": "a\u0000b"}})
+    bulk = api.http.patch(LEADS, json={"processes": [{"lead_id": "LEAD-1", "data": {"city": "a\u0000b"}}]})
+    if api.team.services.settings.is_sqlite:
+        assert (single.status_code, bulk.status_code) == (201, 202)
+        assert single.json()["_data"]["data"]["city"] == "a\u0000b"
+        return
+    for refused in (single, bulk):
+        assert (refused.status_code, refused.json()["_errors"][0]["code"]) == (422, "unstorable_value")
+        assert "\\u0000" in refused.json()["_errors"][0]["message"]
+    assert jobs(api) == before
 
 
 def test_what_json_allows_but_an_attribute_does_not_is_the_entry_error(api: Api) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
 
 from procession.api.envelope import failure
@@ -75,6 +75,17 @@ async def integrity_error(_: Request, exc: Exception) -> Response:
     )
 
 
+async def data_error(_: Request, exc: Exception) -> Response:
+    """A value the database cannot store (PostgreSQL: text holding the NUL character ``\\u0000``): the
+    request's own fault, refused whole; its transaction was rolled back, so nothing of it is kept."""
+    assert isinstance(exc, DataError)
+    log.info("data error: %s", exc)
+    reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "refused by the database"
+    detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None)
+    message = f"a value cannot be stored: {reason}" + (f" ({detail})" if detail else "")
+    return failure(422, [{"code": "unstorable_value", "message": message}])
+
+
 async def unexpected_error(_: Request, exc: Exception) -> Response:
     log.exception("unexpected error", exc_info=exc)
     return failure(500, [{"code": "internal", "message": "internal error"}])
@@ -85,4 +96,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(Exception, unexpected_error)
