@@ -142,26 +142,27 @@ def submit_job(
     moves_keys = False  # some entry changes a primary key: names are no guide to order then
     bounds: list[list[int]] = []  # per chunk of CHUNK_SIZE valid entries: its first and last index
     stream, total, valid = iter(items), 0, 0
-    while batch := list(itertools.islice(stream, ENTRY_BATCH)):
-        if total + len(batch) > MAX_ITEMS:
-            raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
-        entries: list[tuple[int, str, Any, Any, Any]] = []
-        for i, item in enumerate(batch, start=total):
-            try:
-                change = parse(procedure, item, uow, lookups)
-            except Invalid as e:
-                entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
-                continue
-            entries.append((i, "NOT_STARTED", item, change, None))
-            if valid % CHUNK_SIZE == 0:
-                bounds.append([i, i])
-            bounds[-1][1], valid = i, valid + 1
-            if kind == "update":
-                names.append(change["id"] if "id" in change else change["pk"])
-                by_key.append("id" not in change)
-                moves_keys = moves_keys or procedure.primary_key in change["data"]
-        uow.jobs.add_entries(job_id, entries)
-        total += len(batch)
+    with uow.pipelined():  # a batch's entries are stored while the next batch is checked
+        while batch := list(itertools.islice(stream, ENTRY_BATCH)):
+            if total + len(batch) > MAX_ITEMS:
+                raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
+            entries: list[tuple[int, str, Any, Any, Any]] = []
+            for i, item in enumerate(batch, start=total):
+                try:
+                    change = parse(procedure, item, uow, lookups)
+                except Invalid as e:
+                    entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
+                    continue
+                entries.append((i, "NOT_STARTED", item, change, None))
+                if valid % CHUNK_SIZE == 0:
+                    bounds.append([i, i])
+                bounds[-1][1], valid = i, valid + 1
+                if kind == "update":
+                    names.append(change["id"] if "id" in change else change["pk"])
+                    by_key.append("id" not in change)
+                    moves_keys = moves_keys or procedure.primary_key in change["data"]
+            uow.jobs.add_entries(job_id, entries)
+            total += len(batch)
     if total == 0:
         raise Invalid.one("required", "send at least one process", "processes")
     if kind == "update" and not moves_keys:

@@ -141,6 +141,9 @@ def _execute(
         cursor = driver.cursor()
         if many:
             cursor.executemany(sql, args)  # its rowcount: the sum over the rows of parameters
+        elif not sqlite and driver.pgconn.pipeline_status and not rowcount:
+            with driver.pipeline():  # in a pipeline (``UnitOfWork.pipelined``): its rows are needed now
+                cursor.execute(sql, args)
         else:
             cursor.execute(sql, args)
         if rowcount:

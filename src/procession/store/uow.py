@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from procession.store import repositories as r
@@ -65,6 +67,22 @@ class UnitOfWork:
         self.idempotency = r.Idempotency(conn, team)
         self.jobs = Jobs(conn, team)
         return self
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """On PostgreSQL, statements go out without waiting for each reply, so a large write overlaps the work
+        after it; a read waits for everything before it (reads here go through ``Statement`` or
+        ``driver_rows``: SQLAlchemy's own look for rows before they came, and fail). A write's error comes
+        with a later reply, as SQLAlchemy's like any other. Elsewhere, nothing changes."""
+        if self.conn.dialect.name != "postgresql":
+            yield
+            return
+        driver: Any = self.conn.connection.driver_connection
+        try:
+            with driver.pipeline():
+                yield
+        except psycopg.Error as e:  # raised when the pipeline ends
+            raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
 
     def commit(self) -> None:
         try:
