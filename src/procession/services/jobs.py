@@ -142,7 +142,7 @@ def submit_job(
     moves_keys = False  # some entry changes a primary key: names are no guide to order then
     bounds: list[list[int]] = []  # per chunk of CHUNK_SIZE valid entries: its first and last index
     stream, total, valid = iter(items), 0, 0
-    with uow.pipelined():  # a batch's entries are stored while the next batch is checked
+    with uow.pipelined() as settle:  # a batch's entries are stored while the next batch is checked
         while batch := list(itertools.islice(stream, ENTRY_BATCH)):
             if total + len(batch) > MAX_ITEMS:
                 raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
@@ -161,6 +161,7 @@ def submit_job(
                     names.append(change["id"] if "id" in change else change["pk"])
                     by_key.append("id" not in change)
                     moves_keys = moves_keys or procedure.primary_key in change["data"]
+            settle()  # the batch before is stored: at most one is in flight
             uow.jobs.add_entries(job_id, entries)
             total += len(batch)
     if total == 0:

@@ -69,19 +69,21 @@ class UnitOfWork:
         return self
 
     @contextmanager
-    def pipelined(self) -> Iterator[None]:
+    def pipelined(self) -> Iterator[Callable[[], None]]:
         """On PostgreSQL, statements go out without waiting for each reply, so a large write overlaps the work
         after it; a read waits for everything before it (reads here go through ``Statement`` or
         ``driver_rows``: SQLAlchemy's own look for rows before they came, and fail). A write's error comes
-        with a later reply, as SQLAlchemy's like any other. Elsewhere, nothing changes."""
+        with a later reply, as SQLAlchemy's like any other. Yields ``settle()``, which waits for the replies
+        so far (call it before the next large write: what waits for a reply is kept until it comes).
+        Elsewhere, nothing changes."""
         if self.conn.dialect.name != "postgresql":
-            yield
+            yield lambda: None
             return
         driver: Any = self.conn.connection.driver_connection
         try:
-            with driver.pipeline():
-                yield
-        except psycopg.Error as e:  # raised when the pipeline ends
+            with driver.pipeline() as pipeline:
+                yield pipeline.sync
+        except psycopg.Error as e:  # raised by a reply: when settling or when the pipeline ends
             raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
 
     def commit(self) -> None:
