@@ -17,7 +17,15 @@ from procession.domain.errors import Invalid
 from procession.engine.chunks import commit_written, plan_chunk, run_chunk, run_pending, write_planned
 from procession.services.commands import BulkProcesses, CreateProcess, UpdateProcess
 from procession.services.idempotency import run_once
-from procession.services.jobs import CHUNK_SIZE, MAX_ITEMS, abort_job, job_entries, job_view, submit_job
+from procession.services.jobs import (
+    CHUNK_SIZE,
+    ENTRY_BATCH,
+    MAX_ITEMS,
+    abort_job,
+    job_entries,
+    job_view,
+    submit_job,
+)
 from procession.services.processes import create_process, update_process
 from procession.services.reads import get_process
 from procession.store import tables as t
@@ -549,3 +557,19 @@ def test_a_chunk_whose_commit_fails_is_applied_afresh(
     assert job(team, j["id"])["counts"]["SUCCESS"] == 2500
     assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1499, 1501)
     assert (read(team, b["id"])["data"]["score"], read(team, b["id"])["version"]) == (999, 1001)
+
+
+def test_an_entry_the_database_cannot_store_fails_the_submission_whole(team: Team) -> None:
+    """PostgreSQL stores no text holding the NUL character. The first batch's entries are still in flight
+    while the second is checked: the refusal comes back when they settle, as SQLAlchemy's ``DataError``, and
+    nothing of the job is kept. SQLite stores the character."""
+    p = create(team, {})
+    items = [{"id": p["id"], "data": {"city": "a\u0000b"}}] + [{"id": p["id"]} for _ in range(ENTRY_BATCH)]
+    if team.services.settings.is_sqlite:
+        assert submit(team, items)["total"] == ENTRY_BATCH + 1
+        return
+    with pytest.raises(sa.exc.DataError):
+        submit(team, items)
+    with team.services.engine.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == team.id)
+        assert conn.scalar(count) == 0
