@@ -5,11 +5,11 @@
 Per backend, in one run: a fresh database (a SQLite file in a temporary folder, or a PostgreSQL database
 made for the run and dropped at the end) set up with the demo team, an admin key and 10,000 leads (then, on
 PostgreSQL, analyzed). Every measured run below starts from its own copy of that database (a file copy;
-``CREATE DATABASE … TEMPLATE``), so none of them writes to a file or tables that earlier runs grew. ``PATCH /v1/ext/procedure/lead/process``
-jobs (3 attributes merged and a state change per entry) of 10,000, 20,000 and N entries, each on a freshly
-started ``procession serve`` (on PostgreSQL with one ``procession worker``): the time to the 202, entries/s
-from submission to completion (the job's ``finishedAt``), entry statuses, and peak memory (RssAnon, sampled)
-against that before submission. The same row writes with plain SQL (``bulk_sql.py``) just before each of the
+``CREATE DATABASE … TEMPLATE``), so none of them writes to a file or tables that earlier runs grew.
+``PATCH /v1/ext/procedure/lead/process`` jobs (3 attributes merged and a state change per entry) of 10,000,
+20,000 and N entries, each on a freshly started ``procession serve`` (on PostgreSQL with one ``procession
+worker``): the time to the 202, entries/s from submission to completion (the job's ``finishedAt``), entry
+statuses, and peak memory (RssAnon, sampled) against that before submission. The same row writes with plain SQL (``bulk_sql.py``) just before each of the
 three N-entry jobs: the ratio is the median of those three pairs' ratios, each pair run on the machine as it
 was that minute (it is shared, and its speed drifts). For reference, once each: the plain SQL with the two
 events a state change writes (the limit has one, as the target defines it) and, on SQLite, with a background

@@ -26,8 +26,9 @@ from procession.services.jobs import (
     job_view,
     submit_job,
 )
-from procession.services.processes import create_process, update_process
+from procession.services.processes import create_process, load_procedure, update_process
 from procession.services.reads import get_process
+from procession.store import batch
 from procession.store import tables as t
 from procession.store.jobs import Queue
 from procession.store.uow import UnitOfWork
@@ -573,3 +574,16 @@ def test_an_entry_the_database_cannot_store_fails_the_submission_whole(team: Tea
     with team.services.engine.connect() as conn:
         count = sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == team.id)
         assert conn.scalar(count) == 0
+
+
+def test_in_a_pipeline_a_statement_waits_for_its_own_reply(team: Team) -> None:
+    """Inside ``pipelined()`` (PostgreSQL's pipeline mode; nothing on SQLite) a read gets its rows, through
+    SQLAlchemy or ``Statement``, and a write its count: only a write sent with ``reply=False`` goes on
+    without its reply."""
+    p = create(team, {"data": {"lead_id": "PIPE-1"}})
+    with team.uow() as uow, uow.pipelined():
+        procedure = load_procedure(uow, "lead")
+        process = uow.processes.get(p["id"])
+        assert process is not None
+        assert batch.save_processes(uow.conn, procedure, [process], set(), {p["id"]: process.version}) == 1
+        assert uow.processes.id_by_pk(procedure.id, "PIPE-1") == p["id"]

@@ -79,7 +79,7 @@ async def data_error(_: Request, exc: Exception) -> Response:
     """A value the database cannot store (PostgreSQL: text holding the NUL character ``\\u0000``): the
     request's own fault, refused whole; its transaction was rolled back, so nothing of it is kept."""
     assert isinstance(exc, DataError)
-    log.info("data error: %s", exc)
+    log.info("data error: %s", exc.orig)  # not the statement: a bulk one carries whole batches
     reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "refused by the database"
     detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None)
     message = f"a value cannot be stored: {reason}" + (f" ({detail})" if detail else "")

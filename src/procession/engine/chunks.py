@@ -175,8 +175,8 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
     """Apply the pending chunks as they come due, as ``run_chunk`` does, until none is left or ``stop``;
     False if there was none. One overlap: while a chunk commits on ``committer`` (on SQLite, writing its
     pages to the log, about as long as working a chunk out, and holding no Python lock), the next is
-    worked out (``plan_chunk``). That one is not waiting for the chunk in flight (``waits_its_turn``), so they name no
-    process in common, and it is written only if what it read is unchanged (``write_planned``)."""
+    worked out (``plan_chunk``). That one is not waiting for the chunk in flight (``waits_its_turn``), so
+    they name no process in common, and it is written only if what it read is unchanged (``write_planned``)."""
     in_flight: tuple[Found, Future[None]] | None = None
 
     def settle() -> None:  # the chunk in flight is committed, or else applied afresh

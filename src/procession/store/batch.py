@@ -43,11 +43,11 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool = False) -> int:
+def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool = False, reply: bool = True) -> int:
     """A statement on the driver (``many``: once per row), in the connection's transaction: the rows it
     changed. Its errors as SQLAlchemy's, so that a key a concurrent writer took is an ``IntegrityError`` as
-    everywhere else."""
-    return int(Statement.on_driver(conn, sql, params, many=many, rowcount=True)[0])
+    everywhere else. ``reply=False``: in a PostgreSQL pipeline, sent without waiting (see ``_execute``)."""
+    return int(Statement.on_driver(conn, sql, params, many=many, rowcount=True, reply=reply)[0])
 
 
 def _json(values: list[Any]) -> list[str | None]:
@@ -182,7 +182,8 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
 
 
 def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
-    """Store job entries: ``(index, status, item, change, error)``."""
+    """Store job entries: ``(index, status, item, change, error)``; in a PostgreSQL pipeline, sent without
+    waiting for the reply."""
     if not entries:
         return
     if conn.dialect.name == "postgresql":
@@ -199,6 +200,7 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
                 _json([e[3] for e in entries]),
                 _json([e[4] for e in entries]),
             ],
+            reply=False,
         )
         return
     _run(

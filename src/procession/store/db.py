@@ -122,30 +122,39 @@ class Statement:
 
     @staticmethod
     def on_driver(
-        conn: sa.Connection, sql: str, args: Any, *, many: bool, rowcount: bool = False
+        conn: sa.Connection, sql: str, args: Any, *, many: bool, rowcount: bool = False, reply: bool = True
     ) -> list[Any]:
         """Run SQL text on the connection's driver, in its transaction (begun as SQLAlchemy would)."""
         if not conn.in_transaction():
             conn.begin()  # as SQLAlchemy's own execute would (autobegin: our BEGIN, above all a writer's)
         driver = conn.connection.driver_connection
-        return _execute(driver, sql, args, many=many, sqlite=_on_sqlite(conn), rowcount=rowcount)
+        sqlite = _on_sqlite(conn)
+        return _execute(driver, sql, args, many=many, sqlite=sqlite, rowcount=rowcount, reply=reply)
 
 
 def _execute(
-    driver: Any, sql: str, args: Any, *, many: bool = False, sqlite: bool, rowcount: bool = False
+    driver: Any,
+    sql: str,
+    args: Any,
+    *,
+    many: bool = False,
+    sqlite: bool,
+    rowcount: bool = False,
+    reply: bool = True,
 ) -> list[Any]:
     """SQL text on a driver connection: its rows (none for ``many``), or ``[rows it changed]`` with
-    ``rowcount``; driver errors wrapped as SQLAlchemy's."""
+    ``rowcount``; driver errors wrapped as SQLAlchemy's. In a PostgreSQL pipeline (``UnitOfWork.pipelined``)
+    it waits for its reply, and so for those before it, unless ``reply`` is False: then it is only sent
+    (its error comes with a later reply; its rowcount is -1)."""
     errors: Any = sqlite3.Error if sqlite else psycopg.Error
     try:
         cursor = driver.cursor()
         if many:
             cursor.executemany(sql, args)  # its rowcount: the sum over the rows of parameters
-        elif not sqlite and driver.pgconn.pipeline_status and not rowcount:
-            with driver.pipeline():  # in a pipeline (``UnitOfWork.pipelined``): its rows are needed now
-                cursor.execute(sql, args)
         else:
             cursor.execute(sql, args)
+            if reply and not sqlite:
+                _await_reply(driver)
         if rowcount:
             return [cursor.rowcount]
         return cursor.fetchall() if cursor.description else []
@@ -273,7 +282,7 @@ def make_engine(url: str) -> sa.Engine:
             _execute(conn.connection.driver_connection, statement, (), sqlite=True)
 
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
@@ -281,6 +290,20 @@ def make_engine(url: str) -> sa.Engine:
         max_overflow=30,
         pool_pre_ping=True,
     )
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def _on_execute(conn: sa.Connection, *_: Any) -> None:
+        _await_reply(conn.connection.driver_connection)
+
+    return engine
+
+
+def _await_reply(driver: Any) -> None:
+    """In a PostgreSQL pipeline (``UnitOfWork.pipelined``), wait for the replies sent so far, so that the
+    statement just sent has its rows and its count (a nested pipeline syncs as it ends)."""
+    if driver.pgconn.pipeline_status:
+        with driver.pipeline():
+            pass
 
 
 def alembic_config(url: str) -> Config:

@@ -70,12 +70,11 @@ class UnitOfWork:
 
     @contextmanager
     def pipelined(self) -> Iterator[Callable[[], None]]:
-        """On PostgreSQL, statements go out without waiting for each reply, so a large write overlaps the work
-        after it; a read waits for everything before it (reads here go through ``Statement`` or
-        ``driver_rows``: SQLAlchemy's own look for rows before they came, and fail). A write's error comes
-        with a later reply, as SQLAlchemy's like any other. Yields ``settle()``, which waits for the replies
-        so far (call it before the next large write: what waits for a reply is kept until it comes).
-        Elsewhere, nothing changes."""
+        """On PostgreSQL, a write sent with ``reply=False`` (``batch.insert_entries``) goes out without waiting
+        for its reply, so it overlaps the work after it; every other statement, SQLAlchemy's too, waits for its
+        own reply and those before it (``db._await_reply``). A write's error comes with a later reply, as
+        SQLAlchemy's like any other. Yields ``settle()``, which waits for the replies so far: call it before the next large write,
+        as what waits for a reply is kept until it comes. Elsewhere, nothing changes."""
         if self.conn.dialect.name != "postgresql":
             yield lambda: None
             return
