@@ -560,20 +560,41 @@ def test_a_chunk_whose_commit_fails_is_applied_afresh(
     assert (read(team, b["id"])["data"]["score"], read(team, b["id"])["version"]) == (999, 1001)
 
 
-def test_an_entry_the_database_cannot_store_fails_the_submission_whole(team: Team) -> None:
-    """PostgreSQL stores no text holding the NUL character. The first batch's entries are still in flight
-    while the second is checked: the refusal comes back when they settle, as SQLAlchemy's ``DataError``, and
-    nothing of the job is kept. SQLite stores the character."""
+def test_an_item_holding_the_nul_character_is_one_invalid_entry(team: Team) -> None:
+    """PostgreSQL stores no text holding the NUL character, in a string or a key: such an item is an INVALID
+    entry, kept with U+FFFD in its place, on both databases; its batch and the others are stored."""
     p = create(team, {})
-    items = [{"id": p["id"], "data": {"city": "a\u0000b"}}] + [{"id": p["id"]} for _ in range(ENTRY_BATCH)]
-    if team.services.settings.is_sqlite:
-        assert submit(team, items)["total"] == ENTRY_BATCH + 1
-        return
-    with pytest.raises(sa.exc.DataError):
-        submit(team, items)
-    with team.services.engine.connect() as conn:
-        count = sa.select(sa.func.count()).select_from(t.jobs).where(t.jobs.c.team_id == team.id)
-        assert conn.scalar(count) == 0
+    items = [{"id": p["id"], "data": {"city": "a\u0000b"}}, {"id": "\u0000"}, {"id": p["id"]}]
+    j = submit(team, items + [{"id": p["id"]} for _ in range(ENTRY_BATCH)])
+    assert j["counts"] == {"INVALID": 2, "NOT_STARTED": ENTRY_BATCH + 1, "SUCCESS": 0, "ERROR": 0}
+    refused = [e for e in entries(team, j["id"]) if e["status"] == "INVALID"]
+    assert [(e["item"], e["errors"][0]["code"]) for e in refused] == [
+        ({"id": p["id"], "data": {"city": "a\ufffdb"}}, "invalid_value"),
+        ({"id": "\ufffd"}, "invalid_character"),
+    ]
+
+
+def test_a_pipelined_write_the_database_refuses_is_a_data_error(team: Team) -> None:
+    """On PostgreSQL the first batch's entries are still in flight while the next is checked: a refusal comes
+    back when they settle, as SQLAlchemy's ``DataError``, and the transaction keeps nothing. (SQLite stores
+    the NUL character: the check that keeps it out of every database is the submission's.)"""
+    j = submit(team, [{"id": "x"}])
+    sent = [(9, "INVALID", '{"id": "\\u0000"}', None, None)], [(10, "INVALID", "{}", None, None)]
+    with team.uow() as uow:
+        if team.services.settings.is_sqlite:
+            with uow.pipelined() as settle:
+                for rows in sent:
+                    batch.insert_entries(uow.conn, j["id"], rows)
+                    settle()
+            assert [e["item"] for e in uow.jobs.entries(j["id"], status=None, after=8, limit=5)] == [
+                {"id": "\u0000"},
+                {},
+            ]
+            return
+        with pytest.raises(sa.exc.DataError), uow.pipelined() as settle:
+            for rows in sent:
+                batch.insert_entries(uow.conn, j["id"], rows)
+                settle()
 
 
 def test_in_a_pipeline_a_statement_waits_for_its_own_reply(team: Team) -> None:

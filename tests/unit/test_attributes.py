@@ -156,6 +156,8 @@ INVALID = [
     bad("string", "abcd", "at most 3 characters", "over-config-maxLength", config={"maxLength": 3}),
     bad("text", "x" * 100_001, "at most 100000 characters", "over-default-max"),
     bad("text", 1, "must be a string", "int"),
+    bad("text", "a\x00b", "NUL character", "nul"),
+    bad("email", "a\x00@b.co", "NUL character", "nul"),
     bad("name", "   ", "must not be blank", "blank"),
     bad("name", "", "must not be blank", "empty"),
     bad("name", 5, "must be a string", "int"),

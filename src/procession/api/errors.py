@@ -76,8 +76,9 @@ async def integrity_error(_: Request, exc: Exception) -> Response:
 
 
 async def data_error(_: Request, exc: Exception) -> Response:
-    """A value the database cannot store (PostgreSQL: text holding the NUL character ``\\u0000``): the
-    request's own fault, refused whole; its transaction was rolled back, so nothing of it is kept."""
+    """A value the database cannot store that no check refused first (PostgreSQL: text holding the NUL
+    character ``\\u0000``, in a name to look up, say): the request's own fault, refused whole; its transaction
+    was rolled back, so nothing of it is kept."""
     assert isinstance(exc, DataError)
     log.info("data error: %s", exc.orig)  # not the statement: a bulk one carries whole batches
     reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "refused by the database"

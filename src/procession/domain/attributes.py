@@ -122,6 +122,8 @@ NUM_STR = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
 def _string(value: Any, attr: Attribute, _: Lookups, *, default_max: int = 1000) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
+    if "\x00" in value:  # PostgreSQL stores no such text: refused alike on both databases
+        raise ValueError("must not hold the NUL character (\\u0000)")
     limit = int(attr.config.get("maxLength", default_max))
     if len(value) > limit:
         raise ValueError(f"must be at most {limit} characters")

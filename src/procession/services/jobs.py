@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from procession.domain.errors import FieldError, Invalid, NotFound
@@ -146,14 +147,21 @@ def submit_job(
         while batch := list(itertools.islice(stream, ENTRY_BATCH)):
             if total + len(batch) > MAX_ITEMS:
                 raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
-            entries: list[tuple[int, str, Any, Any, Any]] = []
+            entries: list[tuple[int, str, str, Any, Any]] = []
             for i, item in enumerate(batch, start=total):
+                stored = _dumps(item)  # kept as sent, but PostgreSQL stores no NUL character: not that
+                nul = _nul_in(item) if "\\u0000" in stored else None
                 try:
                     change = parse(procedure, item, uow, lookups)
+                    if nul is not None:  # where no check of the item's values refused it
+                        raise Invalid.one("invalid_character", NUL_MESSAGE, nul)
                 except Invalid as e:
-                    entries.append((i, "INVALID", item, None, [err.as_dict() for err in e.errors]))
+                    errors = [err.as_dict() for err in e.errors]
+                    if nul is not None:  # the errors may quote it too
+                        stored, errors = _dumps(_without_nul(item)), _without_nul(errors)
+                    entries.append((i, "INVALID", stored, None, errors))
                     continue
-                entries.append((i, "NOT_STARTED", item, change, None))
+                entries.append((i, "NOT_STARTED", stored, change, None))
                 if valid % CHUNK_SIZE == 0:
                     bounds.append([i, i])
                 bounds[-1][1], valid = i, valid + 1
@@ -185,6 +193,39 @@ def submit_job(
     ]
     uow.jobs.add_chunks(job_id, chunks, now, total=total, invalid=total - valid)
     return job_view(uow, job_id)
+
+
+NUL_MESSAGE = "strings must not hold the NUL character (\\u0000)"
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _nul_in(value: Any, path: str = "") -> str | None:
+    """Where ``value`` holds the NUL character, in a string or a key (``data.city``; ``item`` at the top),
+    which PostgreSQL cannot store; None if nowhere."""
+    if isinstance(value, str):
+        return (path or "item") if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return here
+        if (found := _nul_in(inner, here)) is not None:
+            return found
+    return None
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with every NUL character in its strings and keys replaced by U+FFFD, so it can be kept."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _chunk_order(

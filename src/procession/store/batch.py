@@ -181,9 +181,9 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
     )
 
 
-def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
-    """Store job entries: ``(index, status, item, change, error)``; in a PostgreSQL pipeline, sent without
-    waiting for the reply."""
+def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, str, str, Any, Any]]) -> None:
+    """Store job entries: ``(index, status, item as JSON text, change, error)``; in a PostgreSQL pipeline,
+    sent without waiting for the reply."""
     if not entries:
         return
     if conn.dialect.name == "postgresql":
@@ -196,7 +196,7 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
                 job_id,
                 [e[0] for e in entries],
                 [e[1] for e in entries],
-                _json([e[2] for e in entries]),
+                [e[2] for e in entries],
                 _json([e[3] for e in entries]),
                 _json([e[4] for e in entries]),
             ],
@@ -211,7 +211,7 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
                 job_id,
                 i,
                 status,
-                _dumps(item),
+                item,
                 None if change is None else _dumps(change),
                 None if error is None else _dumps(error),
             )

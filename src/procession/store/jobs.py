@@ -79,8 +79,8 @@ class Jobs(Repository):
             .values(total=total, invalid=invalid, chunks_total=len(chunks), **done)
         )
 
-    def add_entries(self, job_id: str, entries: list[tuple[int, str, Any, Any, Any]]) -> None:
-        """Entries ``(index, status, item, change, error)`` of a job added in this transaction."""
+    def add_entries(self, job_id: str, entries: list[tuple[int, str, str, Any, Any]]) -> None:
+        """Entries ``(index, status, item as JSON text, change, error)`` of a job added in this transaction."""
         insert_entries(self.conn, job_id, entries)
 
     def get(self, job_id: str) -> Job | None:
