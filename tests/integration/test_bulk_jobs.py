@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from procession.api.deps import request_hash
 from procession.domain.errors import Invalid
+from procession.domain.process import Event
 from procession.engine.chunks import commit_written, plan_chunk, run_chunk, run_pending, write_planned
 from procession.services.commands import BulkProcesses, CreateProcess, UpdateProcess
 from procession.services.idempotency import run_once
@@ -449,34 +450,37 @@ def ahead(team: Team, items: list[dict]) -> tuple[str, Any]:
     return j["id"], plan_chunk(team.services.engine, j["id"], 0)
 
 
+def as_planned(team: Team, job_id: str, planned: Any) -> bool:
+    """Whether the chunk was written as worked out (False: applied afresh instead)."""
+    written = write_planned(team.services.engine, (job_id, 0), planned)
+    return written is not None and commit_written(team.services.engine, written)
+
+
 def test_a_chunk_worked_out_ahead_is_written_only_if_what_it_read_is_unchanged(team: Team) -> None:
     """Written as worked out when nothing it read changed; applied afresh, under the write lock, when one
     of its processes was updated, its procedure was changed, a key it gives was taken or its job was
     aborted meanwhile: no update is lost, and every entry gets the result the fresh state gives."""
-    engine = team.services.engine
     a, b = create(team, {}), create(team, {})
 
     job_id, planned = ahead(team, [{"id": a["id"], "data": {"score": 1}}])
-    written = write_planned(engine, (job_id, 0), planned)
-    assert written is not None  # as worked out
-    commit_written(written)
+    assert as_planned(team, job_id, planned)
     assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1, 2)
 
     job_id, planned = ahead(team, [{"id": a["id"], "data": {"score": 2}}])
     with team.uow() as uow:  # an update over the API meanwhile: the worked-out data lacks its city
         update_process(uow, team.caller, "lead", (a["id"],), UpdateProcess(data={"city": "Paris"}))
-    assert write_planned(engine, (job_id, 0), planned) is None
+    assert not as_planned(team, job_id, planned)
     after = read(team, a["id"])
     assert (after["data"]["score"], after["data"]["city"], after["version"]) == (2, "Paris", 4)
 
     job_id, planned = ahead(team, [{"id": b["id"], "data": {"lead_id": "TAKEN-1"}}])
     create(team, {"data": {"lead_id": "TAKEN-1"}})
-    assert write_planned(engine, (job_id, 0), planned) is None
+    assert not as_planned(team, job_id, planned)
     assert [e["errors"][0]["code"] for e in entries(team, job_id)] == ["duplicate_primary_key"]
 
     job_id, planned = ahead(team, [{"id": b["id"], "data": {"score": 3}}])
     redefine(team, "lead", label="Leads, renamed")
-    assert write_planned(engine, (job_id, 0), planned) is None
+    assert not as_planned(team, job_id, planned)
     assert job(team, job_id)["counts"]["SUCCESS"] == 1 and read(team, b["id"])["data"]["score"] == 3
 
     # entries refused on what the plan read: a key that names no process yet, a deleted process
@@ -490,13 +494,13 @@ def test_a_chunk_worked_out_ahead_is_written_only_if_what_it_read_is_unchanged(t
     create(team, {"data": {"lead_id": "LATE-1"}})
     with team.uow() as uow:
         update_process(uow, team.caller, "lead", (gone["id"],), UpdateProcess(isDeleted=False))
-    assert write_planned(engine, (job_id, 0), planned) is None
+    assert not as_planned(team, job_id, planned)
     assert job(team, job_id)["counts"]["SUCCESS"] == 2 and read(team, gone["id"])["data"]["score"] == 6
 
     job_id, planned = ahead(team, [{"id": b["id"], "data": {"score": 4}}])
     with team.uow() as uow:
         abort_job(uow, job_id)
-    assert write_planned(engine, (job_id, 0), planned) is None
+    assert not as_planned(team, job_id, planned)
     assert job(team, job_id)["counts"]["NOT_STARTED"] == 1 and read(team, b["id"])["data"]["score"] == 3
 
 
@@ -574,27 +578,34 @@ def test_an_item_holding_the_nul_character_is_one_invalid_entry(team: Team) -> N
     ]
 
 
-def test_a_pipelined_write_the_database_refuses_is_a_data_error(team: Team) -> None:
-    """On PostgreSQL the first batch's entries are still in flight while the next is checked: a refusal comes
-    back when they settle, as SQLAlchemy's ``DataError``, and the transaction keeps nothing. (SQLite stores
-    the NUL character: the check that keeps it out of every database is the submission's.)"""
-    j = submit(team, [{"id": "x"}])
-    sent = [(9, "INVALID", '{"id": "\\u0000"}', None, None)], [(10, "INVALID", "{}", None, None)]
+def test_a_write_sent_behind_is_refused_when_it_settles(team: Team) -> None:
+    """Inside ``pipelined()`` the submission's entries go out behind the work that follows (PostgreSQL's
+    pipeline mode; a thread of their own on SQLite): one the database refuses is refused when they settle,
+    as SQLAlchemy's error, and the transaction keeps nothing."""
+    j = submit(team, [{"id": "x"}])  # its entry 0
+    sent = [(1, "INVALID", "{}", None, None)], [(0, "INVALID", "{}", None, None)]
+    with team.uow() as uow, pytest.raises(sa.exc.IntegrityError), uow.pipelined() as settle:
+        for rows in sent:
+            batch.run(uow.conn, batch.insert_entries(uow.conn, j["id"], rows))
+            settle()
+    assert [e["index"] for e in entries(team, j["id"])] == [0]
+
+
+def test_a_batch_past_the_database_bound_on_parameters_is_written_whole(team: Team) -> None:
+    """SQLite binds at most 32,766 parameters a statement: 6,000 events of 6 are written in two statements
+    (one on PostgreSQL, in arrays), all of them, in order."""
+    p = create(team, {})
+    events = [(p["id"], Event("process.noted", {"n": n})) for n in range(6000)]
     with team.uow() as uow:
-        if team.services.settings.is_sqlite:
-            with uow.pipelined() as settle:
-                for rows in sent:
-                    batch.insert_entries(uow.conn, j["id"], rows)
-                    settle()
-            assert [e["item"] for e in uow.jobs.entries(j["id"], status=None, after=8, limit=5)] == [
-                {"id": "\u0000"},
-                {},
-            ]
-            return
-        with pytest.raises(sa.exc.DataError), uow.pipelined() as settle:
-            for rows in sent:
-                batch.insert_entries(uow.conn, j["id"], rows)
-                settle()
+        writes = batch.insert_events(uow.conn, team.id, events, actor=None, now=1)
+        assert len(writes) == (2 if team.services.settings.is_sqlite else 1)
+        batch.run(uow.conn, writes)
+        uow.commit()
+    with team.services.engine.connect() as conn:
+        noted = sa.select(t.events.c.payload).where(
+            t.events.c.process_id == p["id"], t.events.c.type == "process.noted"
+        )
+        assert [row.payload["n"] for row in conn.execute(noted.order_by(t.events.c.id))] == list(range(6000))
 
 
 def test_in_a_pipeline_a_statement_waits_for_its_own_reply(team: Team) -> None:
@@ -606,5 +617,6 @@ def test_in_a_pipeline_a_statement_waits_for_its_own_reply(team: Team) -> None:
         procedure = load_procedure(uow, "lead")
         process = uow.processes.get(p["id"])
         assert process is not None
-        assert batch.save_processes(uow.conn, procedure, [process], set(), {p["id"]: process.version}) == 1
+        saves = batch.update_processes(uow.conn, procedure, [process], set(), {p["id"]: process.version})
+        assert batch.run(uow.conn, saves) == 1
         assert uow.processes.id_by_pk(procedure.id, "PIPE-1") == p["id"]

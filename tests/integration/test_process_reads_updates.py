@@ -189,7 +189,7 @@ def test_a_key_taken_by_a_concurrent_writer_is_an_integrity_error(team: Team) ->
         assert taken is not None and lead is not None and lead.primary_key is not None
         taken.data = {**taken.data, lead.primary_key: b["data"]["lead_id"]}  # as an update racing b's
         with pytest.raises(sa.exc.IntegrityError):
-            batch.save_processes(uow.conn, lead, [taken], {f"data.{lead.primary_key}"})
+            batch.run(uow.conn, batch.update_processes(uow.conn, lead, [taken], {f"data.{lead.primary_key}"}))
 
 
 def test_the_batched_writer_writes_within_the_process_s_team(team: Team) -> None:
@@ -198,7 +198,7 @@ def test_the_batched_writer_writes_within_the_process_s_team(team: Team) -> None
         stray, lead = uow.processes.get(p["id"]), uow.procedures.get("lead")
         assert stray is not None and lead is not None
         stray.team, stray.data = "another-team", {**stray.data, "x": 1}
-        batch.save_processes(uow.conn, lead, [stray], {"data.x"})
+        batch.run(uow.conn, batch.update_processes(uow.conn, lead, [stray], {"data.x"}))
         uow.commit()
     with team.uow() as uow:
         stored = uow.processes.get(p["id"])

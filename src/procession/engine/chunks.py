@@ -16,6 +16,7 @@ from procession.domain.procedure import Procedure
 from procession.services.bulk import Plan, apply_chunk, plan_updates, write_updates
 from procession.services.common import gc_paused, now_ms
 from procession.services.processes import load_procedure
+from procession.store import batch
 from procession.store import tables as t
 from procession.store.db import Statement
 from procession.store.jobs import Chunk, Queue, waits_its_turn
@@ -117,6 +118,7 @@ class Planned:
     team_id: str
     procedure: Procedure
     plan: Plan
+    marks: list[batch.Write]  # the entries' results
     now: int
 
 
@@ -133,15 +135,24 @@ def plan_chunk(engine: sa.Engine, job_id: str, chunk_no: int) -> Planned | None:
         if chunk is None or job.kind != "update" or job.status == "ABORTED":
             return None
         procedure, now = load_procedure(uow, job.procedure_id), now_ms()
-        plan = plan_updates(uow, procedure, queue.pending_entries(chunk, job.kind), now)
-        return Planned(team_id, procedure, plan, now)
+        plan = plan_updates(uow, procedure, job, queue.pending_entries(chunk, job.kind), now)
+        return Planned(team_id, procedure, plan, batch.mark_entries(uow.conn, job_id, plan.results), now)
 
 
-def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> UnitOfWork | None:
-    """Claim the chunk and write what was worked out for it if every entry succeeded and nothing that read
-    has changed since (its procedure, the job, the processes it writes: ``write_updates`` checks their
-    versions): the unit of work, still to commit. Otherwise, or if the write fails (a primary key taken
-    meanwhile), apply it as ``run_chunk`` does, afresh; None."""
+@dataclass
+class Written:
+    """A chunk claimed for what was worked out for it, closed, and its job moved on, in ``uow``: its writes
+    are still to run, and all of it to commit (``commit_written``)."""
+
+    uow: UnitOfWork
+    found: Found
+    planned: Planned
+
+
+def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> Written | None:
+    """Claim the chunk for what was worked out for it if that still holds (its procedure, its job, every
+    entry a success), close it and move its job on; its writes are left to ``commit_written``. Otherwise,
+    or if that fails, apply it as ``run_chunk`` does, afresh; None."""
     if planned is not None:
         uow = UnitOfWork(engine, planned.team_id).__enter__()  # closed by commit_written, on another thread
         try:
@@ -153,9 +164,8 @@ def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> U
                 and load_procedure(uow, job.procedure_id).version == planned.procedure.version
                 and not planned.plan.refused  # what refused an entry may have changed since: ask afresh
             ):
-                results = write_updates(uow, planned.procedure, job, planned.plan, planned.now)
-                queue.finish(chunk, results, planned.now)
-                return uow
+                queue.close(chunk, planned.plan.results, planned.now)
+                return Written(uow, found, planned)
         except Exception as e:  # run_chunk tells what is wrong, if anything still is (and counts the attempt)
             log.info("chunk %s/%s: applied afresh: %r", *found, e)
         uow.__exit__(None, None, None)
@@ -163,21 +173,34 @@ def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> U
     return None
 
 
-def commit_written(uow: UnitOfWork) -> None:
-    """Commit and close what ``write_planned`` wrote."""
+def commit_written(engine: sa.Engine, written: Written) -> bool:
+    """Run the writes of a chunk ``write_planned`` claimed, each process only if still at the version its plan
+    read, and commit: True. If one changed since (or a key it gives was taken), apply the chunk afresh
+    instead, as ``run_chunk`` does: False."""
+    uow = written.uow
+    try:
+        write_updates(uow, written.planned.plan)
+        batch.run(uow.conn, written.planned.marks)
+    except Exception as e:
+        uow.__exit__(None, None, None)  # rolled back, and the write lock let go
+        log.info("chunk %s/%s: applied afresh: %r", *written.found, e)
+        run_chunk(engine, *written.found)
+        return False
     try:
         uow.commit()
     finally:
         uow.__exit__(None, None, None)
+    return True
 
 
 def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threading.Event) -> bool:
     """Apply the pending chunks as they come due, as ``run_chunk`` does, until none is left or ``stop``;
-    False if there was none. One overlap: while a chunk commits on ``committer`` (on SQLite, writing its
-    pages to the log, about as long as working a chunk out, and holding no Python lock), the next is
-    worked out (``plan_chunk``). That one is not waiting for the chunk in flight (``waits_its_turn``), so
-    they name no process in common, and it is written only if what it read is unchanged (``write_planned``)."""
-    in_flight: tuple[Found, Future[None]] | None = None
+    False if there was none. One overlap: while a chunk's writes run and commit on ``committer`` (built
+    ahead, each one call into SQLite, which holds no Python lock: about as long as working a chunk out),
+    the next is worked out (``plan_chunk``, its writes built too). That one is not waiting for the chunk in
+    flight (``waits_its_turn``), so they name no process in common, and it is written only if what it read
+    is unchanged (``write_planned``, ``commit_written``)."""
+    in_flight: tuple[Found, Future[bool]] | None = None
 
     def settle() -> None:  # the chunk in flight is committed, or else applied afresh
         nonlocal in_flight
@@ -186,7 +209,7 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
             in_flight = None
             try:
                 committing.result()
-            except Exception:
+            except Exception:  # the commit itself, or applying afresh
                 log.exception("chunk %s/%s: the commit failed", job_id, chunk_no)
                 run_chunk(engine, job_id, chunk_no)
 
@@ -207,10 +230,10 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                     log.info("chunk %s/%s: applied afresh: %r", *found, e)
                     planned = None
                 settle()
-                uow = write_planned(engine, found, planned)
+                written = write_planned(engine, found, planned)
                 del planned
-            if uow is not None:
-                in_flight = found, committer.submit(commit_written, uow)
+            if written is not None:
+                in_flight = found, committer.submit(commit_written, engine, written)
     finally:
         settle()
     return ran

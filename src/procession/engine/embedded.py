@@ -4,6 +4,7 @@ its own reconciler: whatever is pending (after a crash, a restart) is simply fou
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from procession.engine.chunks import run_pending
 
 log = logging.getLogger("procession.engine")
+SWITCH_INTERVAL_S = 0.0005
 
 
 class EmbeddedRunner:
@@ -21,6 +23,10 @@ class EmbeddedRunner:
         self._thread = threading.Thread(target=self._loop, name="procession-runner", daemon=True)
 
     def start(self) -> None:
+        # a chunk's writes run on the committer thread, which needs Python's lock back after each call into
+        # SQLite: while the runner works the next chunk out, it would wait up to the switch interval for it
+        # (5 ms by default, on writes of 10 to 20 ms); 0.5 ms bounds that wait, at a small cost elsewhere
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._thread.start()
 
     def stop(self) -> None:

@@ -28,13 +28,12 @@ def _result(
 
 @dataclass
 class Plan:
-    """A chunk of updates worked out: each entry's result and the writes that go with them."""
+    """A chunk of updates worked out: each entry's result and the writes that go with them, built."""
 
     results: list[dict[str, Any]]
-    touched: dict[str, Process]  # the processes to write back, by id
-    read: dict[str, int]  # their versions as read
-    changed: set[str]  # what the saves changed: the columns to write
-    events: list[tuple[str, Event]]
+    saves: list[batch.Write]  # the processes written back, each only if still at the version read
+    saved: int  # how many processes the saves must write
+    appends: list[batch.Write]  # their events
 
     @property
     def refused(self) -> bool:
@@ -42,15 +41,21 @@ class Plan:
         return any(r["b_status"] != "SUCCESS" for r in self.results)
 
 
-def plan_updates(uow: UnitOfWork, procedure: Procedure, rows: list[tuple[int, Any]], now: int) -> Plan:
-    """Set-based: one read of the chunk's processes, the domain per entry; nothing written."""
+def plan_updates(
+    uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
+) -> Plan:
+    """Set-based: one read of the chunk's processes, the domain per entry, the writes built; nothing
+    written."""
     processes, pk_ids = uow.processes.get_many(
         procedure.id,
         sorted({c["id"] for _, c in rows if "id" in c}),
         [c["pk"] for _, c in rows if "pk" in c and "id" not in c],
     )
-    plan = Plan([], {}, {}, set(), [])
-    results = plan.results
+    results: list[dict[str, Any]] = []
+    touched: dict[str, Process] = {}  # the processes to write back, by id
+    read: dict[str, int] = {}  # their versions as read
+    changed: set[str] = set()  # what the saves changed: the columns to write
+    events: list[tuple[str, Event]] = []
     keys_taken: set[str] = set()  # keys the chunk moved processes to (the database knows the others)
     for idx, stored in rows:
         pid = stored["id"] if "id" in stored else pk_ids.get(stored["pk"])
@@ -76,31 +81,34 @@ def plan_updates(uow: UnitOfWork, procedure: Procedure, rows: list[tuple[int, An
         except Invalid as e:
             results.append(_result(idx, "ERROR", pid, e))
             continue
-        plan.events.extend((process.id, event) for event in applied)
+        events.extend((process.id, event) for event in applied)
         if applied:
-            plan.changed.update(applied[0].payload["changes"])
-        plan.read.setdefault(process.id, version)
-        plan.touched[process.id] = process
+            changed.update(applied[0].payload["changes"])
+        read.setdefault(process.id, version)
+        touched[process.id] = process
         if new_pk is not None:  # moved: the key the chunk gave it before, if any, is free again
             keys_taken.difference_update({old_pk})
             keys_taken.add(new_pk)
         results.append(_result(idx, "SUCCESS", pid))
-    return plan
+    conn = uow.conn
+    return Plan(
+        results,
+        batch.update_processes(conn, procedure, list(touched.values()), changed, read),
+        len(touched),
+        batch.insert_events(conn, uow.team_id, events, actor=job.created_by, now=now),
+    )
 
 
 class Changed(Exception):
     """A process changed after the plan read it: the plan must not be written."""
 
 
-def write_updates(
-    uow: UnitOfWork, procedure: Procedure, job: Job, plan: Plan, now: int
-) -> list[dict[str, Any]]:
-    """Write what ``plan`` worked out, in one batched statement of each kind, each process only if it is
-    still at the version the plan read (``Changed`` otherwise); the entries' results."""
-    touched = list(plan.touched.values())
-    if batch.save_processes(uow.conn, procedure, touched, plan.changed, plan.read) != len(touched):
-        raise Changed(f"{len(touched)} processes planned, some changed since")
-    batch.insert_events(uow.conn, uow.team_id, plan.events, actor=job.created_by, now=now)
+def write_updates(uow: UnitOfWork, plan: Plan) -> list[dict[str, Any]]:
+    """Write what ``plan`` worked out, each process only if it is still at the version the plan read
+    (``Changed`` otherwise); the entries' results."""
+    if batch.run(uow.conn, plan.saves) != plan.saved:
+        raise Changed(f"{plan.saved} processes planned, some changed since")
+    batch.run(uow.conn, plan.appends)
     return plan.results
 
 
@@ -108,7 +116,7 @@ def apply_updates(
     uow: UnitOfWork, procedure: Procedure, job: Job, rows: list[tuple[int, Any]], now: int
 ) -> list[dict[str, Any]]:
     """Work the chunk out and write it, in the unit of work that holds its lock."""
-    return write_updates(uow, procedure, job, plan_updates(uow, procedure, rows, now), now)
+    return write_updates(uow, plan_updates(uow, procedure, job, rows, now))
 
 
 def apply_creates(

@@ -210,7 +210,8 @@ def update_process(
                 field=f"data.{key}",
                 code="duplicate_primary_key",
             )
-        batch.save_processes(uow.conn, procedure, [process], events[0].payload["changes"])  # process.updated
+        changes = events[0].payload["changes"]  # process.updated's
+        batch.run(uow.conn, batch.update_processes(uow.conn, procedure, [process], changes))
         uow.events.add(process.id, events, actor=caller.user_id, now=now)
         uow.commit()
     return process_view(process, procedure)

@@ -1,10 +1,14 @@
 """Batched writes for bulk chunks, in each database's fastest form: one ``unnest`` statement of binary
-arrays per batch on PostgreSQL, plain ``executemany`` on SQLite. Raw driver calls on the unit of work's
-connection (same transaction), no ORM objects and no per-row statement compilation."""
+arrays per batch on PostgreSQL, one multi-row ``VALUES`` statement per batch on SQLite. Each is built as a
+``Write`` (SQL text and parameters, no connection needed: a chunk's writes are built while the one before
+commits) and run with ``run`` on the unit of work's connection: raw driver calls in its transaction, no
+ORM objects and no per-row statement compilation."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -12,7 +16,7 @@ import sqlalchemy as sa
 
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
-from procession.store.db import Statement
+from procession.store.db import Statement, behind
 
 # process field -> (column, PostgreSQL array type); the fields a save may change
 MUTABLE = {
@@ -38,16 +42,35 @@ MUTABLE = {
 }
 JSON_FIELDS = ("data", "derived_data")
 
+SQLITE_PARAMETERS = 32766  # the most parameters one SQLite statement may have (3.32 and later)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One batched statement, built ahead: ``reply=False`` sends it behind the work that follows (see
+    ``UnitOfWork.pipelined``)."""
+
+    sql: str
+    params: Any
+    reply: bool = True
+
+
+def run(conn: sa.Connection, writes: Iterable[Write]) -> int:
+    """Run ``writes`` in the connection's transaction: the rows they changed. Errors as SQLAlchemy's, so
+    that a key a concurrent writer took is an ``IntegrityError`` as everywhere else."""
+    changed = 0
+    for w in writes:
+        if not w.reply and (sending := behind(conn)) is not None:
+            sending(w.sql, w.params)
+        else:
+            changed += int(
+                Statement.on_driver(conn, w.sql, w.params, many=False, rowcount=True, reply=w.reply)[0]
+            )
+    return changed
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool = False, reply: bool = True) -> int:
-    """A statement on the driver (``many``: once per row), in the connection's transaction: the rows it
-    changed. Its errors as SQLAlchemy's, so that a key a concurrent writer took is an ``IntegrityError`` as
-    everywhere else. ``reply=False``: in a PostgreSQL pipeline, sent without waiting (see ``_execute``)."""
-    return int(Statement.on_driver(conn, sql, params, many=many, rowcount=True, reply=reply)[0])
 
 
 def _json(values: list[Any]) -> list[str | None]:
@@ -56,29 +79,46 @@ def _json(values: list[Any]) -> list[str | None]:
     return [None if v is None else _dumps(v) for v in values]
 
 
-def save_processes(
+def _values(
+    sql: str, rows: list[tuple[Any, ...]], after: tuple[Any, ...] = (), *, reply: bool = True
+) -> list[Write]:
+    """SQLite: ``sql`` with its ``{}`` made a ``VALUES`` list of ``rows`` (then ``after`` bound), in as few
+    statements as SQLite's bound on parameters allows. One statement is one call into SQLite, made without
+    Python's lock, where ``executemany`` takes the lock back for every row."""
+    width = len(rows[0])
+    per = (SQLITE_PARAMETERS - len(after)) // width
+    row = f"({', '.join('?' * width)})"
+    return [
+        Write(
+            sql.format(", ".join(itertools.repeat(row, len(part)))),
+            [*itertools.chain.from_iterable(part), *after],
+            reply,
+        )
+        for part in (rows[start : start + per] for start in range(0, len(rows), per))
+    ]
+
+
+def _postgresql(conn: sa.Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def update_processes(
     conn: sa.Connection,
     procedure: Procedure,
     processes: list[Process],
     changes: Iterable[str],
     read: dict[str, int] | None = None,
-) -> int:
+) -> list[Write]:
     """Write back what ``changes`` (keys of ``process.updated`` changes, of one save or of many) altered in
     processes of ``procedure``, matched by id within their team (and, given ``read``, only if still at the
     version read); their primary-key values only if the key is among the changes. Columns nothing changed
-    are left out: SQLite rewrites every index on a column that is set, even to the value it had. The
-    number of processes written."""
+    are left out: SQLite rewrites every index on a column that is set, even to the value it had. Run, they
+    count the processes written."""
     if not processes:
-        return 0
+        return []
     changes = set(changes)
     fields = Process.fields_written(changes)
-    # the columns, each a list over the processes: the matched ones, then the written ones
-    matched: list[tuple[str, str, list[Any]]] = [
-        ("id", "text", [p.id for p in processes]),
-        ("team_id", "text", [p.team for p in processes]),
-    ]
-    if read is not None:
-        matched.append(("version", "integer", [read[p.id] for p in processes]))
+    # the columns, each a list over the processes: the written ones, then the matched ones
     written: list[tuple[str, str, list[Any]]] = []
     if procedure.primary_key is not None and f"data.{procedure.primary_key}" in changes:
         written.append(("pk_value", "text", [procedure.key_of(p.data) for p in processes]))
@@ -86,126 +126,129 @@ def save_processes(
         if name in fields:
             values = [getattr(p, name) for p in processes]
             written.append((column, kind, _json(values) if name in JSON_FIELDS else values))
-    if conn.dialect.name == "postgresql":
+    both = [
+        *written,
+        ("id", "text", [p.id for p in processes]),
+        ("team_id", "text", [p.team for p in processes]),
+    ]
+    if read is not None:
+        both.append(("version", "integer", [read[p.id] for p in processes]))
+    matched = [(i, col) for i, (col, _, _) in enumerate(both) if i >= len(written)]
+    if _postgresql(conn):
         # the arrays' columns are named by position (the version is both written and matched); JSON goes as
         # text, cast in the statement
-        both = written + matched
         sets = [f"{col} = u.c{i}::{kind}" for i, (col, kind, _) in enumerate(written)]
-        match = [f"p.{col} = u.c{i}" for i, (col, _, _) in enumerate(both) if i >= len(written)]
         arrays = ", ".join(f"%b::{'text' if kind == 'jsonb' else kind}[]" for _, kind, _ in both)
-        return _run(
-            conn,
-            f"UPDATE processes AS p SET {', '.join(sets)} FROM unnest({arrays}) "
-            f"AS u({', '.join(f'c{i}' for i in range(len(both)))}) WHERE {' AND '.join(match)}",
-            [values for _, _, values in both],
-        )
-    return _run(
-        conn,
-        f"UPDATE processes SET {', '.join(f'{col} = ?' for col, _, _ in written)} "
-        f"WHERE {' AND '.join(f'{col} = ?' for col, _, _ in matched)}",
-        list(zip(*(values for _, _, values in written + matched), strict=True)),
-        many=True,
+        return [
+            Write(
+                f"UPDATE processes AS p SET {', '.join(sets)} FROM unnest({arrays}) "
+                f"AS u({', '.join(f'c{i}' for i in range(len(both)))}) "
+                f"WHERE {' AND '.join(f'p.{col} = u.c{i}' for i, col in matched)}",
+                [values for _, _, values in both],
+            )
+        ]
+    sets = [f"{col} = u.column{i + 1}" for i, (col, _, _) in enumerate(written)]
+    return _values(
+        f"UPDATE processes SET {', '.join(sets)} FROM (VALUES {{}}) AS u "
+        f"WHERE {' AND '.join(f'processes.{col} = u.column{i + 1}' for i, col in matched)}",
+        list(zip(*(values for _, _, values in both), strict=True)),
     )
 
 
 def insert_events(
     conn: sa.Connection, team_id: str, events: list[tuple[str, Event]], *, actor: str | None, now: int
-) -> None:
+) -> list[Write]:
     """Append events: ``(process id, event)`` pairs."""
     if not events:
-        return
-    if conn.dialect.name == "postgresql":
-        n = len(events)
-        _run(
-            conn,
-            "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) "
-            "SELECT %s, u.pid, u.type, %s, u.payload::jsonb, %s FROM unnest(%b::text[], %b::text[], %b::text[]) "
-            "AS u(pid, type, payload)",
-            [
-                team_id,
-                actor,
-                now,
-                [p for p, _ in events],
-                [e.type for _, e in events],
-                _json([e.payload for _, e in events]),
-            ]
-            if n
-            else [],
-        )
-        return
-    _run(
-        conn,
-        "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        return []
+    if _postgresql(conn):
+        return [
+            Write(
+                "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) "
+                "SELECT %s, u.pid, u.type, %s, u.payload::jsonb, %s "
+                "FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(pid, type, payload)",
+                [
+                    team_id,
+                    actor,
+                    now,
+                    [p for p, _ in events],
+                    [e.type for _, e in events],
+                    _json([e.payload for _, e in events]),
+                ],
+            )
+        ]
+    return _values(
+        "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) VALUES {}",
         [(team_id, pid, e.type, actor, _dumps(e.payload), now) for pid, e in events],
-        many=True,
     )
 
 
-def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]) -> None:
+def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]) -> list[Write]:
     """Record entry results: dicts of ``b_idx``, ``b_status``, ``b_process``, ``b_error``."""
     if not results:
-        return
-    if conn.dialect.name == "postgresql":
+        return []
+    if _postgresql(conn):
         # the range of the indexes bounds the entries the join looks at whatever the planner expects of the
         # job: entries just stored have no statistics yet, and a hash join would read every entry of the job
-        _run(
-            conn,
-            "UPDATE job_entries AS e SET status = u.status, process_id = u.pid, error = u.error::jsonb "
-            "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[]) AS u(idx, status, pid, error) "
-            "WHERE e.job_id = %s AND e.idx BETWEEN %s AND %s AND e.idx = u.idx",
-            [
-                [r["b_idx"] for r in results],
-                [r["b_status"] for r in results],
-                [r["b_process"] for r in results],
-                _json([r["b_error"] for r in results]),
-                job_id,
-                min(r["b_idx"] for r in results),
-                max(r["b_idx"] for r in results),
-            ],
-        )
-        return
-    _run(
-        conn,
-        "UPDATE job_entries SET status = ?, process_id = ?, error = ? WHERE job_id = ? AND idx = ?",
+        return [
+            Write(
+                "UPDATE job_entries AS e SET status = u.status, process_id = u.pid, error = u.error::jsonb "
+                "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[]) AS u(idx, status, pid, error) "
+                "WHERE e.job_id = %s AND e.idx BETWEEN %s AND %s AND e.idx = u.idx",
+                [
+                    [r["b_idx"] for r in results],
+                    [r["b_status"] for r in results],
+                    [r["b_process"] for r in results],
+                    _json([r["b_error"] for r in results]),
+                    job_id,
+                    min(r["b_idx"] for r in results),
+                    max(r["b_idx"] for r in results),
+                ],
+            )
+        ]
+    return _values(
+        "UPDATE job_entries SET status = u.column2, process_id = u.column3, error = u.column4 "
+        "FROM (VALUES {}) AS u WHERE job_entries.job_id = ? AND job_entries.idx = u.column1",
         [
             (
+                r["b_idx"],
                 r["b_status"],
                 r["b_process"],
                 None if r["b_error"] is None else _dumps(r["b_error"]),
-                job_id,
-                r["b_idx"],
             )
             for r in results
         ],
-        many=True,
+        after=(job_id,),
     )
 
 
-def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, str, str, Any, Any]]) -> None:
-    """Store job entries: ``(index, status, item as JSON text, change, error)``; in a PostgreSQL pipeline,
-    sent without waiting for the reply."""
+def insert_entries(
+    conn: sa.Connection, job_id: str, entries: list[tuple[int, str, str, Any, Any]]
+) -> list[Write]:
+    """Store job entries: ``(index, status, item as JSON text, change, error)``; sent behind the work that
+    follows (``UnitOfWork.pipelined``)."""
     if not entries:
-        return
-    if conn.dialect.name == "postgresql":
-        _run(
-            conn,
-            "INSERT INTO job_entries (job_id, idx, status, item, change, error) "
-            "SELECT %s, u.idx, u.status, u.item::jsonb, u.change::jsonb, u.error::jsonb "
-            "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(idx, status, item, change, error)",
-            [
-                job_id,
-                [e[0] for e in entries],
-                [e[1] for e in entries],
-                [e[2] for e in entries],
-                _json([e[3] for e in entries]),
-                _json([e[4] for e in entries]),
-            ],
-            reply=False,
-        )
-        return
-    _run(
-        conn,
-        "INSERT INTO job_entries (job_id, idx, status, item, change, error) VALUES (?, ?, ?, ?, ?, ?)",
+        return []
+    if _postgresql(conn):
+        return [
+            Write(
+                "INSERT INTO job_entries (job_id, idx, status, item, change, error) "
+                "SELECT %s, u.idx, u.status, u.item::jsonb, u.change::jsonb, u.error::jsonb "
+                "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+                "AS u(idx, status, item, change, error)",
+                [
+                    job_id,
+                    [e[0] for e in entries],
+                    [e[1] for e in entries],
+                    [e[2] for e in entries],
+                    _json([e[3] for e in entries]),
+                    _json([e[4] for e in entries]),
+                ],
+                reply=False,
+            )
+        ]
+    return _values(
+        "INSERT INTO job_entries (job_id, idx, status, item, change, error) VALUES {}",
         [
             (
                 job_id,
@@ -217,5 +260,5 @@ def insert_entries(conn: sa.Connection, job_id: str, entries: list[tuple[int, st
             )
             for i, status, item, change, error in entries
         ],
-        many=True,
+        reply=False,
     )

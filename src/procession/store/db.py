@@ -298,6 +298,15 @@ def make_engine(url: str) -> sa.Engine:
     return engine
 
 
+BEHIND = "procession.behind"  # key in a connection's ``info``: see ``behind``
+
+
+def behind(conn: sa.Connection) -> Any:
+    """In ``UnitOfWork.pipelined`` on SQLite: ``send(sql, params)``, which runs a write on a thread of its own,
+    behind the work that follows; None elsewhere (a PostgreSQL pipeline sends without waiting by itself)."""
+    return conn.info.get(BEHIND)
+
+
 def _await_reply(driver: Any) -> None:
     """In a PostgreSQL pipeline (``UnitOfWork.pipelined``), wait for the replies sent so far, so that the
     statement just sent has its rows and its count (a nested pipeline syncs as it ends)."""

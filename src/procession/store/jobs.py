@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.store import tables as t
-from procession.store.batch import insert_entries, mark_entries
+from procession.store.batch import insert_entries, mark_entries, run
 from procession.store.db import Statement, driver_rows
 from procession.store.repositories import Repository
 
@@ -81,7 +81,7 @@ class Jobs(Repository):
 
     def add_entries(self, job_id: str, entries: list[tuple[int, str, str, Any, Any]]) -> None:
         """Entries ``(index, status, item as JSON text, change, error)`` of a job added in this transaction."""
-        insert_entries(self.conn, job_id, entries)
+        run(self.conn, insert_entries(self.conn, job_id, entries))
 
     def get(self, job_id: str) -> Job | None:
         row = self.conn.execute(sa.select(t.jobs).where(J.team_id == self.team_id, J.id == job_id)).first()
@@ -165,7 +165,11 @@ class Queue:
 
     def finish(self, chunk: Chunk, results: list[dict[str, Any]], now: int, *, failed: bool = False) -> str:
         """Record the entries' results, close the chunk and move the job on; the job's new status."""
-        mark_entries(self.conn, chunk.job_id, results)
+        run(self.conn, mark_entries(self.conn, chunk.job_id, results))
+        return self.close(chunk, results, now, failed=failed)
+
+    def close(self, chunk: Chunk, results: list[dict[str, Any]], now: int, *, failed: bool = False) -> str:
+        """``finish`` but for recording the entries' results (written apart, in the same transaction)."""
         _CHUNK_DONE.rows(self.conn, {"b_job": chunk.job_id, "b_no": chunk.chunk_no, "b_by": WORKER})
         succeeded = sum(r["b_status"] == "SUCCESS" for r in results)
         params = {"b_job": chunk.job_id, "b_ok": succeeded, "b_err": len(results) - succeeded}

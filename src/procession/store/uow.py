@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -12,7 +13,7 @@ import psycopg
 import sqlalchemy as sa
 
 from procession.store import repositories as r
-from procession.store.db import Statement, write_lock
+from procession.store.db import BEHIND, Statement, write_lock
 from procession.store.jobs import Jobs
 
 LOCK_TIMEOUT_S = 30
@@ -70,13 +71,29 @@ class UnitOfWork:
 
     @contextmanager
     def pipelined(self) -> Iterator[Callable[[], None]]:
-        """On PostgreSQL, a write sent with ``reply=False`` (``batch.insert_entries``) goes out without waiting
-        for its reply, so it overlaps the work after it; every other statement, SQLAlchemy's too, waits for its
-        own reply and those before it (``db._await_reply``). A write's error comes with a later reply, as
-        SQLAlchemy's like any other. Yields ``settle()``, which waits for the replies so far: call it before the next large write,
-        as what waits for a reply is kept until it comes. Elsewhere, nothing changes."""
+        """Writes built with ``reply=False`` (``batch.insert_entries``) go out behind the work that follows, so
+        that they overlap it: on PostgreSQL in pipeline mode, where every other statement, SQLAlchemy's too,
+        waits for its own reply and those before it (``db._await_reply``); on SQLite on a thread of their
+        own, as one call into SQLite each, made without Python's lock (the connection serialises the calls).
+        A write's error comes later, as SQLAlchemy's like any other. Yields ``settle()``, which waits for the
+        writes so far: call it before the next large one, as what is in flight is kept until it is done."""
         if self.conn.dialect.name != "postgresql":
-            yield lambda: None
+            with ThreadPoolExecutor(1, thread_name_prefix="procession-behind") as thread:
+                sent: list[Future[Any]] = []
+
+                def settle() -> None:
+                    while sent:
+                        sent.pop(0).result()
+
+                def send(sql: str, params: Any) -> None:
+                    sent.append(thread.submit(Statement.on_driver, self.conn, sql, params, many=False))
+
+                self.conn.info[BEHIND] = send
+                try:
+                    yield settle
+                    settle()
+                finally:  # leaving the thread's block waits for what is still running
+                    del self.conn.info[BEHIND]
             return
         driver: Any = self.conn.connection.driver_connection
         try:
