@@ -1,4 +1,5 @@
-"""SQLite's WAL is copied into the database file by the ``Checkpointer`` thread, not by the writers."""
+"""SQLite's WAL is copied into the database file by the ``Checkpointer`` thread, not by the writers: while it
+runs, they never checkpoint themselves."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from procession.store.db import Checkpointer, make_engine
+
+
+def threshold(engine: sa.Engine) -> int:
+    """The WAL's size in pages past which a writer's commit checkpoints it (0: never)."""
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
 
 
 def test_the_checkpointer_copies_the_wal_into_the_file(tmp_path: Path) -> None:
@@ -23,14 +30,17 @@ def test_the_checkpointer_copies_the_wal_into_the_file(tmp_path: Path) -> None:
             )
         before = path.stat().st_size
         checkpointer = Checkpointer(engine, interval=0.01)
+        assert threshold(engine) == 4000  # a writer past it checkpoints itself
         checkpointer.start()
         try:
+            assert threshold(engine) == 0  # writers leave it to the checkpointer, however much they write
             deadline = time.monotonic() + 5
             while path.stat().st_size <= before and time.monotonic() < deadline:
                 time.sleep(0.02)
         finally:
             checkpointer.stop()
         assert path.stat().st_size > before + 1_000_000  # the rows reached the database file
+        assert threshold(engine) == 4000
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 500
     finally:
