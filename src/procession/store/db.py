@@ -264,9 +264,17 @@ def _leave_checkpoints(dbapi_conn: Any, _: Any) -> None:
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
+SQLITE_NEEDED = (3, 35)  # RETURNING (3.35), UPDATE ... FROM (3.33)
+
+
 def make_engine(url: str) -> sa.Engine:
     """An engine for ``url``: SQLite gets WAL and explicit ``BEGIN [IMMEDIATE]``."""
     if url.startswith("sqlite"):
+        if sqlite3.sqlite_version_info < SQLITE_NEEDED:
+            raise RuntimeError(
+                f"SQLite {'.'.join(map(str, SQLITE_NEEDED))} or later is needed; this Python has "
+                f"{sqlite3.sqlite_version}: use a Python built with a newer one, or PostgreSQL"
+            )
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
-"""SQLite's WAL is copied into the database file by the ``Checkpointer`` thread, not by the writers: while it
-runs, they never checkpoint themselves."""
+"""The SQLite engine: the SQLite it needs, and its WAL copied into the database file by the ``Checkpointer``
+thread, not by the writers: while it runs, they never checkpoint themselves."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from procession.store.db import Checkpointer, make_engine
@@ -45,3 +47,12 @@ def test_the_checkpointer_copies_the_wal_into_the_file(tmp_path: Path) -> None:
             assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 500
     finally:
         engine.dispose()
+
+
+def test_an_sqlite_too_old_for_the_statements_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(RuntimeError, match=r"SQLite 3\.35 or later is needed; this Python has 3\.31\.1"):
+        make_engine(f"sqlite:///{tmp_path / 'old.db'}")
