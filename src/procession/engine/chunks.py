@@ -1,7 +1,7 @@
 """Applying chunks. ``run_chunk``, the one task handler: claim a pending chunk and apply it, all in one
 transaction (so a worker killed at any moment leaves the chunk pending, and a chunk is never applied twice).
 ``run_pending``, the embedded runner's loop: the same, one chunk after another, each worked out while the
-one before it commits."""
+one before it is written and committed on another thread."""
 
 from __future__ import annotations
 
