@@ -15,7 +15,10 @@ import sqlalchemy as sa
 from procession.api.deps import request_hash
 from procession.domain.errors import Invalid
 from procession.domain.process import Event
+from procession.engine import chunks
 from procession.engine.chunks import commit_written, plan_chunk, run_chunk, run_pending, write_planned
+from procession.services import bulk
+from procession.services.bulk import write_updates
 from procession.services.commands import BulkProcesses, CreateProcess, UpdateProcess
 from procession.services.idempotency import run_once
 from procession.services.jobs import (
@@ -562,6 +565,29 @@ def test_a_chunk_whose_commit_fails_is_applied_afresh(
     assert job(team, j["id"])["counts"]["SUCCESS"] == 2500
     assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1499, 1501)
     assert (read(team, b["id"])["data"]["score"], read(team, b["id"])["version"]) == (999, 1001)
+
+
+def test_a_chunk_that_fails_again_afresh_counts_one_attempt_a_round(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a chunk's writes fail on the helper thread and applying it afresh fails too, that failure is
+    recorded once (the chunk backs off before its next attempt) and the runner stops to retry later."""
+    p = create(team, {})
+    j = submit(team, [{"id": p["id"], "data": {"score": 1}}])
+
+    def broken(uow: UnitOfWork, plan: Any) -> Any:
+        if uow.team_id == team.id:  # other tests' jobs may be pending too
+            raise RuntimeError("broken")
+        return write_updates(uow, plan)
+
+    monkeypatch.setattr(chunks, "write_updates", broken)
+    monkeypatch.setattr(bulk, "write_updates", broken)
+    with ThreadPoolExecutor(1) as committer, pytest.raises(RuntimeError, match="broken"):
+        run_pending(team.services.engine, committer, threading.Event())
+    with team.services.engine.connect() as conn:
+        attempts = sa.select(t.job_chunks.c.attempts).where(t.job_chunks.c.job_id == j["id"])
+        assert conn.scalar(attempts) == 1
+    assert job(team, j["id"])["counts"]["NOT_STARTED"] == 1
 
 
 def test_an_item_holding_the_nul_character_is_one_invalid_entry(team: Team) -> None:

@@ -4,6 +4,7 @@ thread, not by the writers: while it runs, they never checkpoint themselves."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -19,9 +20,29 @@ def threshold(engine: sa.Engine) -> int:
         return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
 
 
-def test_the_checkpointer_copies_the_wal_into_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first_connection_lost", [False, True])
+def test_the_checkpointer_copies_the_wal_into_the_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    first_connection_lost: bool,
+) -> None:
+    """Also when its first connection fails: writers leave the WAL to it, so it tries again."""
     path = tmp_path / "c.db"
     engine = make_engine(f"sqlite:///{path}")
+    real, lost = engine.connect, []
+
+    def connect() -> sa.Connection:
+        if (
+            first_connection_lost
+            and threading.current_thread().name == "procession-checkpointer"
+            and not lost
+        ):
+            lost.append(True)
+            raise sa.exc.OperationalError("connect", None, Exception("unable to open database file"))
+        return real()
+
+    monkeypatch.setattr(engine, "connect", connect)
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
@@ -31,6 +52,8 @@ def test_the_checkpointer_copies_the_wal_into_the_file(tmp_path: Path) -> None:
                 "INSERT INTO t SELECT hex(randomblob(2000)) FROM n"
             )
         before = path.stat().st_size
+        keeper = sqlite3.connect(path)  # open throughout: the last connection to close would checkpoint too
+        keeper.execute("SELECT count(*) FROM t").fetchall()  # (open once it has read)
         checkpointer = Checkpointer(engine, interval=0.01)
         assert threshold(engine) == 4000  # a writer past it checkpoints itself
         checkpointer.start()
@@ -42,7 +65,9 @@ def test_the_checkpointer_copies_the_wal_into_the_file(tmp_path: Path) -> None:
         finally:
             checkpointer.stop()
         assert path.stat().st_size > before + 1_000_000  # the rows reached the database file
+        keeper.close()
         assert threshold(engine) == 4000
+        assert lost == ["checkpointer: will retry" in caplog.text] * first_connection_lost
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 500
     finally:

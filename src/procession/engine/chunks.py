@@ -175,22 +175,29 @@ def write_planned(engine: sa.Engine, found: Found, planned: Planned | None) -> W
 
 def commit_written(engine: sa.Engine, written: Written) -> bool:
     """Run the writes of a chunk ``write_planned`` claimed, each process only if still at the version its plan
-    read, and commit: True. If one changed since (or a key it gives was taken), apply the chunk afresh
-    instead, as ``run_chunk`` does: False."""
-    uow = written.uow
+    read, and commit: True. If one changed since (or a key it gives was taken), or the commit fails (the
+    disk, the connection), nothing of it is kept and the chunk is applied afresh, as ``run_chunk`` does (which
+    records and raises its own failure): False."""
+    uow, found = written.uow, written.found
     try:
-        write_updates(uow, written.planned.plan)
-        batch.run(uow.conn, written.planned.marks)
-    except Exception as e:
-        uow.__exit__(None, None, None)  # rolled back, and the write lock let go
-        log.info("chunk %s/%s: applied afresh: %r", *written.found, e)
-        run_chunk(engine, *written.found)
-        return False
-    try:
-        uow.commit()
+        try:
+            write_updates(uow, written.planned.plan)
+            batch.run(uow.conn, written.planned.marks)
+        except Exception as e:  # run_chunk tells what is wrong, if anything still is
+            log.info("chunk %s/%s: applied afresh: %r", *found, e)
+            committed = False
+        else:
+            try:
+                uow.commit()
+                committed = True
+            except Exception:
+                log.exception("chunk %s/%s: the commit failed", *found)
+                committed = False
     finally:
-        uow.__exit__(None, None, None)
-    return True
+        uow.__exit__(None, None, None)  # rolled back unless committed, and the write lock let go
+    if not committed:
+        run_chunk(engine, *found)
+    return committed
 
 
 def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threading.Event) -> bool:
@@ -202,16 +209,11 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
     is unchanged (``write_planned``, ``commit_written``)."""
     in_flight: tuple[Found, Future[bool]] | None = None
 
-    def settle() -> None:  # the chunk in flight is committed, or else applied afresh
+    def settle() -> None:  # the chunk in flight is committed, or else applied afresh (commit_written)
         nonlocal in_flight
         if in_flight is not None:
-            (job_id, chunk_no), committing = in_flight
-            in_flight = None
-            try:
-                committing.result()
-            except Exception:  # the commit itself, or applying afresh
-                log.exception("chunk %s/%s: the commit failed", job_id, chunk_no)
-                run_chunk(engine, job_id, chunk_no)
+            committing, in_flight = in_flight[1], None
+            committing.result()  # a failure to apply it afresh too is recorded: the runner's loop retries
 
     ran = False
     try:

@@ -4,6 +4,7 @@ migrations."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import weakref
@@ -20,6 +21,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
 HERE = Path(__file__).parent
+
+log = logging.getLogger("procession.store")
 
 
 def _dumps(value: Any) -> str:
@@ -253,11 +256,16 @@ class Checkpointer:
         self.engine.dispose()
 
     def _loop(self) -> None:
-        with self.engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            while not self._stop.wait(self.interval):
-                with contextlib.suppress(sqlite3.Error):  # busy or locked: the next turn checkpoints
-                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+        while not self._stop.is_set():
+            try:
+                with self.engine.connect() as conn:
+                    driver = conn.connection.driver_connection
+                    while not self._stop.wait(self.interval):
+                        with contextlib.suppress(sqlite3.Error):  # busy or locked: the next turn checkpoints
+                            driver.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            except Exception:  # no connection: it must go on, as the writers leave the WAL to it
+                log.exception("checkpointer: will retry")
+                self._stop.wait(1)
 
 
 def _leave_checkpoints(dbapi_conn: Any, _: Any) -> None:
