@@ -7,6 +7,7 @@ ORM objects and no per-row statement compilation."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +42,6 @@ MUTABLE = {
     "version": ("version", "integer"),
 }
 JSON_FIELDS = ("data", "derived_data")
-
-SQLITE_PARAMETERS = 32766  # the most parameters one SQLite statement may have (3.32 and later)
 
 
 @dataclass(frozen=True)
@@ -80,13 +79,19 @@ def _json(values: list[Any]) -> list[str | None]:
 
 
 def _values(
-    sql: str, rows: list[tuple[Any, ...]], after: tuple[Any, ...] = (), *, reply: bool = True
+    conn: sa.Connection,
+    sql: str,
+    rows: list[tuple[Any, ...]],
+    after: tuple[Any, ...] = (),
+    *,
+    reply: bool = True,
 ) -> list[Write]:
     """SQLite: ``sql`` with its ``{}`` made a ``VALUES`` list of ``rows`` (then ``after`` bound), in as few
-    statements as SQLite's bound on parameters allows. One statement is one call into SQLite, made without
-    Python's lock, where ``executemany`` takes the lock back for every row."""
+    statements as the connection's bound on parameters allows. One statement is one call into SQLite, made
+    without Python's lock, where ``executemany`` takes the lock back for every row."""
     width = len(rows[0])
-    per = (SQLITE_PARAMETERS - len(after)) // width
+    bound = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+    per = (bound - len(after)) // width
     row = f"({', '.join('?' * width)})"
     return [
         Write(
@@ -149,6 +154,7 @@ def update_processes(
         ]
     sets = [f"{col} = u.column{i + 1}" for i, (col, _, _) in enumerate(written)]
     return _values(
+        conn,
         f"UPDATE processes SET {', '.join(sets)} FROM (VALUES {{}}) AS u "
         f"WHERE {' AND '.join(f'processes.{col} = u.column{i + 1}' for i, col in matched)}",
         list(zip(*(values for _, _, values in both), strict=True)),
@@ -178,6 +184,7 @@ def insert_events(
             )
         ]
     return _values(
+        conn,
         "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) VALUES {}",
         [(team_id, pid, e.type, actor, _dumps(e.payload), now) for pid, e in events],
     )
@@ -207,6 +214,7 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
             )
         ]
     return _values(
+        conn,
         "UPDATE job_entries SET status = u.column2, process_id = u.column3, error = u.column4 "
         "FROM (VALUES {}) AS u WHERE job_entries.job_id = ? AND job_entries.idx = u.column1",
         [
@@ -248,6 +256,7 @@ def insert_entries(
             )
         ]
     return _values(
+        conn,
         "INSERT INTO job_entries (job_id, idx, status, item, change, error) VALUES {}",
         [
             (
