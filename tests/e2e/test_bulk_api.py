@@ -32,6 +32,17 @@ def nested(levels: int) -> Any:
     return value
 
 
+def applied(api: Api, items: list[dict]) -> tuple[dict, list[dict]]:
+    """A bulk update of ``items``, accepted and run to its end: the job and its INVALID entries."""
+    r = api.http.patch(LEADS, json={"processes": items})
+    assert r.status_code == 202, r.text
+    job = wait_for(api, r.json()["_data"]["id"])
+    invalid = api.http.get(
+        f"/v1/ext/background-job/{job['_data']['id']}/entries", params={"status": "INVALID"}
+    ).json()["_data"]
+    return job, invalid
+
+
 def create(api: Api, **body) -> dict:
     r = api.http.post(LEADS, json=body)
     assert r.status_code == 201, r.text
@@ -142,13 +153,8 @@ def test_the_nul_character_is_refused_alike_on_both_databases(api: Api) -> None:
         {"id": "a\u0000b", "data": {"score": 2}},
         {"id": p["id"], "data": {"score": 3}},
     ]
-    r = api.http.patch(LEADS, json={"processes": items})
-    assert r.status_code == 202, r.text
-    job = wait_for(api, r.json()["_data"]["id"])
+    job, invalid = applied(api, items)
     assert job["_meta"]["counts"] == {"INVALID": 3, "NOT_STARTED": 0, "SUCCESS": 1, "ERROR": 0}
-    invalid = api.http.get(
-        f"/v1/ext/background-job/{job['_data']['id']}/entries", params={"status": "INVALID"}
-    ).json()["_data"]
     assert [(e["errors"][0]["code"], e["errors"][0]["field"]) for e in invalid] == [
         ("invalid_value", "data.city"),
         ("unknown_field", "note\ufffd"),
@@ -169,13 +175,8 @@ def test_what_json_allows_but_an_attribute_does_not_is_the_entry_error(api: Api)
         {"id": p["id"], "data": {"score": nested(60)}},  # 64 levels deep in the body: the most allowed
         {"id": p["id"], "data": {"score": 7}},
     ]
-    r = api.http.patch(LEADS, json={"processes": items})
-    assert r.status_code == 202, r.text
-    job = wait_for(api, r.json()["_data"]["id"])
+    job, invalid = applied(api, items)
     assert job["_meta"]["counts"] == {"INVALID": 2, "NOT_STARTED": 0, "SUCCESS": 1, "ERROR": 0}
-    invalid = api.http.get(
-        f"/v1/ext/background-job/{job['_data']['id']}/entries", params={"status": "INVALID"}
-    ).json()["_data"]
     assert [(e["index"], e["errors"][0]["field"]) for e in invalid] == [(0, "data.score"), (1, "data.score")]
     assert invalid[1]["item"] == items[1]
 

@@ -610,11 +610,15 @@ def test_a_write_sent_behind_is_refused_when_it_settles(team: Team) -> None:
     pipeline mode; a thread of their own on SQLite): one the database refuses is refused when they settle,
     as SQLAlchemy's error, and the transaction keeps nothing."""
     j = submit(team, [{"id": "x"}])  # its entry 0
-    sent = [(1, "INVALID", "{}", None, None)], [(0, "INVALID", "{}", None, None)]
+    sent = []  # what running the refused write returned: it was sent, its refusal still to come
     with team.uow() as uow, pytest.raises(sa.exc.IntegrityError), uow.pipelined() as settle:
-        for rows in sent:
-            batch.run(uow.conn, batch.insert_entries(uow.conn, j["id"], rows))
-            settle()
+        batch.run(uow.conn, batch.insert_entries(uow.conn, j["id"], [(1, "INVALID", "{}", None, None)]))
+        settle()
+        sent.append(
+            batch.run(uow.conn, batch.insert_entries(uow.conn, j["id"], [(0, "INVALID", "{}", None, None)]))
+        )
+        settle()
+    assert sent == [-1]
     assert [e["index"] for e in entries(team, j["id"])] == [0]
 
 

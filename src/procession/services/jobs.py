@@ -10,7 +10,6 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from procession.domain.errors import FieldError, Invalid, NotFound
@@ -19,6 +18,7 @@ from procession.domain.process import UNSET, ProcessChange
 from procession.services.commands import CreateProcess, UpdateProcess
 from procession.services.common import Caller, gc_paused, new_id, now_ms
 from procession.services.processes import load_procedure, resolve_change
+from procession.store.db import json_text
 from procession.store.jobs import Job
 from procession.store.uow import Lookups, UnitOfWork
 
@@ -149,7 +149,7 @@ def submit_job(
                 raise Invalid.one("too_many", f"send at most {MAX_ITEMS:,} processes at a time", "processes")
             entries: list[tuple[int, str, str, Any, Any]] = []
             for i, item in enumerate(batch, start=total):
-                stored = _dumps(item)  # kept as sent, but PostgreSQL stores no NUL character: not that
+                stored = json_text(item)  # kept as sent, but PostgreSQL stores no NUL character: not that
                 nul = _nul_in(item) if "\\u0000" in stored else None
                 try:
                     change = parse(procedure, item, uow, lookups)
@@ -158,7 +158,7 @@ def submit_job(
                 except Invalid as e:
                     errors = [err.as_dict() for err in e.errors]
                     if nul is not None:  # the errors may quote it too
-                        stored, errors = _dumps(_without_nul(item)), _without_nul(errors)
+                        stored, errors = json_text(_without_nul(item)), _without_nul(errors)
                     entries.append((i, "INVALID", stored, None, errors))
                     continue
                 entries.append((i, "NOT_STARTED", stored, change, None))
@@ -196,10 +196,6 @@ def submit_job(
 
 
 NUL_MESSAGE = "strings must not hold the NUL character (\\u0000)"
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _nul_in(value: Any, path: str = "") -> str | None:

@@ -12,12 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
-from procession.store.db import Statement, behind
+from procession.store.db import Statement, json_text
 
 # process field -> (column, PostgreSQL array type); the fields a save may change
 MUTABLE = {
@@ -55,27 +54,19 @@ class Write:
 
 
 def run(conn: sa.Connection, writes: Iterable[Write]) -> int:
-    """Run ``writes`` in the connection's transaction: the rows they changed. Errors as SQLAlchemy's, so
-    that a key a concurrent writer took is an ``IntegrityError`` as everywhere else."""
-    changed = 0
-    for w in writes:
-        if not w.reply and (sending := behind(conn)) is not None:
-            sending(w.sql, w.params)
-        else:
-            changed += int(
-                Statement.on_driver(conn, w.sql, w.params, many=False, rowcount=True, reply=w.reply)[0]
-            )
-    return changed
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    """Run ``writes`` in the connection's transaction: the rows they changed (-1 for each one sent behind).
+    Errors as SQLAlchemy's, so that a key a concurrent writer took is an ``IntegrityError`` as everywhere
+    else."""
+    return sum(
+        int(Statement.on_driver(conn, w.sql, w.params, many=False, rowcount=True, reply=w.reply)[0])
+        for w in writes
+    )
 
 
 def _json(values: list[Any]) -> list[str | None]:
     """JSON values as text (None stays NULL), for both databases: PostgreSQL gets them as a ``text[]`` cast to
     ``jsonb`` in the statement, which its driver sends several times faster than ``Jsonb`` objects."""
-    return [None if v is None else _dumps(v) for v in values]
+    return [None if v is None else json_text(v) for v in values]
 
 
 def _values(
@@ -186,7 +177,7 @@ def insert_events(
     return _values(
         conn,
         "INSERT INTO events (team_id, process_id, type, actor, payload, created_at) VALUES {}",
-        [(team_id, pid, e.type, actor, _dumps(e.payload), now) for pid, e in events],
+        [(team_id, pid, e.type, actor, json_text(e.payload), now) for pid, e in events],
     )
 
 
@@ -222,7 +213,7 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
                 r["b_idx"],
                 r["b_status"],
                 r["b_process"],
-                None if r["b_error"] is None else _dumps(r["b_error"]),
+                None if r["b_error"] is None else json_text(r["b_error"]),
             )
             for r in results
         ],
@@ -264,8 +255,8 @@ def insert_entries(
                 i,
                 status,
                 item,
-                None if change is None else _dumps(change),
-                None if error is None else _dumps(error),
+                None if change is None else json_text(change),
+                None if error is None else json_text(error),
             )
             for i, status, item, change, error in entries
         ],

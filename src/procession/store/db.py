@@ -23,9 +23,13 @@ from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 HERE = Path(__file__).parent
 
 log = logging.getLogger("procession.store")
+# key in a SQLite connection's ``info`` inside ``UnitOfWork.pipelined``: ``send(sql, args, many)``, which runs
+# a write on the pipeline's thread
+BEHIND = "procession.behind"
 
 
-def _dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """``value`` as JSON text (orjson's, as stored)."""
     return orjson.dumps(value).decode()
 
 
@@ -38,7 +42,7 @@ def _on_sqlite(conn: sa.Connection) -> bool:
 
 
 def _jsonb(value: Any) -> Any:
-    return None if value is None else Jsonb(value, dumps=_dumps)
+    return None if value is None else Jsonb(value, dumps=json_text)
 
 
 _own = threading.local()  # per thread: engine -> a pooled connection it keeps, for ``first_on_own``
@@ -113,7 +117,7 @@ class Statement:
 
     def _args(self, order: list[tuple[str, Any]], params: dict[str, Any], kind: str) -> tuple[Any, ...]:
         json, args = self.json_params, []
-        encode = _dumps if kind == "sqlite" else _jsonb
+        encode = json_text if kind == "sqlite" else _jsonb
         for name, fixed in order:
             if name in params:
                 args.append(encode(params[name]) if name in json else params[name])
@@ -127,7 +131,13 @@ class Statement:
     def on_driver(
         conn: sa.Connection, sql: str, args: Any, *, many: bool, rowcount: bool = False, reply: bool = True
     ) -> list[Any]:
-        """Run SQL text on the connection's driver, in its transaction (begun as SQLAlchemy would)."""
+        """Run SQL text on the connection's driver, in its transaction (begun as SQLAlchemy would). With
+        ``reply=False``, inside ``UnitOfWork.pipelined``, it is sent behind the work that follows: on SQLite
+        to the pipeline's thread, on PostgreSQL without waiting for its reply (see ``_execute``); its error
+        comes when the pipeline settles, and its rowcount is -1."""
+        if not reply and (send := conn.info.get(BEHIND)) is not None:
+            send(sql, args, many)
+            return [-1]
         if not conn.in_transaction():
             conn.begin()  # as SQLAlchemy's own execute would (autobegin: our BEGIN, above all a writer's)
         driver = conn.connection.driver_connection
@@ -190,7 +200,7 @@ def driver_rows(
     ``json_columns`` are decoded on SQLite (PostgreSQL's driver decodes ``jsonb`` itself)."""
     if not _on_sqlite(conn):
         return Statement.on_driver(conn, postgresql, params, many=False)
-    args = [_dumps(p) if isinstance(p, list) else p for p in params]
+    args = [json_text(p) if isinstance(p, list) else p for p in params]
     return _decoded(Statement.on_driver(conn, sqlite, args, many=False), json_columns)
 
 
@@ -288,7 +298,7 @@ def make_engine(url: str) -> sa.Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
-            json_serializer=_dumps,
+            json_serializer=json_text,
             json_deserializer=orjson.loads,
             pool_size=40,  # kept open: an overflow connection would be opened and closed per checkout
             max_overflow=0,
@@ -311,7 +321,7 @@ def make_engine(url: str) -> sa.Engine:
         return engine
     engine = sa.create_engine(
         url,
-        json_serializer=_dumps,
+        json_serializer=json_text,
         json_deserializer=orjson.loads,
         pool_size=10,
         max_overflow=30,
@@ -323,15 +333,6 @@ def make_engine(url: str) -> sa.Engine:
         _await_reply(conn.connection.driver_connection)
 
     return engine
-
-
-BEHIND = "procession.behind"  # key in a connection's ``info``: see ``behind``
-
-
-def behind(conn: sa.Connection) -> Any:
-    """In ``UnitOfWork.pipelined`` on SQLite: ``send(sql, params)``, which runs a write on a thread of its own,
-    behind the work that follows; None elsewhere (a PostgreSQL pipeline sends without waiting by itself)."""
-    return conn.info.get(BEHIND)
 
 
 def _await_reply(driver: Any) -> None:

@@ -85,8 +85,8 @@ class UnitOfWork:
                     while sent:
                         sent.pop(0).result()
 
-                def send(sql: str, params: Any) -> None:
-                    sent.append(thread.submit(Statement.on_driver, self.conn, sql, params, many=False))
+                def send(sql: str, args: Any, many: bool) -> None:
+                    sent.append(thread.submit(Statement.on_driver, self.conn, sql, args, many=many))
 
                 self.conn.info[BEHIND] = send
                 try:
