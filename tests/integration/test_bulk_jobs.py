@@ -6,6 +6,7 @@ import gc
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from procession.api.deps import request_hash
+from procession.bootstrap import Services
 from procession.domain.errors import Invalid
 from procession.domain.process import Event
 from procession.engine import chunks
@@ -35,9 +37,10 @@ from procession.services.processes import create_process, load_procedure, update
 from procession.services.reads import get_process
 from procession.store import batch
 from procession.store import tables as t
+from procession.store.db import Checkpointer
 from procession.store.jobs import Queue
 from procession.store.uow import UnitOfWork
-from tests.conftest import Team, redefine
+from tests.conftest import Team, fresh_database, make_team, redefine, services_on
 
 
 def create(team: Team, body: dict) -> dict:
@@ -659,3 +662,53 @@ def test_in_a_pipeline_a_statement_waits_for_its_own_reply(team: Team) -> None:
         saves = batch.update_processes(uow.conn, procedure, [process], set(), {p["id"]: process.version})
         assert batch.run(uow.conn, saves) == 1
         assert uow.processes.id_by_pk(procedure.id, "PIPE-1") == p["id"]
+
+
+@pytest.fixture(scope="module")
+def sqlite_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Services on a SQLite file of their own, its WAL left to a ``Checkpointer`` (as ``serve`` runs them)
+    that waits an hour between turns: only what the runner does copies it here."""
+    for url in fresh_database("sqlite", tmp_path_factory):
+        for services in services_on(url, tmp_path_factory):
+            checkpointer = Checkpointer(services.engine, interval=3600)
+            checkpointer.start()
+            try:
+                yield services
+            finally:
+                checkpointer.stop()
+
+
+def wal_frames(engine: sa.Engine) -> int:
+    """The frames in the WAL since it was last started over (and all of them copied into the file now)."""
+    with engine.connect() as conn:
+        driver: Any = conn.connection.driver_connection
+        busy, frames, copied = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert (busy, copied) == (0, frames)
+        return int(frames)
+
+
+def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
+    sqlite_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's chunks are worked out while the one before commits, so a reader is on the WAL at every commit
+    and no commit could start it over: it would hold every chunk of the job. Every ``RESTART_EVERY`` chunks
+    the runner copies it whole with no reader on it, and the next commit writes it over from its start."""
+    team = make_team(sqlite_services)
+    engine = sqlite_services.engine
+    processes = [create(team, {}) for _ in range(16)]
+    items = [  # chunk k names processes 2k and 2k + 1 only: none waits for another
+        {"id": processes[2 * k + i % 2]["id"], "data": {"score": i}} for k in range(8) for i in range(1000)
+    ]
+    frames = {}
+    for every in (10**9, 2):
+        monkeypatch.setattr(chunks, "RESTART_EVERY", every)
+        wal_frames(engine)  # copied: the job's writes start it over
+        j = submit(team, items)
+        with ThreadPoolExecutor(1) as committer:
+            assert run_pending(engine, committer, threading.Event()) is True
+        frames[every] = wal_frames(engine)
+        assert job(team, j["id"])["counts"]["SUCCESS"] == 8000
+    assert (
+        frames[2] * 3 < frames[10**9]
+    )  # the last chunk's (it started the WAL over) against all of the job's
+    assert [read(team, p["id"])["version"] for p in processes] == [1001] * 16

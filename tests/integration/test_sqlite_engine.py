@@ -1,17 +1,21 @@
 """The SQLite engine: the SQLite it needs, and its WAL copied into the database file by the ``Checkpointer``
-thread, not by the writers: while it runs, they never checkpoint themselves."""
+thread, not by the writers (while it runs, they never checkpoint themselves), or at once by ``checkpoint``."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from procession.store.db import Checkpointer, make_engine
+from procession.store.db import Checkpointer, checkpoint, make_engine
 
 
 def threshold(engine: sa.Engine) -> int:
@@ -81,3 +85,52 @@ def test_an_sqlite_too_old_for_the_statements_is_a_clear_error(
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
     with pytest.raises(RuntimeError, match=r"SQLite 3\.35 or later is needed; this Python has 3\.31\.1"):
         make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def in_the_file(path: Path) -> list[tuple[str]]:
+    """The rows of table ``t`` in the database file itself, whatever the WAL holds."""
+    with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as conn:
+        try:
+            return conn.execute("SELECT v FROM t").fetchall()
+        except sqlite3.OperationalError:  # no such table, yet
+            return []
+
+
+def test_a_checkpoint_copies_the_wal_into_the_file_waiting_out_one_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite answers "busy" to a checkpoint while another is under way (such as the ``Checkpointer``'s)
+    instead of waiting: ``checkpoint`` asks again. (The busy answers are the driver's, faked: no connection
+    can be made to give them on demand.)"""
+    path = tmp_path / "w.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
+            conn.exec_driver_sql("INSERT INTO t VALUES ('x')")
+        assert in_the_file(path) == []  # in the WAL only
+        busy = [(1, -1, -1)] * 3
+        real_connect = engine.connect
+
+        class Driver:
+            def __init__(self, real: Any) -> None:
+                self.real = real
+
+            def execute(self, sql: str) -> Any:
+                if busy:
+                    return SimpleNamespace(fetchone=lambda: busy.pop(0))
+                return self.real.execute(sql)
+
+        @contextmanager
+        def connect() -> Iterator[Any]:
+            with real_connect() as conn:
+                yield SimpleNamespace(
+                    connection=SimpleNamespace(driver_connection=Driver(conn.connection.driver_connection))
+                )
+
+        monkeypatch.setattr(engine, "connect", connect)
+        checkpoint(engine)
+        assert busy == []
+        assert in_the_file(path) == [("x",)]
+    finally:
+        engine.dispose()

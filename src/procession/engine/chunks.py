@@ -18,12 +18,13 @@ from procession.services.common import gc_paused, now_ms
 from procession.services.processes import load_procedure
 from procession.store import batch
 from procession.store import tables as t
-from procession.store.db import Statement
+from procession.store.db import Statement, checkpoint
 from procession.store.jobs import Chunk, Queue, waits_its_turn
 from procession.store.uow import UnitOfWork
 
 log = logging.getLogger("procession.engine")
 MAX_ATTEMPTS = 5
+RESTART_EVERY = 16  # chunks: on SQLite, the WAL is started over after about 25,000 frames (run_pending)
 Found = tuple[str, int]  # (job id, chunk number)
 
 
@@ -206,8 +207,14 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
     ahead, each one call into SQLite, which holds no Python lock: about as long as working a chunk out),
     the next is worked out (``plan_chunk``, its writes built too). That one is not waiting for the chunk in
     flight (``waits_its_turn``), so they name no process in common, and it is written only if what it read
-    is unchanged (``write_planned``, ``commit_written``)."""
+    is unchanged (``write_planned``, ``commit_written``).
+
+    On SQLite that reader is on the WAL whenever a chunk commits, so no commit could start the WAL over: it
+    would grow by every chunk of the job (6 KB an entry, every page new to the file). Every
+    ``RESTART_EVERY`` chunks, between working one out and writing it, the WAL is copied into the file whole
+    with no reader on it (``checkpoint``), and that chunk's commit starts it over."""
     in_flight: tuple[Found, Future[bool]] | None = None
+    planned_chunks = 0
 
     def settle() -> None:  # the chunk in flight is committed, or else applied afresh (commit_written)
         nonlocal in_flight
@@ -224,7 +231,7 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                     break
                 settle()  # the chunks that waited for it may run now
                 continue
-            ran = True
+            ran, planned_chunks = True, planned_chunks + 1
             with gc_paused():  # and the chunk's objects are gone when it resumes: no collection scans them
                 try:
                     planned = plan_chunk(engine, *found)
@@ -232,6 +239,8 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                     log.info("chunk %s/%s: applied afresh: %r", *found, e)
                     planned = None
                 settle()
+                if planned_chunks % RESTART_EVERY == 0:
+                    checkpoint(engine)
                 written = write_planned(engine, found, planned)
                 del planned
             if written is not None:

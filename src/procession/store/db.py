@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -236,6 +237,7 @@ SQLITE_PRAGMAS = (
     "foreign_keys=ON",
     "busy_timeout=30000",
     "wal_autocheckpoint=4000",
+    "journal_size_limit=134217728",  # a WAL started over is cut back to 128 MiB, the bulk runner's cycle
     "cache_size=-8192",
     "mmap_size=1073741824",
 )
@@ -276,6 +278,21 @@ class Checkpointer:
             except Exception:  # no connection: it must go on, as the writers leave the WAL to it
                 log.exception("checkpointer: will retry")
                 self._stop.wait(1)
+
+
+def checkpoint(engine: sa.Engine) -> None:
+    """SQLite: copy the WAL into the database file now, as far as readers allow (after a checkpoint already
+    under way, such as the ``Checkpointer``'s, which it waits out for up to a second). Once all of it is
+    copied and nobody reads from it, the next commit writes the WAL over from its start instead of growing
+    it. Nothing elsewhere."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        driver: Any = conn.connection.driver_connection
+        for _ in range(1000):
+            if not driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]:  # not busy
+                return
+            time.sleep(0.001)
 
 
 def _leave_checkpoints(dbapi_conn: Any, _: Any) -> None:
