@@ -691,8 +691,9 @@ def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
     sqlite_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job's chunks are worked out while the one before commits, so a reader is on the WAL at every commit
-    and no commit could start it over: it would hold every chunk of the job. Every ``RESTART_EVERY`` chunks
-    the runner copies it whole with no reader on it, and the next commit writes it over from its start."""
+    and no commit could start it over. Every ``RESTART_EVERY`` chunks the runner copies it with none of its
+    readers on it, and the next commit writes it over from its start; without that (here nothing else copies
+    the WAL) it holds every frame of the job."""
     team = make_team(sqlite_services)
     engine = sqlite_services.engine
     processes = [create(team, {}) for _ in range(16)]
@@ -708,7 +709,5 @@ def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
             assert run_pending(engine, committer, threading.Event()) is True
         frames[every] = wal_frames(engine)
         assert job(team, j["id"])["counts"]["SUCCESS"] == 8000
-    assert (
-        frames[2] * 3 < frames[10**9]
-    )  # the last chunk's (it started the WAL over) against all of the job's
+    assert frames[2] * 3 < frames[10**9], "the last chunk's frames against all of the job's"
     assert [read(team, p["id"])["version"] for p in processes] == [1001] * 16

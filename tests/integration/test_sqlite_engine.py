@@ -6,11 +6,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -96,41 +93,38 @@ def in_the_file(path: Path) -> list[tuple[str]]:
             return []
 
 
-def test_a_checkpoint_copies_the_wal_into_the_file_waiting_out_one_under_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_checkpoint_copies_the_wal_into_the_file_after_one_under_way(tmp_path: Path) -> None:
     """SQLite answers "busy" to a checkpoint while another is under way (such as the ``Checkpointer``'s)
-    instead of waiting: ``checkpoint`` asks again. (The busy answers are the driver's, faked: no connection
-    can be made to give them on demand.)"""
+    instead of waiting: ``checkpoint`` asks again until it has copied the WAL. Here the other one is a FULL
+    checkpoint, which holds the checkpoint lock while it waits for a writer to finish."""
     path = tmp_path / "w.db"
     engine = make_engine(f"sqlite:///{path}")
+    writer, other = (
+        sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False) for _ in range(2)
+    )
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
             conn.exec_driver_sql("INSERT INTO t VALUES ('x')")
         assert in_the_file(path) == []  # in the WAL only
-        busy = [(1, -1, -1)] * 3
-        real_connect = engine.connect
-
-        class Driver:
-            def __init__(self, real: Any) -> None:
-                self.real = real
-
-            def execute(self, sql: str) -> Any:
-                if busy:
-                    return SimpleNamespace(fetchone=lambda: busy.pop(0))
-                return self.real.execute(sql)
-
-        @contextmanager
-        def connect() -> Iterator[Any]:
-            with real_connect() as conn:
-                yield SimpleNamespace(
-                    connection=SimpleNamespace(driver_connection=Driver(conn.connection.driver_connection))
-                )
-
-        monkeypatch.setattr(engine, "connect", connect)
-        checkpoint(engine)
-        assert busy == []
-        assert in_the_file(path) == [("x",)]
+        writer.execute("BEGIN IMMEDIATE")
+        asked = threading.Event()
+        other.set_trace_callback(lambda _: asked.set())
+        full = threading.Thread(target=other.execute, args=("PRAGMA wal_checkpoint(FULL)",))
+        release = threading.Timer(0.4, writer.execute, args=("ROLLBACK",))  # then the FULL one goes on
+        full.start()
+        release.start()
+        try:
+            assert asked.wait(5)
+            time.sleep(0.05)  # it holds the checkpoint lock, waiting for the writer
+            started = time.monotonic()
+            checkpoint(engine)
+            assert time.monotonic() - started >= 0.2  # it waited for the other checkpoint to end
+            assert in_the_file(path) == [("x",)]
+        finally:  # both connections idle before they close
+            release.join(5)
+            full.join(5)
     finally:
+        writer.close()
+        other.close()
         engine.dispose()

@@ -211,10 +211,11 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
 
     On SQLite that reader is on the WAL whenever a chunk commits, so no commit could start the WAL over: it
     would grow by every chunk of the job (6 KB an entry, every page new to the file). Every
-    ``RESTART_EVERY`` chunks, between working one out and writing it, the WAL is copied into the file whole
-    with no reader on it (``checkpoint``), and that chunk's commit starts it over."""
+    ``RESTART_EVERY`` chunks, between working one out and writing it, the WAL is copied into the file with
+    none of the runner's readers on it (``checkpoint``), so that chunk's commit starts it over (unless some
+    other connection still reads an older part of it: then a later turn does)."""
     in_flight: tuple[Found, Future[bool]] | None = None
-    planned_chunks = 0
+    chunks_found = 0
 
     def settle() -> None:  # the chunk in flight is committed, or else applied afresh (commit_written)
         nonlocal in_flight
@@ -231,7 +232,7 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                     break
                 settle()  # the chunks that waited for it may run now
                 continue
-            ran, planned_chunks = True, planned_chunks + 1
+            ran, chunks_found = True, chunks_found + 1
             with gc_paused():  # and the chunk's objects are gone when it resumes: no collection scans them
                 try:
                     planned = plan_chunk(engine, *found)
@@ -239,7 +240,7 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                     log.info("chunk %s/%s: applied afresh: %r", *found, e)
                     planned = None
                 settle()
-                if planned_chunks % RESTART_EVERY == 0:
+                if chunks_found % RESTART_EVERY == 0:
                     checkpoint(engine)
                 written = write_planned(engine, found, planned)
                 del planned

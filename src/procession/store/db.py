@@ -281,18 +281,23 @@ class Checkpointer:
 
 
 def checkpoint(engine: sa.Engine) -> None:
-    """SQLite: copy the WAL into the database file now, as far as readers allow (after a checkpoint already
-    under way, such as the ``Checkpointer``'s, which it waits out for up to a second). Once all of it is
-    copied and nobody reads from it, the next commit writes the WAL over from its start instead of growing
-    it. Nothing elsewhere."""
+    """SQLite: copy the WAL into the database file now, as far as readers allow, after any checkpoint under
+    way (such as the ``Checkpointer``'s: SQLite answers "busy" to a second one), waiting up to a second for
+    it. Once all of it is copied, a write transaction begun after it with no reader left on the WAL writes
+    the WAL over from its start, instead of growing it. Best effort: a failure is logged. Nothing elsewhere."""
     if engine.dialect.name != "sqlite":
         return
-    with engine.connect() as conn:
-        driver: Any = conn.connection.driver_connection
-        for _ in range(1000):
-            if not driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]:  # not busy
-                return
-            time.sleep(0.001)
+    deadline = time.monotonic() + 1
+    try:
+        with engine.connect() as conn:
+            driver: Any = conn.connection.driver_connection
+            while driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]:  # busy
+                if time.monotonic() > deadline:
+                    log.info("checkpoint: another one is still under way")
+                    return
+                time.sleep(0.001)
+    except (sqlite3.Error, sa.exc.DBAPIError) as e:  # the disk, say: the Checkpointer tries again
+        log.warning("checkpoint failed: %r", e)
 
 
 def _leave_checkpoints(dbapi_conn: Any, _: Any) -> None:
