@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from procession.domain.errors import Invalid
 from procession.domain.process import Event
 from procession.engine import chunks
 from procession.engine.chunks import commit_written, plan_chunk, run_chunk, run_pending, write_planned
+from procession.engine.embedded import SWITCH_INTERVAL_S, EmbeddedRunner
 from procession.services import bulk
 from procession.services.bulk import write_updates
 from procession.services.commands import BulkProcesses, CreateProcess, UpdateProcess
@@ -711,3 +713,26 @@ def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
         assert job(team, j["id"])["counts"]["SUCCESS"] == 8000
     assert frames[2] * 3 < frames[10**9], "the last chunk's frames against all of the job's"
     assert [read(team, p["id"])["version"] for p in processes] == [1001] * 16
+
+
+def test_the_embedded_runner_applies_what_it_is_woken_for_and_gives_the_switch_interval_back(
+    team: Team,
+) -> None:
+    """While it runs, the process switches threads every 0.5 ms at most (see ``EmbeddedRunner.start``);
+    once stopped, as often as it did before."""
+    before = sys.getswitchinterval()
+    p = create(team, {})
+    runner = EmbeddedRunner(team.services.engine, poll_seconds=60)  # only a wake makes it look again
+    runner.start()
+    try:
+        assert sys.getswitchinterval() == min(before, SWITCH_INTERVAL_S)
+        j = submit(team, [{"id": p["id"], "data": {"score": 7}}])
+        runner.wake(j["id"])
+        deadline = time.monotonic() + 30
+        while job(team, j["id"])["status"] != "COMPLETED":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        runner.stop()
+    assert sys.getswitchinterval() == before
+    assert read(team, p["id"])["data"]["score"] == 7

@@ -26,13 +26,15 @@ class EmbeddedRunner:
         # a chunk's writes run on the committer thread, which needs Python's lock back after each call into
         # SQLite: while the runner works the next chunk out, it would wait up to the switch interval for it
         # (5 ms by default, on writes of 10 to 20 ms); 0.5 ms bounds that wait, at a small cost elsewhere
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        self._switch_interval = sys.getswitchinterval()  # the process's own: back when it stops
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         self._thread.join(30)
+        sys.setswitchinterval(self._switch_interval)
 
     def wake(self, job_id: str) -> None:
         """New work was committed."""
