@@ -103,6 +103,13 @@ def make_team(services: Services) -> Team:
     return Team(team_id, slug, services, Caller(team_id, "admin", admin_id))
 
 
+@pytest.fixture(scope="module")
+def sqlite_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Services on a SQLite file of this module's own, whatever the session's backend."""
+    for url in fresh_database("sqlite", tmp_path_factory):
+        yield from services_on(url, tmp_path_factory)
+
+
 @pytest.fixture
 def team(services: Services) -> Team:
     return make_team(services)

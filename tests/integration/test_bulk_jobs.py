@@ -7,7 +7,6 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any
@@ -42,7 +41,7 @@ from procession.store import tables as t
 from procession.store.db import Checkpointer
 from procession.store.jobs import Queue
 from procession.store.uow import UnitOfWork
-from tests.conftest import Team, fresh_database, make_team, redefine, services_on
+from tests.conftest import Team, make_team, redefine
 
 
 def create(team: Team, body: dict) -> dict:
@@ -666,20 +665,6 @@ def test_in_a_pipeline_a_statement_waits_for_its_own_reply(team: Team) -> None:
         assert uow.processes.id_by_pk(procedure.id, "PIPE-1") == p["id"]
 
 
-@pytest.fixture(scope="module")
-def sqlite_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    """Services on a SQLite file of their own, its WAL left to a ``Checkpointer`` (as ``serve`` runs them)
-    that waits an hour between turns: only what the runner does copies it here."""
-    for url in fresh_database("sqlite", tmp_path_factory):
-        for services in services_on(url, tmp_path_factory):
-            checkpointer = Checkpointer(services.engine, interval=3600)
-            checkpointer.start()
-            try:
-                yield services
-            finally:
-                checkpointer.stop()
-
-
 def wal_frames(engine: sa.Engine) -> int:
     """The frames in the WAL since it was last started over (and all of them copied into the file now)."""
     with engine.connect() as conn:
@@ -695,7 +680,7 @@ def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
     """A job's chunks are worked out while the one before commits, so a reader is on the WAL at every commit
     and no commit could start it over. Every ``RESTART_EVERY`` chunks the runner copies it with none of its
     readers on it, and the next commit writes it over from its start; without that (here nothing else copies
-    the WAL) it holds every frame of the job."""
+    the WAL: the ``Checkpointer`` waits an hour between turns) it holds every frame of the job."""
     team = make_team(sqlite_services)
     engine = sqlite_services.engine
     processes = [create(team, {}) for _ in range(16)]
@@ -703,14 +688,19 @@ def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
         {"id": processes[2 * k + i % 2]["id"], "data": {"score": i}} for k in range(8) for i in range(1000)
     ]
     frames = {}
-    for every in (10**9, 2):
-        monkeypatch.setattr(chunks, "RESTART_EVERY", every)
-        wal_frames(engine)  # copied: the job's writes start it over
-        j = submit(team, items)
-        with ThreadPoolExecutor(1) as committer:
-            assert run_pending(engine, committer, threading.Event()) is True
-        frames[every] = wal_frames(engine)
-        assert job(team, j["id"])["counts"]["SUCCESS"] == 8000
+    checkpointer = Checkpointer(engine, interval=3600)  # as serve runs it: writers leave the WAL to it
+    checkpointer.start()
+    try:
+        for every in (10**9, 2):
+            monkeypatch.setattr(chunks, "RESTART_EVERY", every)
+            wal_frames(engine)  # copied: the job's writes start it over
+            j = submit(team, items)
+            with ThreadPoolExecutor(1) as committer:
+                assert run_pending(engine, committer, threading.Event()) is True
+            frames[every] = wal_frames(engine)
+            assert job(team, j["id"])["counts"]["SUCCESS"] == 8000
+    finally:
+        checkpointer.stop()
     assert frames[2] * 3 < frames[10**9], "the last chunk's frames against all of the job's"
     assert [read(team, p["id"])["version"] for p in processes] == [1001] * 16
 

@@ -111,20 +111,26 @@ def test_a_checkpoint_copies_the_wal_into_the_file_after_one_under_way(tmp_path:
         asked = threading.Event()
         other.set_trace_callback(lambda _: asked.set())
         full = threading.Thread(target=other.execute, args=("PRAGMA wal_checkpoint(FULL)",))
-        release = threading.Timer(0.4, writer.execute, args=("ROLLBACK",))  # then the FULL one goes on
         full.start()
+        try:  # a FULL checkpoint ends at once unless it holds the checkpoint lock, waiting for the writer
+            assert asked.wait(5)
+            time.sleep(0.05)
+            assert full.is_alive()
+        except BaseException:
+            writer.execute("ROLLBACK")
+            full.join(5)
+            raise
+        release = threading.Timer(0.3, writer.execute, args=("ROLLBACK",))  # then the FULL one goes on
         release.start()
         try:
-            assert asked.wait(5)
-            time.sleep(0.05)  # it holds the checkpoint lock, waiting for the writer
             started = time.monotonic()
             checkpoint(engine)
-            assert time.monotonic() - started >= 0.2  # it waited for the other checkpoint to end
+            assert time.monotonic() - started >= 0.25  # it waited for the other checkpoint to end
             assert in_the_file(path) == [("x",)]
         finally:  # both connections idle before they close
             release.join(5)
             full.join(5)
     finally:
-        writer.close()
-        other.close()
+        for conn in (writer, other):
+            conn.close()
         engine.dispose()

@@ -7,10 +7,9 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from procession.bootstrap import Services
@@ -21,7 +20,7 @@ from procession.store import tables as t
 from procession.store.db import write_lock
 from procession.store.uow import UnitOfWork
 from procession.store.writer import MakeUow, in_one
-from tests.conftest import Team, fresh_database, make_team, services_on
+from tests.conftest import Team, make_team
 
 
 class Boom(Exception):
@@ -67,12 +66,6 @@ def test_concurrent_writes_keep_their_own_outcomes(team: Team) -> None:
         assert len(connections) == 1 and all(uow.within is not None for uow in seen)
     else:  # PostgreSQL: each its own
         assert all(uow.within is None for uow in seen)
-
-
-@pytest.fixture(scope="module")
-def sqlite_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    for url in fresh_database("sqlite", tmp_path_factory):
-        yield from services_on(url, tmp_path_factory)
 
 
 def _write_while_held(team: Team, hold: Callable[[], None], release: Callable[[], None]) -> None:

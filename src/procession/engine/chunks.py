@@ -223,7 +223,6 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
             committing, in_flight = in_flight[1], None
             committing.result()  # a failure to apply it afresh too is recorded: the runner's loop retries
 
-    ran = False
     try:
         while not stop.is_set():
             found = next_pending(engine, but=in_flight[0] if in_flight else None)
@@ -232,7 +231,7 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                     break
                 settle()  # the chunks that waited for it may run now
                 continue
-            ran, chunks_found = True, chunks_found + 1
+            chunks_found += 1
             with gc_paused():  # and the chunk's objects are gone when it resumes: no collection scans them
                 try:
                     planned = plan_chunk(engine, *found)
@@ -248,4 +247,4 @@ def run_pending(engine: sa.Engine, committer: ThreadPoolExecutor, stop: threadin
                 in_flight = found, committer.submit(commit_written, engine, written)
     finally:
         settle()
-    return ran
+    return chunks_found > 0
