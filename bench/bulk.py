@@ -43,7 +43,7 @@ from procession.bootstrap import bootstrap
 from procession.config import Settings
 from procession.services.commands import CreateProcess
 from procession.services.common import Caller
-from procession.services.processes import create_process
+from procession.services.processes import create_in
 from procession.services.teams import create_key
 from procession.services.templates import seed_demo
 
@@ -100,10 +100,9 @@ def prepare(settings: Settings) -> tuple[str, Target, list[str]]:
     """Migrate, seed the demo team, make an admin key and LEADS leads: (key, target, lead ids)."""
     svc = bootstrap(settings)
     try:
-        team_id = seed_demo(svc.engine)
-        with svc.uow(team_id) as uow:
-            key = create_key(uow, role="admin", username="admin", label="bench")
-        with svc.uow(team_id, write=False) as uow:
+        team_id = svc.run(seed_demo)
+        key = svc.run(create_key, team_id, role="admin", username="admin", label="bench")
+        with svc.uows.read(team_id) as uow:
             procedure = uow.procedures.get("lead")
             admin = Caller(team_id, "admin", uow.users.id_of("admin"))
         assert procedure is not None
@@ -115,10 +114,10 @@ def prepare(settings: Settings) -> tuple[str, Target, list[str]]:
         )
         lead_ids = []
         for start in range(0, LEADS, 1000):
-            with svc.uow(team_id) as uow:
+            with svc.uows.write(team_id) as uow:
                 for i in range(start, min(start + 1000, LEADS)):
                     cmd = CreateProcess(data={"firstname": "Ted", "lastname": f"Mosby {i}", "city": "Osaka"})
-                    lead_ids.append(create_process(uow, admin, "lead", cmd)["data"]["lead_id"])
+                    lead_ids.append(create_in(uow, admin, "lead", cmd)["data"]["lead_id"])
                 uow.commit()
         if not settings.is_sqlite:  # statistics as autovacuum keeps them, not those of empty tables
             with svc.engine.connect() as conn:

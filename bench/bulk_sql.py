@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from procession.store.db import SQLITE_PRAGMAS
+from procession.store.sqlite import SQLITE_PRAGMAS
 
 BATCH = 1000
 WRITTEN = ("score", "city", "source")  # the attributes every entry writes, in this order

@@ -34,7 +34,7 @@ from procession.services.teams import create_key
 from procession.services.templates import seed_demo
 from procession.store import tables as t
 from procession.store.db import make_engine
-from procession.store.repositories import Procedures
+from procession.store.repositories.schemas import Procedures
 
 HERE = Path(__file__).parent
 PATH = "/v1/ext/procedure/lead/process"
@@ -93,9 +93,8 @@ def prepare(settings: Settings) -> tuple[str, str]:
     """Migrate, seed the demo team and make an admin key, as ``procession serve --demo`` does: (team, key)."""
     svc = bootstrap(settings)
     try:
-        team_id = seed_demo(svc.engine)
-        with svc.uow(team_id) as uow:
-            return team_id, create_key(uow, role="admin", username="admin", label="bench")
+        team_id = svc.run(seed_demo)
+        return team_id, svc.run(create_key, team_id, role="admin", username="admin", label="bench")
     finally:
         svc.close()
 

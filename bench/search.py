@@ -34,6 +34,7 @@ from search_data import Demo, build, prepare  # bench/search_data.py, next to th
 from procession.bootstrap import Services, bootstrap
 from procession.config import Settings
 from procession.services.commands import ListProcesses
+from procession.services.common import Caller
 from procession.services.reads import get_process, list_processes
 
 PATH = "/v1/ext/procedure/lead/process"
@@ -130,11 +131,11 @@ class Sql:
         key = orjson.dumps([call.body, call.ref])
         if key not in self.cache:
             self.captured = []
-            with self.svc.uow(self.demo.team_id, write=False) as uow:
-                if call.body is not None:
-                    list_processes(uow, "lead", ListProcesses.model_validate(call.body))
-                else:
-                    get_process(uow, "lead", call.ref)
+            caller = Caller(self.demo.team_id, "admin", self.demo.admin_id)
+            if call.body is not None:
+                self.svc.run(list_processes, caller, "lead", ListProcesses.model_validate(call.body))
+            else:
+                self.svc.run(get_process, caller, "lead", call.ref)
             self.cache[key], self.captured = self.captured, None
         return self.cache[key]
 

@@ -62,10 +62,9 @@ class Demo:
 
 def prepare(svc: Services) -> Demo:
     """Seed the demo team and make an admin key, as ``procession serve --demo`` does."""
-    team_id = seed_demo(svc.engine)
-    with svc.uow(team_id) as uow:
-        key = create_key(uow, role="admin", username="admin", label="search bench")
-    with svc.uow(team_id, write=False) as uow:
+    team_id = svc.run(seed_demo)
+    key = svc.run(create_key, team_id, role="admin", username="admin", label="search bench")
+    with svc.uows.read(team_id) as uow:
         lead = uow.procedures.get("lead")
         users = uow.users.list()
     assert lead is not None
@@ -131,10 +130,8 @@ def lead_row(demo: Demo, body: dict[str, Any], *, id: str, number: int, at: int)
 def check_rows(svc: Services, demo: Demo, rng: random.Random) -> int:
     """Create one lead through the service and compare its row with ours; the first free lead number."""
     body = random_lead(rng, demo)
-    with svc.uow(demo.team_id) as uow:
-        caller = Caller(demo.team_id, "admin", demo.admin_id)
-        made = create_process(uow, caller, "lead", CreateProcess.model_validate(body))
-        uow.commit()
+    caller = Caller(demo.team_id, "admin", demo.admin_id)
+    _, made = svc.run(create_process, caller, "lead", CreateProcess.model_validate(body))
     with svc.engine.connect() as conn:
         app = dict(conn.execute(sa.select(t.processes).where(t.processes.c.id == made["id"])).one()._mapping)
     ours = lead_row(demo, body, id=app["id"], number=int(app["pk_value"][5:]), at=app["created_at"])

@@ -80,11 +80,10 @@ class Team:
     caller: Caller
 
     def uow(self) -> UnitOfWork:
-        return self.services.uow(self.id)
+        return self.services.uows.write(self.id)
 
     def key(self, role: str = "admin", user: str | None = "admin") -> str:
-        with self.uow() as uow:
-            return create_key(uow, role=role, username=user)
+        return self.services.run(create_key, self.id, role=role, username=user)
 
 
 def make_team(services: Services) -> Team:
@@ -92,13 +91,11 @@ def make_team(services: Services) -> Team:
     team_id = create_team(services.engine, slug)
     users = [{k: v for k, v in u.items() if k != "id"} for u in DEMO_USERS]  # ids are global: fresh per team
     for user in users:
-        with services.uow(team_id) as uow:
-            add_user(uow, UserInput.model_validate(user))
+        services.run(add_user, team_id, UserInput.model_validate(user))
     for pod in DEMO_PODS:
-        with services.uow(team_id) as uow:
-            add_pod(uow, PodInput.model_validate(pod))
-    install_template(lambda: services.uow(team_id), "all")
-    with services.uow(team_id) as uow:
+        services.run(add_pod, team_id, PodInput.model_validate(pod))
+    services.run(install_template, team_id, "all")
+    with services.uows.read(team_id) as uow:
         admin_id = uow.users.id_of("admin")
     return Team(team_id, slug, services, Caller(team_id, "admin", admin_id))
 
@@ -133,7 +130,7 @@ def redefine(team: Team, ref: str, **changes: str) -> None:
             if ref == "customer"
             else (uow.procedures.get(ref), ProcedureInput, define_procedure)
         )
-        assert schema is not None
-        body = {k: v for k, v in schema.to_dict().items() if k in model.model_fields} | changes
-        body["attributes"] = [{k: v for k, v in a.items() if k != "procedure"} for a in body["attributes"]]
-        define(uow, model.model_validate(body), ref=ref)  # type: ignore[operator]
+    assert schema is not None
+    body = {k: v for k, v in schema.to_dict().items() if k in model.model_fields} | changes
+    body["attributes"] = [{k: v for k, v in a.items() if k != "procedure"} for a in body["attributes"]]
+    team.services.run(define, team.id, model.model_validate(body), ref=ref)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""Wiring in one place: settings -> engine -> the services the API, the worker and the CLI share."""
+"""Wiring in one place: settings -> engine -> the services the API, the worker and the CLI share, and the
+way each runs a use case (a service function ``use_case(uows, ...)`` that owns its transaction)."""
 
 from __future__ import annotations
 
@@ -7,37 +8,49 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
 
 from procession.config import Settings
-from procession.store.db import Checkpointer, make_engine, migrate
-from procession.store.uow import UnitOfWork
-from procession.store.writer import MakeUow, Writer
+from procession.engine.bulk import BULK_CHUNK
+from procession.engine.tasks import Kind, Kinds
+from procession.store.db import make_engine, migrate
+from procession.store.outbox import FollowUp
+from procession.store.sqlite import Checkpointer
+from procession.store.uow import UnitsOfWork
+from procession.store.writer import Writer
 
 T = TypeVar("T")
+KINDS: tuple[Kind, ...] = (BULK_CHUNK,)  # every kind of background work
+FOLLOW_UPS: tuple[FollowUp, ...] = ()  # rows written for the events of every save, with them
 
 
 @dataclass
 class Services:
     settings: Settings
     engine: sa.Engine
-    waker: Any = None  # wakes background work after a commit: the embedded runner or procrastinate
+    kinds: Kinds = field(default_factory=lambda: Kinds(*KINDS))
+    follow_ups: tuple[FollowUp, ...] = FOLLOW_UPS
+    runner: Any = None  # wakes background work after a commit: the embedded runner or procrastinate's
     checkpointer: Checkpointer | None = None  # SQLite: keeps the WAL short, off the writers' path
+    uows: UnitsOfWork = field(init=False)
     writer: Writer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writer = Writer(self.engine)
+        self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups)
+        self.writer = Writer(self.uows)
 
-    def uow(self, team_id: str, *, write: bool = True) -> UnitOfWork:
-        return UnitOfWork(self.engine, team_id, write=write)
+    def run(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``use_case(uows, ...)`` here, in transactions of its own: reads, the CLI, long writes."""
+        return use_case(self.uows, *args, **kwargs)
 
-    async def write(self, team_id: str, work: Callable[[MakeUow], T]) -> T:
-        """Run ``work(make_uow)`` for a request (see ``store.writer``: on SQLite together with the others
-        waiting, in one transaction; on PostgreSQL in the thread pool). Its result once it is durable."""
-        return await self.writer.run(team_id, work)
+    async def run_async(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``run`` from the event loop, on the thread pool (a bulk submission)."""
+        return await run_in_threadpool(use_case, self.uows, *args, **kwargs)
 
-    def wake(self, job_id: str) -> None:
-        if self.waker is not None:
-            self.waker.wake(job_id)
+    async def write(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A request's short write: on SQLite together with the others waiting, in one transaction (group
+        commit, ``store.writer``); on PostgreSQL on the thread pool. Its result once it is durable."""
+        return await self.writer.run(use_case, *args, **kwargs)
 
     def start_background(self) -> None:
         """Run background work in this process (embedded) or hand it to ``procession worker`` processes."""
@@ -48,16 +61,21 @@ class Services:
         if embedded or (embedded is None and self.settings.is_sqlite):
             from procession.engine.embedded import EmbeddedRunner
 
-            self.waker = EmbeddedRunner(self.engine)
-            self.waker.start()
+            self.runner = EmbeddedRunner(self.uows, self.kinds)
+            self.runner.start()
         elif not self.settings.is_sqlite:
             from procession.engine.distributed import DistributedWaker
 
-            self.waker = DistributedWaker(self.engine, self.settings.url)
+            self.runner = DistributedWaker(self.uows, self.settings.url, self.lease_ms)
+        self.uows.waker = self.runner
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.settings.lease_seconds * 1000)
 
     def close(self) -> None:
-        if self.waker is not None:
-            self.waker.stop()
+        if self.runner is not None:
+            self.runner.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.writer.close()

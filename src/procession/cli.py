@@ -12,7 +12,7 @@ from procession.bootstrap import Services, bootstrap
 from procession.domain.errors import ProcessionError
 from procession.services import teams as team_service
 from procession.services.templates import DEMO_SLUG, TEMPLATES, install_template, seed_demo
-from procession.store.repositories import key_by_hash
+from procession.store.repositories.teams import key_by_hash
 
 app = typer.Typer(help="Procession: a process engine for operations teams.", no_args_is_help=True)
 teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
@@ -33,8 +33,7 @@ def _demo_key(svc: Services, team_id: str) -> str:
         key = path.read_text().strip()
         if key_by_hash(svc.engine, team_service.hash_key(key)) is not None:
             return key
-    with svc.uow(team_id) as uow:
-        key = team_service.create_key(uow, role="admin", username="admin", label="demo")
+    key = svc.run(team_service.create_key, team_id, role="admin", username="admin", label="demo")
     path.write_text(key + "\n")
     os.chmod(path, 0o600)
     return key
@@ -62,7 +61,7 @@ def serve(
 
     svc = bootstrap()
     if demo:
-        key = _demo_key(svc, seed_demo(svc.engine))
+        key = _demo_key(svc, svc.run(seed_demo))
         typer.echo(f"Procession on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
         typer.echo(f"Demo team '{DEMO_SLUG}', admin API key: {key}", err=True)
     svc.start_background()
@@ -87,9 +86,7 @@ def worker(
         typer.echo("error: on SQLite, `procession serve` applies background work itself", err=True)
         raise typer.Exit(2)
     _settle_gc()
-    run_worker(
-        svc.engine, svc.settings.url, concurrency=concurrency, lease_ms=int(svc.settings.lease_seconds * 1000)
-    )
+    run_worker(svc.uows, svc.kinds, svc.settings.url, concurrency=concurrency, lease_ms=svc.lease_ms)
 
 
 @app.command()
@@ -103,7 +100,7 @@ def migrate() -> None:
 def demo() -> None:
     """Seed the demo team (slug 'demo') with every template; safe to run again."""
     svc = bootstrap()
-    seed_demo(svc.engine)
+    svc.run(seed_demo)
     typer.echo(f"demo team '{DEMO_SLUG}' ready", err=True)
 
 
@@ -123,7 +120,7 @@ def teams_create(
     except ProcessionError as e:
         _fail(e)
     if template:
-        install_template(lambda: svc.uow(team_id), template)
+        svc.run(install_template, team_id, template)
     typer.echo(team_id)
 
 
@@ -137,8 +134,8 @@ def keys_create(
     """Create an API key; prints the key alone on stdout (it is not shown again)."""
     svc = bootstrap()
     try:
-        with svc.uow(team_service.team_id(svc.engine, team)) as uow:
-            key = team_service.create_key(uow, role=role, username=user, label=label)
+        team_id = team_service.team_id(svc.engine, team)
+        key = svc.run(team_service.create_key, team_id, role=role, username=user, label=label)
     except ProcessionError as e:
         _fail(e)
     typer.echo(key)
@@ -149,8 +146,7 @@ def keys_list(team: Annotated[str, typer.Option(help="team slug")]) -> None:
     """List a team's keys (ids and prefixes, never the keys)."""
     svc = bootstrap()
     try:
-        with svc.uow(team_service.team_id(svc.engine, team), write=False) as uow:
-            rows = team_service.list_keys(uow)
+        rows = svc.run(team_service.list_keys, team_service.team_id(svc.engine, team))
     except ProcessionError as e:
         _fail(e)
     for k in rows:
@@ -163,8 +159,7 @@ def keys_revoke(key_id: str, team: Annotated[str, typer.Option(help="team slug")
     """Revoke a key by its id."""
     svc = bootstrap()
     try:
-        with svc.uow(team_service.team_id(svc.engine, team)) as uow:
-            team_service.revoke_key(uow, key_id)
+        svc.run(team_service.revoke_key, team_service.team_id(svc.engine, team), key_id)
     except ProcessionError as e:
         _fail(e)
     typer.echo("revoked", err=True)

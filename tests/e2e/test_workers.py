@@ -16,8 +16,8 @@ from procession.bootstrap import Services, bootstrap
 from procession.config import Settings
 from procession.engine.distributed import DistributedWaker
 from procession.services.commands import CreateProcess
-from procession.services.jobs import submit_job
-from procession.services.processes import create_process
+from procession.services.jobs import CHUNK, submit_job
+from procession.services.processes import create_in
 from procession.store import tables as t
 from tests.conftest import Team, make_team, postgres_database
 from tests.e2e.conftest import free_port, start, stop, wait_until_up
@@ -45,7 +45,7 @@ def seed(team: Team, processes: int) -> list[str]:
     ids = []
     with team.uow() as uow:
         for _ in range(processes):
-            ids.append(create_process(uow, team.caller, "lead", CreateProcess())["id"])
+            ids.append(create_in(uow, team.caller, "lead", CreateProcess())["id"])
         uow.commit()
     return ids
 
@@ -55,10 +55,17 @@ def submit(team: Team, ids: list[str], entries: int, pick: Callable[[int], int] 
     chunk names every process and the job is applied in order)."""
     pick = pick or (lambda i: i % len(ids))
     items = [{"id": ids[pick(i)], "data": {"score": i, "city": f"c{i % 7}"}} for i in range(entries)]
-    with team.uow() as uow:
-        job = submit_job(uow, team.caller, "lead", items, kind="update")
-        uow.commit()
+    _, job = team.services.run(submit_job, team.caller, "lead", items, kind="update")
     return str(job["id"])
+
+
+def wake(svc: Services, job_id: str) -> None:
+    """What the server does once a job is committed: defer its chunks' tasks."""
+    waker = DistributedWaker(svc.uows, svc.settings.url, svc.lease_ms)
+    try:
+        waker.wake(CHUNK, job_id)
+    finally:
+        waker.stop()
 
 
 def chunks_done(svc: Services, job_id: str) -> int:
@@ -102,7 +109,7 @@ def test_a_worker_killed_mid_job_loses_nothing_on_postgresql(pg: Services) -> No
     team = make_team(pg)
     ids, entries = seed(team, 300), 40_000
     job_id = submit(team, ids, entries)
-    DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
+    wake(pg, job_id)
     first = start("worker", env_of(pg))
     try:
         wait(lambda: chunks_done(pg, job_id) >= 5)
@@ -125,7 +132,7 @@ def on_two_workers(pg: Services, submit_job: Callable[[], str]) -> str:
     try:
         time.sleep(2)  # both listening
         job_id = submit_job()
-        DistributedWaker(pg.engine, pg.settings.url).wake(job_id)
+        wake(pg, job_id)
         with pg.engine.connect() as conn:
             chunks = conn.scalar(sa.select(t.jobs.c.chunks_total).where(t.jobs.c.id == job_id))
         wait(lambda: chunks_done(pg, job_id) == chunks)
@@ -145,9 +152,7 @@ def test_a_job_spreads_over_two_workers(pg: Services) -> None:
     )  # chunk k: ids[k]
     assert_applied_exactly_once(pg, job_id, ids, entries)
     with pg.engine.connect() as conn:
-        by = conn.scalars(
-            sa.select(t.job_chunks.c.applied_by).where(t.job_chunks.c.job_id == job_id).distinct()
-        )
+        by = conn.scalars(sa.select(t.tasks.c.done_by).where(t.tasks.c.ref == job_id).distinct())
         assert len(set(by)) == 2
 
 

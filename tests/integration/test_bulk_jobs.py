@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
@@ -15,83 +12,20 @@ import pytest
 import sqlalchemy as sa
 
 from procession.api.deps import request_hash
-from procession.bootstrap import Services
-from procession.domain.errors import Invalid
+from procession.domain.clock import now_ms
+from procession.domain.errors import Invalid, NotFound
 from procession.domain.process import Event
-from procession.engine import chunks
-from procession.engine.chunks import commit_written, plan_chunk, run_chunk, run_pending, write_planned
-from procession.engine.embedded import SWITCH_INTERVAL_S, EmbeddedRunner
-from procession.services import bulk
-from procession.services.bulk import write_updates
-from procession.services.commands import BulkProcesses, CreateProcess, UpdateProcess
-from procession.services.idempotency import run_once
-from procession.services.jobs import (
-    CHUNK_SIZE,
-    ENTRY_BATCH,
-    MAX_ITEMS,
-    abort_job,
-    job_entries,
-    job_view,
-    submit_job,
-)
-from procession.services.processes import create_process, load_procedure, update_process
-from procession.services.reads import get_process
+from procession.engine.bulk import BULK_CHUNK
+from procession.engine.tasks import Kinds
+from procession.services.commands import BulkProcesses, CreateProcess
+from procession.services.idempotency import Once
+from procession.services.jobs import CHUNK_SIZE, ENTRY_BATCH, MAX_ITEMS, abort_job, submit_job
+from procession.services.processes import create_in, load_procedure
 from procession.store import batch
 from procession.store import tables as t
-from procession.store.db import Checkpointer
-from procession.store.jobs import Queue
-from procession.store.uow import UnitOfWork
-from tests.conftest import Team, make_team, redefine
-
-
-def create(team: Team, body: dict) -> dict:
-    with team.uow() as uow:
-        out = create_process(uow, team.caller, "lead", CreateProcess.model_validate(body))
-        uow.commit()
-    return out
-
-
-def submit(team: Team, items: list, kind: str = "update") -> dict:
-    with team.uow() as uow:
-        job = submit_job(uow, team.caller, "lead", items, kind=kind)
-        uow.commit()
-    return job
-
-
-def drain(team: Team) -> int:
-    """Apply this team's pending chunks, as a worker would; the number applied here. (A server sharing the
-    database may apply some too: claims make sure each chunk is applied once.)"""
-    applied = 0
-    with team.services.engine.connect() as conn:
-        pending = conn.execute(
-            sa.select(t.job_chunks.c.job_id, t.job_chunks.c.chunk_no)
-            .join(t.jobs, t.jobs.c.id == t.job_chunks.c.job_id)
-            .where(t.jobs.c.team_id == team.id, t.job_chunks.c.status == "PENDING")
-            .order_by(t.jobs.c.created_at, t.job_chunks.c.chunk_no)
-        ).all()
-    for job_id, chunk_no in pending:
-        applied += run_chunk(team.services.engine, job_id, chunk_no)
-    for job_id in {j for j, _ in pending}:  # chunks another runner claimed finish there
-        deadline = time.monotonic() + 60
-        while job(team, job_id)["status"] in ("NOT_STARTED", "IN_PROGRESS"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    return applied
-
-
-def job(team: Team, job_id: str) -> dict:
-    with team.uow() as uow:
-        return job_view(uow, job_id)
-
-
-def entries(team: Team, job_id: str, status: str | None = None) -> list[dict]:
-    with team.uow() as uow:
-        return job_entries(uow, job_id, status=status, after=-1, limit=1000)[0]
-
-
-def read(team: Team, process_id: str) -> dict:
-    with team.uow() as uow:
-        return get_process(uow, "lead", (process_id,))
+from procession.store.tasks import Queue
+from tests.conftest import Team
+from tests.integration.bulk import create, drain, entries, job, read, run_chunk, submit, task_of
 
 
 def test_both_shapes_both_identifiers_and_every_field(team: Team) -> None:
@@ -154,7 +88,7 @@ def test_a_key_names_a_process_of_the_job_s_procedure_only(team: Team) -> None:
         "ffffffff-ffff-ffff-ffff-ffffffffffff"  # the ticket's row comes after the lead's (PostgreSQL: by id)
     )
     with team.uow() as uow:  # a ticket whose key is also a lead's key
-        ticket = create_process(uow, team.caller, "ticket", CreateProcess(data={"ticket_id": "SAME-1"}))
+        ticket = create_in(uow, team.caller, "ticket", CreateProcess(data={"ticket_id": "SAME-1"}))
         uow.conn.execute(sa.update(t.processes).where(t.processes.c.id == ticket["id"]).values(id=last))
         uow.commit()
     lead = create(team, {"data": {"lead_id": "SAME-1"}})
@@ -217,11 +151,10 @@ def test_chunks_hold_a_thousand_valid_entries_each_with_invalid_ones_between(tea
         {"status": "COMPLETED"} if i % 4 == 3 else {"id": p["id"], "data": {"score": i}} for i in range(5500)
     ]
     j = submit(team, items)
-    c, e = t.job_chunks.c, t.job_entries.c
+    c, e = t.tasks.c, t.job_entries.c
     with team.services.engine.connect() as conn:
-        bounds = conn.execute(
-            sa.select(c.first_idx, c.end_idx).where(c.job_id == j["id"]).order_by(c.chunk_no)
-        ).all()
+        args = conn.scalars(sa.select(c.args).where(c.ref == j["id"]).order_by(c.part)).all()
+        bounds = [(a["first"], a["end"]) for a in args]
         valid = [
             conn.scalar(
                 sa.select(sa.func.count())
@@ -251,12 +184,9 @@ def test_bulk_updates_write_the_same_events_as_single_updates(team: Team) -> Non
 def test_abort_leaves_unapplied_entries_not_started(team: Team) -> None:
     p = create(team, {})
     j = submit(team, [{"id": p["id"], "data": {"score": i}} for i in range(2500)])
-    assert run_chunk(team.services.engine, j["id"], 0)
-    with team.uow() as uow:
-        assert abort_job(uow, j["id"])["status"] == "ABORTED"
-    assert run_chunk(
-        team.services.engine, j["id"], 1
-    )  # a chunk after the abort: its entries stay as they are
+    assert run_chunk(team, j["id"], 0)
+    assert team.services.run(abort_job, team.caller, j["id"])["status"] == "ABORTED"
+    assert run_chunk(team, j["id"], 1)  # a chunk after the abort: its entries stay as they are
     assert job(team, j["id"])["finishedAt"] is not None  # the job finished when it was aborted
     drain(team)
     final = job(team, j["id"])
@@ -295,13 +225,8 @@ def test_idempotent_resubmission_returns_the_same_job(team: Team) -> None:
     body = BulkProcesses(processes=[{"id": p["id"], "data": {"score": 1}}])
 
     def send(b: BulkProcesses) -> tuple[int, dict]:
-        return run_once(
-            team.uow,
-            "bulk-1",
-            request_hash("bulk-update lead", b),
-            202,
-            lambda uow: submit_job(uow, team.caller, "lead", b.processes, kind="update"),
-        )
+        once = Once("bulk-1", request_hash("bulk-update lead", b))
+        return team.services.run(submit_job, team.caller, "lead", b.processes, kind="update", once=once)
 
     first, again = send(body), send(body)
     assert first[1]["id"] == again[1]["id"]
@@ -315,8 +240,8 @@ def test_idempotent_resubmission_returns_the_same_job(team: Team) -> None:
 def test_a_chunk_is_applied_once(team: Team) -> None:
     p = create(team, {})
     j = submit(team, [{"id": p["id"], "data": {"score": 1}}])
-    first = run_chunk(team.services.engine, j["id"], 0)
-    assert run_chunk(team.services.engine, j["id"], 0) is False
+    first = run_chunk(team, j["id"], 0)
+    assert run_chunk(team, j["id"], 0) is False
     assert first or job(team, j["id"])["status"] in ("IN_PROGRESS", "COMPLETED")  # or a server took it
     drain(team)
     assert job(team, j["id"])["counts"]["SUCCESS"] == 1
@@ -348,26 +273,22 @@ def test_a_hundred_thousand_entries(team: Team) -> None:
 
 @pytest.mark.parametrize("kind", ["update", "create"])
 def test_unknown_procedure_is_not_found(team: Team, kind: str) -> None:
-    from procession.domain.errors import NotFound
-
-    with pytest.raises(NotFound), team.uow() as uow:
-        submit_job(uow, team.caller, "nope", [{}], kind=kind)
+    with pytest.raises(NotFound):
+        team.services.run(submit_job, team.caller, "nope", [{}], kind=kind)
 
 
-def test_a_chunk_that_keeps_failing_ends_as_errors_and_a_failed_job(team: Team, monkeypatch) -> None:
-    import procession.engine.chunks as chunks
-
+def test_a_chunk_that_keeps_failing_ends_as_errors_and_a_failed_job(team: Team) -> None:
     p = create(team, {})
     j = submit(team, [{"id": p["id"], "data": {"score": 1}}, {"id": p["id"], "data": {"score": 2}}])
 
-    def broken(*_: object) -> list:
+    def broken(*_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(chunks, "apply_chunk", broken)
-    for attempt in range(chunks.MAX_ATTEMPTS):
+    kinds = Kinds(replace(BULK_CHUNK, run=broken))
+    for attempt in range(BULK_CHUNK.max_attempts):
         assert job(team, j["id"])["status"] == "NOT_STARTED", attempt
         with pytest.raises(RuntimeError):
-            run_chunk(team.services.engine, j["id"], 0)
+            run_chunk(team, j["id"], 0, kinds)
     final = job(team, j["id"])
     assert final["status"] == "FAILED" and final["counts"]["ERROR"] == 2
     assert {e["errors"][0]["code"] for e in entries(team, j["id"])} == {"internal"}
@@ -375,10 +296,12 @@ def test_a_chunk_that_keeps_failing_ends_as_errors_and_a_failed_job(team: Team, 
 
 
 def waits_for(team: Team, job_id: str) -> list[int | None]:
-    """Each chunk's ``after_chunk``: the earlier chunk it waits for."""
-    c = t.job_chunks.c
+    """For each chunk, the chunk of its job up to which it waits (None: only the procedure's earlier jobs)."""
+    c = t.tasks.c
     with team.services.engine.connect() as conn:
-        return list(conn.scalars(sa.select(c.after_chunk).where(c.job_id == job_id).order_by(c.chunk_no)))
+        rows = conn.execute(sa.select(c.id, c.part, c.after_id).where(c.ref == job_id).order_by(c.part)).all()
+    part = {task_id: n for task_id, n, _ in rows}
+    return [part.get(after) for _, _, after in rows]
 
 
 def test_chunks_naming_the_same_process_apply_in_order_and_the_others_at_once(team: Team) -> None:
@@ -399,13 +322,12 @@ def test_chunks_naming_the_same_process_apply_in_order_and_the_others_at_once(te
     creates = submit(team, [{}] * 2001, kind="create")
     assert waits_for(team, creates["id"]) == [None, 0, 1]
 
-    engine = team.services.engine
-    assert run_chunk(engine, j["id"], 2) is False  # chunk 0 first
-    assert run_chunk(engine, j["id"], 1) is True  # independent of chunk 0
-    assert run_chunk(engine, j["id"], 3) is False  # every chunk up to 1 first: 0 is pending
-    assert run_chunk(engine, j["id"], 0) is True
-    assert run_chunk(engine, j["id"], 3) is True
-    assert run_chunk(engine, j["id"], 2) is True
+    assert run_chunk(team, j["id"], 2) is False  # chunk 0 first
+    assert run_chunk(team, j["id"], 1) is True  # independent of chunk 0
+    assert run_chunk(team, j["id"], 3) is False  # every chunk up to 1 first: 0 is pending
+    assert run_chunk(team, j["id"], 0) is True
+    assert run_chunk(team, j["id"], 3) is True
+    assert run_chunk(team, j["id"], 2) is True
     assert job(team, j["id"])["counts"]["SUCCESS"] == 4000
     assert read(team, a["id"])["data"]["score"] == 999  # the last entry naming it, applied last
     drain(team)
@@ -434,14 +356,14 @@ def test_jobs_of_a_procedure_apply_in_the_order_they_were_submitted(team: Team) 
     a, b = create(team, {}), create(team, {})
     first = submit(team, [{"id": a["id"], "data": {"score": 1}}])
     second = submit(team, [{"id": b["id"], "data": {"score": 2}}])
-    engine = team.services.engine
-    assert run_chunk(engine, second["id"], 0) is False  # the first job is pending
+    assert run_chunk(team, second["id"], 0) is False  # the first job is pending
+    done, waiting = task_of(team, first["id"], 0), task_of(team, second["id"], 0)
     with team.services.engine.begin() as conn:
-        assert Queue(conn).unblocked_by(first["id"], 0) == []  # not done yet
-    assert run_chunk(engine, first["id"], 0) is True
+        assert Queue(conn).lease_lane(done, now_ms(), 1000) == []  # not done yet
+    assert run_chunk(team, first["id"], 0) is True
     with team.services.engine.begin() as conn:
-        assert Queue(conn).unblocked_by(first["id"], 0) == [(second["id"], 0)]
-    assert run_chunk(engine, second["id"], 0) is True
+        assert Queue(conn).lease_lane(done, now_ms(), 1000) == [waiting]
+    assert run_chunk(team, second["id"], 0) is True
 
     c = create(team, {})  # by their names alone the two chunks share nothing; but a key moves
     renames = submit(
@@ -450,149 +372,6 @@ def test_jobs_of_a_procedure_apply_in_the_order_they_were_submitted(team: Team) 
     )
     assert waits_for(team, renames["id"]) == [None, 0]
     drain(team)
-
-
-def ahead(team: Team, items: list[dict]) -> tuple[str, Any]:
-    """A one-chunk job, worked out ahead as the embedded runner does while the chunk before it commits."""
-    j = submit(team, items)
-    return j["id"], plan_chunk(team.services.engine, j["id"], 0)
-
-
-def as_planned(team: Team, job_id: str, planned: Any) -> bool:
-    """Whether the chunk was written as worked out (False: applied afresh instead)."""
-    written = write_planned(team.services.engine, (job_id, 0), planned)
-    return written is not None and commit_written(team.services.engine, written)
-
-
-def test_a_chunk_worked_out_ahead_is_written_only_if_what_it_read_is_unchanged(team: Team) -> None:
-    """Written as worked out when nothing it read changed; applied afresh, under the write lock, when one
-    of its processes was updated, its procedure was changed, a key it gives was taken or its job was
-    aborted meanwhile: no update is lost, and every entry gets the result the fresh state gives."""
-    a, b = create(team, {}), create(team, {})
-
-    job_id, planned = ahead(team, [{"id": a["id"], "data": {"score": 1}}])
-    assert as_planned(team, job_id, planned)
-    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1, 2)
-
-    job_id, planned = ahead(team, [{"id": a["id"], "data": {"score": 2}}])
-    with team.uow() as uow:  # an update over the API meanwhile: the worked-out data lacks its city
-        update_process(uow, team.caller, "lead", (a["id"],), UpdateProcess(data={"city": "Paris"}))
-    assert not as_planned(team, job_id, planned)
-    after = read(team, a["id"])
-    assert (after["data"]["score"], after["data"]["city"], after["version"]) == (2, "Paris", 4)
-
-    job_id, planned = ahead(team, [{"id": b["id"], "data": {"lead_id": "TAKEN-1"}}])
-    create(team, {"data": {"lead_id": "TAKEN-1"}})
-    assert not as_planned(team, job_id, planned)
-    assert [e["errors"][0]["code"] for e in entries(team, job_id)] == ["duplicate_primary_key"]
-
-    job_id, planned = ahead(team, [{"id": b["id"], "data": {"score": 3}}])
-    redefine(team, "lead", label="Leads, renamed")
-    assert not as_planned(team, job_id, planned)
-    assert job(team, job_id)["counts"]["SUCCESS"] == 1 and read(team, b["id"])["data"]["score"] == 3
-
-    # entries refused on what the plan read: a key that names no process yet, a deleted process
-    gone = create(team, {})
-    with team.uow() as uow:
-        update_process(uow, team.caller, "lead", (gone["id"],), UpdateProcess(isDeleted=True))
-    job_id, planned = ahead(
-        team, [{"lead_id": "LATE-1", "data": {"score": 5}}, {"id": gone["id"], "data": {"score": 6}}]
-    )
-    assert [r["b_status"] for r in planned.plan.results] == ["ERROR", "ERROR"]
-    create(team, {"data": {"lead_id": "LATE-1"}})
-    with team.uow() as uow:
-        update_process(uow, team.caller, "lead", (gone["id"],), UpdateProcess(isDeleted=False))
-    assert not as_planned(team, job_id, planned)
-    assert job(team, job_id)["counts"]["SUCCESS"] == 2 and read(team, gone["id"])["data"]["score"] == 6
-
-    job_id, planned = ahead(team, [{"id": b["id"], "data": {"score": 4}}])
-    with team.uow() as uow:
-        abort_job(uow, job_id)
-    assert not as_planned(team, job_id, planned)
-    assert job(team, job_id)["counts"]["NOT_STARTED"] == 1 and read(team, b["id"])["data"]["score"] == 3
-
-
-def test_the_embedded_runner_applies_chunks_in_turn_while_one_commits(team: Team) -> None:
-    """Chunks naming the same process wait for the one in flight to commit; the others are worked out
-    while it does. Every entry is applied once, in the order sent; a stopped runner starts nothing."""
-    a, b, c = create(team, {}), create(team, {}), create(team, {})
-    # chunks 0 and 2 name a; chunk 1 names b and c: worked out while chunk 0 commits
-    j = submit(
-        team,
-        [{"id": a["id"], "data": {"score": i}} for i in range(1000)]
-        + [{"id": p["id"], "data": {"score": i}} for i in range(500) for p in (b, c)]
-        + [{"id": a["id"], "data": {"score": 1000 + i}} for i in range(500)],
-    )
-    with ThreadPoolExecutor(1) as committer:
-        stopped = threading.Event()
-        stopped.set()
-        assert run_pending(team.services.engine, committer, stopped) is False
-        assert job(team, j["id"])["counts"]["NOT_STARTED"] == 2500
-        assert run_pending(team.services.engine, committer, threading.Event()) is True
-        assert gc.isenabled()  # paused per chunk only
-    drain(team)
-    assert job(team, j["id"])["counts"]["SUCCESS"] == 2500
-    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1499, 1501)
-    assert [(read(team, p["id"])["data"]["score"], read(team, p["id"])["version"]) for p in (b, c)] == [
-        (499, 501),
-        (499, 501),
-    ]
-
-
-def test_a_chunk_whose_commit_fails_is_applied_afresh(
-    team: Team, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The embedded runner commits a chunk on its helper thread; if that commit fails (the disk, the
-    connection), nothing of the chunk is kept and the runner applies it afresh: every entry once, in order."""
-    a, b = create(team, {}), create(team, {})
-    # chunk 0 names a, chunk 1 names b (worked out while chunk 0 commits), chunk 2 names a again
-    j = submit(
-        team,
-        [{"id": a["id"], "data": {"score": i}} for i in range(1000)]
-        + [{"id": b["id"], "data": {"score": i}} for i in range(1000)]
-        + [{"id": a["id"], "data": {"score": 1000 + i}} for i in range(500)],
-    )
-    real, failed = UnitOfWork.commit, []
-
-    def first_on_the_helper_fails(uow: UnitOfWork) -> None:
-        on_helper = threading.current_thread().name.startswith("failing")
-        if on_helper and uow.team_id == team.id and not failed:  # other tests' jobs may be pending too
-            failed.append(uow)
-            raise sa.exc.OperationalError("COMMIT", None, Exception("disk I/O error"))
-        real(uow)
-
-    monkeypatch.setattr(UnitOfWork, "commit", first_on_the_helper_fails)
-    with ThreadPoolExecutor(1, thread_name_prefix="failing") as committer:
-        assert run_pending(team.services.engine, committer, threading.Event()) is True
-    assert len(failed) == 1
-    assert f"chunk {j['id']}/0: the commit failed" in caplog.text  # the first chunk, while 1 was worked out
-    assert job(team, j["id"])["status"] == "COMPLETED"
-    assert job(team, j["id"])["counts"]["SUCCESS"] == 2500
-    assert (read(team, a["id"])["data"]["score"], read(team, a["id"])["version"]) == (1499, 1501)
-    assert (read(team, b["id"])["data"]["score"], read(team, b["id"])["version"]) == (999, 1001)
-
-
-def test_a_chunk_that_fails_again_afresh_counts_one_attempt_a_round(
-    team: Team, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """If a chunk's writes fail on the helper thread and applying it afresh fails too, that failure is
-    recorded once (the chunk backs off before its next attempt) and the runner stops to retry later."""
-    p = create(team, {})
-    j = submit(team, [{"id": p["id"], "data": {"score": 1}}])
-
-    def broken(uow: UnitOfWork, plan: Any) -> Any:
-        if uow.team_id == team.id:  # other tests' jobs may be pending too
-            raise RuntimeError("broken")
-        return write_updates(uow, plan)
-
-    monkeypatch.setattr(chunks, "write_updates", broken)
-    monkeypatch.setattr(bulk, "write_updates", broken)
-    with ThreadPoolExecutor(1) as committer, pytest.raises(RuntimeError, match="broken"):
-        run_pending(team.services.engine, committer, threading.Event())
-    with team.services.engine.connect() as conn:
-        attempts = sa.select(t.job_chunks.c.attempts).where(t.job_chunks.c.job_id == j["id"])
-        assert conn.scalar(attempts) == 1
-    assert job(team, j["id"])["counts"]["NOT_STARTED"] == 1
 
 
 def test_an_item_holding_the_nul_character_is_one_invalid_entry(team: Team) -> None:
@@ -616,10 +395,14 @@ def test_a_write_sent_behind_is_refused_when_it_settles(team: Team) -> None:
     j = submit(team, [{"id": "x"}])  # its entry 0
     sent = []  # what running the refused write returned: it was sent, its refusal still to come
     with team.uow() as uow, pytest.raises(sa.exc.IntegrityError), uow.pipelined() as settle:
-        batch.run(uow.conn, batch.insert_entries(uow.conn, j["id"], [(1, "INVALID", "{}", None, None)]))
+        batch.run(
+            uow.conn, batch.insert_entries(uow.conn, team.id, j["id"], [(1, "INVALID", "{}", None, None)])
+        )
         settle()
         sent.append(
-            batch.run(uow.conn, batch.insert_entries(uow.conn, j["id"], [(0, "INVALID", "{}", None, None)]))
+            batch.run(
+                uow.conn, batch.insert_entries(uow.conn, team.id, j["id"], [(0, "INVALID", "{}", None, None)])
+            )
         )
         settle()
     assert sent == [-1]
@@ -663,66 +446,3 @@ def test_in_a_pipeline_a_statement_waits_for_its_own_reply(team: Team) -> None:
         saves = batch.update_processes(uow.conn, procedure, [process], set(), {p["id"]: process.version})
         assert batch.run(uow.conn, saves) == 1
         assert uow.processes.id_by_pk(procedure.id, "PIPE-1") == p["id"]
-
-
-def wal_frames(engine: sa.Engine) -> int:
-    """The frames in the WAL since it was last started over (and all of them copied into the file now)."""
-    with engine.connect() as conn:
-        driver: Any = conn.connection.driver_connection
-        busy, frames, copied = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        assert (busy, copied) == (0, frames)
-        return int(frames)
-
-
-def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
-    sqlite_services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A job's chunks are worked out while the one before commits, so a reader is on the WAL at every commit
-    and no commit could start it over. Every ``RESTART_EVERY`` chunks the runner copies it with none of its
-    readers on it, and the next commit writes it over from its start; without that (here nothing else copies
-    the WAL: the ``Checkpointer`` waits an hour between turns) it holds every frame of the job."""
-    team = make_team(sqlite_services)
-    engine = sqlite_services.engine
-    processes = [create(team, {}) for _ in range(16)]
-    items = [  # chunk k names processes 2k and 2k + 1 only: none waits for another
-        {"id": processes[2 * k + i % 2]["id"], "data": {"score": i}} for k in range(8) for i in range(1000)
-    ]
-    frames = {}
-    checkpointer = Checkpointer(engine, interval=3600)  # as serve runs it: writers leave the WAL to it
-    checkpointer.start()
-    try:
-        for every in (10**9, 2):
-            monkeypatch.setattr(chunks, "RESTART_EVERY", every)
-            wal_frames(engine)  # copied: the job's writes start it over
-            j = submit(team, items)
-            with ThreadPoolExecutor(1) as committer:
-                assert run_pending(engine, committer, threading.Event()) is True
-            frames[every] = wal_frames(engine)
-            assert job(team, j["id"])["counts"]["SUCCESS"] == 8000
-    finally:
-        checkpointer.stop()
-    assert frames[2] * 3 < frames[10**9], "the last chunk's frames against all of the job's"
-    assert [read(team, p["id"])["version"] for p in processes] == [1001] * 16
-
-
-def test_the_embedded_runner_applies_what_it_is_woken_for_and_gives_the_switch_interval_back(
-    team: Team,
-) -> None:
-    """While it runs, the process switches threads every 0.5 ms at most (see ``EmbeddedRunner.start``);
-    once stopped, as often as it did before."""
-    before = sys.getswitchinterval()
-    p = create(team, {})
-    runner = EmbeddedRunner(team.services.engine, poll_seconds=60)  # only a wake makes it look again
-    runner.start()
-    try:
-        assert sys.getswitchinterval() == min(before, SWITCH_INTERVAL_S)
-        j = submit(team, [{"id": p["id"], "data": {"score": 7}}])
-        runner.wake(j["id"])
-        deadline = time.monotonic() + 30
-        while job(team, j["id"])["status"] != "COMPLETED":
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        runner.stop()
-    assert sys.getswitchinterval() == before
-    assert read(team, p["id"])["data"]["score"] == 7

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from procession.api.deps import request_hash
 from procession.domain.errors import Conflict, Invalid, NotFound
 from procession.services.commands import CreateProcess
-from procession.services.idempotency import run_once
+from procession.services.idempotency import Once
 from procession.services.processes import create_process
 from procession.store import tables as t
 from tests.conftest import Team
@@ -26,10 +26,7 @@ TED = {
 
 
 def create(team: Team, body: dict, procedure: str = "lead") -> dict:
-    with team.uow() as uow:
-        out = create_process(uow, team.caller, procedure, CreateProcess.model_validate(body))
-        uow.commit()
-    return out
+    return team.services.run(create_process, team.caller, procedure, CreateProcess.model_validate(body))[1]
 
 
 def events_of(team: Team, process_id: str) -> list[str]:
@@ -137,13 +134,8 @@ def test_another_teams_references_are_invisible(team: Team, team_factory) -> Non
 def test_idempotency_replays_the_first_answer_and_refuses_another_body(team: Team) -> None:
     def submit(body: dict) -> tuple[int, dict]:
         cmd = CreateProcess.model_validate(body)
-        return run_once(
-            team.uow,
-            "key-1",
-            request_hash("create lead", cmd),
-            201,
-            lambda uow: create_process(uow, team.caller, "lead", cmd),
-        )
+        once = Once("key-1", request_hash("create lead", cmd))
+        return team.services.run(create_process, team.caller, "lead", cmd, once=once)
 
     first, again = submit({"data": {"score": 1}}), submit({"data": {"score": 1}})
     assert first == again

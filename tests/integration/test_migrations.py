@@ -12,8 +12,8 @@ from alembic.migration import MigrationContext
 
 from procession.bootstrap import Services
 from procession.store.db import alembic_config
-from procession.store.jobs import Queue
-from procession.store.repositories import Procedures
+from procession.store.repositories.jobs import Jobs
+from procession.store.repositories.schemas import Procedures
 from procession.store.tables import metadata
 from tests.conftest import postgres_database
 
@@ -76,7 +76,8 @@ def test_jobs_made_before_0004_get_their_entry_counts(tmp_path: Path) -> None:
                     )
             command.upgrade(cfg, "head")
             with engine.connect() as conn:
-                job = Queue(conn).job("j1")
+                job = Jobs(conn, "t1").get("j1")
+            assert job is not None
             assert job.counts == {"INVALID": 1, "NOT_STARTED": 1, "SUCCESS": 3, "ERROR": 1}
             command.downgrade(cfg, "0003")
         finally:

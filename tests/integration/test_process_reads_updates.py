@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from procession.domain.errors import Conflict, Invalid, NotFound
+from procession.domain.process import ProcessChange
 from procession.services.commands import (
     CreateProcess,
     EntityInput,
@@ -20,26 +21,21 @@ from procession.services.processes import create_process, update_process
 from procession.services.reads import get_process, list_processes, process_history
 from procession.store import batch
 from procession.store import tables as t
+from procession.store.repositories.schemas import Entities
 from tests.conftest import Team, redefine
 
 
 def create(team: Team, body: dict, procedure: str = "lead") -> dict:
-    with team.uow() as uow:
-        out = create_process(uow, team.caller, procedure, CreateProcess.model_validate(body))
-        uow.commit()
-    return out
+    return team.services.run(create_process, team.caller, procedure, CreateProcess.model_validate(body))[1]
 
 
 def update(team: Team, ref: tuple[str, ...], body: dict, version: int | None = None) -> dict:
-    with team.uow() as uow:
-        return update_process(
-            uow, team.caller, "lead", ref, UpdateProcess.model_validate(body), expected_version=version
-        )
+    cmd = UpdateProcess.model_validate(body)
+    return team.services.run(update_process, team.caller, "lead", ref, cmd, expected_version=version)
 
 
 def search(team: Team, **body) -> tuple[list[dict], dict]:
-    with team.services.uow(team.id, write=False) as uow:
-        return list_processes(uow, "lead", ListProcesses.model_validate(body))
+    return team.services.run(list_processes, team.caller, "lead", ListProcesses.model_validate(body))
 
 
 def scores(team: Team, where: dict) -> list[int]:
@@ -174,22 +170,23 @@ def test_an_update_writes_every_field_it_changes(team: Team) -> None:
     ]
     for body in changes:
         answered = update(team, (p["id"],), body)
-        with team.services.uow(team.id, write=False) as uow:
-            stored = get_process(uow, "lead", (p["id"],))
+        stored = team.services.run(get_process, team.caller, "lead", (p["id"],))
         assert stored == answered
     assert stored["data"]["lead_id"] == "LEAD-MOVED" and stored["completedAt"] is None
 
 
-def test_a_key_taken_by_a_concurrent_writer_is_an_integrity_error(team: Team) -> None:
-    """The batched save reports the unique index as SQLAlchemy does everywhere (the API's 409), not as the
-    driver's own error (a 500)."""
+def test_a_key_taken_by_a_concurrent_writer_is_a_conflict(team: Team) -> None:
+    """The save reports the unique index as the API's 409 (duplicate_primary_key), not as the driver's own
+    error (a 500), when the key was free as the rules checked it and taken by the time it is written."""
     a, b = create(team, {}), create(team, {})
     with team.uow() as uow:
         taken, lead = uow.processes.get(a["id"]), uow.procedures.get("lead")
         assert taken is not None and lead is not None and lead.primary_key is not None
-        taken.data = {**taken.data, lead.primary_key: b["data"]["lead_id"]}  # as an update racing b's
-        with pytest.raises(sa.exc.IntegrityError):
-            batch.run(uow.conn, batch.update_processes(uow.conn, lead, [taken], {f"data.{lead.primary_key}"}))
+        change = ProcessChange(data={lead.primary_key: b["data"]["lead_id"]})  # as an update racing b's
+        events = taken.apply(lead, change, now=taken.updated_at + 1)
+        with pytest.raises(Conflict) as refused:
+            uow.processes.save(lead, taken, events, actor=None)
+    assert refused.value.code == "duplicate_primary_key"
 
 
 def test_the_batched_writer_writes_within_the_process_s_team(team: Team) -> None:
@@ -230,11 +227,13 @@ def test_a_definition_saved_over_a_newer_one_is_a_conflict_and_re_keys_nothing(t
     first = create(team, ted)
     with team.uow() as uow:
         customer = uow.entities.get("customer")
-        assert customer is not None
-        body = {k: v for k, v in customer.to_dict().items() if k in EntityInput.model_fields}
-        uow.entities.save = lambda *_, **__: 0  # type: ignore[method-assign]  # another admin saved first
+    assert customer is not None
+    body = {k: v for k, v in customer.to_dict().items() if k in EntityInput.model_fields}
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Entities, "save", lambda *_, **__: 0)  # another admin saved first
         with pytest.raises(Conflict):
-            define_entity(uow, EntityInput.model_validate({**body, "primaryKey": "email"}), ref="customer")
+            define = EntityInput.model_validate({**body, "primaryKey": "email"})
+            team.services.run(define_entity, team.id, define, ref="customer")
     assert create(team, ted)["record"] == first["record"]  # still matched by phone number
 
 
@@ -309,9 +308,10 @@ def test_history_pages_in_commit_order(team: Team) -> None:
     p = create(team, {})
     for i in range(5):
         update(team, (p["id"],), {"data": {"score": i + 1}})
-    with team.services.uow(team.id, write=False) as uow:
-        first, meta = process_history(uow, "lead", (p["id"],), limit=4)
-        rest, end = process_history(uow, "lead", (p["id"],), after=meta["nextAfter"], limit=4)
+    first, meta = team.services.run(process_history, team.caller, "lead", (p["id"],), limit=4)
+    rest, end = team.services.run(
+        process_history, team.caller, "lead", (p["id"],), after=meta["nextAfter"], limit=4
+    )
     assert [e["type"] for e in first + rest] == ["process.created"] + ["process.updated"] * 5
     assert [e["changes"]["data.score"]["new"] for e in (first + rest)[1:]] == [1, 2, 3, 4, 5]
     assert end["hasMore"] is False

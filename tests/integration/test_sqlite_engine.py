@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from procession.store.db import Checkpointer, checkpoint, make_engine
+from procession.store.db import make_engine
+from procession.store.sqlite import Checkpointer, checkpoint
 
 
 def threshold(engine: sa.Engine) -> int:

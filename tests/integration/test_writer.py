@@ -15,11 +15,10 @@ import sqlalchemy as sa
 from procession.bootstrap import Services
 from procession.domain.errors import Conflict
 from procession.services.commands import CreateProcess
-from procession.services.processes import create_process
+from procession.services.processes import create_in
 from procession.store import tables as t
-from procession.store.db import write_lock
-from procession.store.uow import UnitOfWork
-from procession.store.writer import MakeUow, in_one
+from procession.store.sqlite import write_lock
+from procession.store.uow import UnitOfWork, UnitsOfWork
 from tests.conftest import Team, make_team
 
 
@@ -35,13 +34,13 @@ def test_concurrent_writes_keep_their_own_outcomes(team: Team) -> None:
     def create(body: dict[str, Any], fail_after: bool = False) -> Any:
         def work(uow: UnitOfWork) -> dict[str, Any]:
             seen.append(uow)
-            out = create_process(uow, team.caller, "lead", CreateProcess.model_validate(body))
+            out = create_in(uow, team.caller, "lead", CreateProcess.model_validate(body))
             if fail_after:
                 raise Boom(out["id"])
             uow.commit()
             return out
 
-        return team.services.write(team.id, in_one(work))
+        return team.services.write(in_one(team, work))
 
     taken = asyncio.run(create({"data": {"lead_id": "LEAD-1"}}))
 
@@ -85,7 +84,7 @@ def _write_while_held(team: Team, hold: Callable[[], None], release: Callable[[]
         hold()
         asyncio.get_running_loop().call_later(0.3, release)
         started = time.perf_counter()
-        out = await team.services.write(team.id, in_one(lambda uow: _create(uow, team)))
+        out = await team.services.write(in_one(team, lambda uow: _create(uow, team)))
         assert time.perf_counter() - started >= 0.25  # it did wait
         ticker.cancel()
         return ticks, out
@@ -116,23 +115,33 @@ def test_a_write_waits_for_the_file_lock_off_the_event_loop(sqlite_services: Ser
     _write_while_held(team, hold, release.set)
 
 
+def in_one(team: Team, work: Callable[[UnitOfWork], Any]) -> Callable[[UnitsOfWork], Any]:
+    """``work(uow)`` as a use case: in one unit of work of the team's (which ``work`` commits)."""
+
+    def use_case(uows: UnitsOfWork) -> Any:
+        with uows.write(team.id) as uow:
+            return work(uow)
+
+    return use_case
+
+
 def _create(uow: UnitOfWork, team: Team) -> dict[str, Any]:
-    out = create_process(uow, team.caller, "lead", CreateProcess())
+    out = create_in(uow, team.caller, "lead", CreateProcess())
     uow.commit()
     return out
 
 
 def test_a_call_can_open_several_units_of_work(team: Team) -> None:
-    """``make_uow`` may be called more than once (the idempotency replay does): each is its own unit."""
+    """A use case may open several units of work (the idempotency replay does): each is its own unit."""
 
-    def work(make_uow: MakeUow) -> list[str]:
-        with make_uow() as first:
+    def work(uows: UnitsOfWork) -> list[str]:
+        with uows.write(team.id) as first:
             kept = _create(first, team)["id"]
-        with make_uow() as second:
-            dropped = create_process(second, team.caller, "lead", CreateProcess())["id"]  # not committed
+        with uows.write(team.id) as second:
+            dropped = create_in(second, team.caller, "lead", CreateProcess())["id"]  # not committed
         return [kept, dropped]
 
-    kept, dropped = asyncio.run(team.services.write(team.id, work))
+    kept, dropped = asyncio.run(team.services.write(work))
     with team.uow() as uow:
         assert uow.processes.get(kept) is not None and uow.processes.get(dropped) is None
 
@@ -153,7 +162,7 @@ def test_a_group_whose_transaction_is_lost_reports_every_call_failed(sqlite_serv
         raise Boom("the file went away")
 
     async def main() -> list[Any]:
-        calls = [team.services.write(team.id, in_one(w)) for w in (good, fatal, good)]
+        calls = [team.services.write(in_one(team, w)) for w in (good, fatal, good)]
         return await asyncio.gather(*calls, return_exceptions=True)
 
     outcomes = asyncio.run(main())

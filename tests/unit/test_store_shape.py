@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from procession.domain.process import Process
-from procession.store.repositories import _PROCESS_COLUMNS
+from procession.store.repositories.processes import _PROCESS_COLUMNS
 
 
 def test_process_columns_follow_the_process_fields_in_order() -> None:

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 from procession.api.deps import admin, services
 from procession.api.envelope import documented, reply
 from procession.bootstrap import Services
-from procession.domain.errors import NotFound
 from procession.services import configuration as conf
 from procession.services.commands import EntityInput, PodInput, ProcedureInput, UserInput
 from procession.services.common import Caller
@@ -24,8 +23,7 @@ def create_entity(
     body: EntityInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
     """Create an entity (a record type) with its attributes and primary key."""
-    with svc.uow(who.team_id) as uow:
-        return reply(conf.define_entity(uow, body), status=201)
+    return reply(svc.run(conf.define_entity, who.team_id, body), status=201)
 
 
 @router.put("/entities/{entityId}", responses=documented(Config, 200, 409))
@@ -33,8 +31,7 @@ def update_entity(
     entityId: str, body: EntityInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
     """Replace an entity's definition; attributes sent with their ``id`` keep it."""
-    with svc.uow(who.team_id) as uow:
-        return reply(conf.define_entity(uow, body, ref=entityId))
+    return reply(svc.run(conf.define_entity, who.team_id, body, ref=entityId))
 
 
 @router.post("/procedures", status_code=201, responses=documented(Config, 201, 409))
@@ -42,8 +39,7 @@ def create_procedure(
     body: ProcedureInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
     """Create a procedure: attributes, primary key, states, state graph, initial state, entity, parent."""
-    with svc.uow(who.team_id) as uow:
-        return reply(conf.define_procedure(uow, body), status=201)
+    return reply(svc.run(conf.define_procedure, who.team_id, body), status=201)
 
 
 @router.get("/procedures/{procedureId}", responses=documented(Config))
@@ -51,11 +47,7 @@ def get_procedure(
     procedureId: str, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
     """One procedure, with ids and shortIds."""
-    with svc.uow(who.team_id, write=False) as uow:
-        found = uow.procedures.get(procedureId)
-        if found is None:
-            raise NotFound(f"no procedure {procedureId!r}")
-        return reply(found.to_dict())
+    return reply(svc.run(conf.get_procedure, who.team_id, procedureId))
 
 
 @router.put("/procedures/{procedureId}", responses=documented(Config, 200, 409))
@@ -64,19 +56,16 @@ def update_procedure(
 ) -> Response:
     """Replace a procedure's definition; attributes and states sent with their ``id`` keep it (renames are
     free: stored data is keyed by id). Send the ``version`` you read to get a 409 on a concurrent change."""
-    with svc.uow(who.team_id) as uow:
-        return reply(conf.define_procedure(uow, body, ref=procedureId))
+    return reply(svc.run(conf.define_procedure, who.team_id, body, ref=procedureId))
 
 
 @router.post("/users", status_code=201, responses=documented(Config, 201, 409))
 def create_user(body: UserInput, who: Caller = Depends(admin), svc: Services = Depends(services)) -> Response:
     """Add a user to the team."""
-    with svc.uow(who.team_id) as uow:
-        return reply(conf.add_user(uow, body), status=201)
+    return reply(svc.run(conf.add_user, who.team_id, body), status=201)
 
 
 @router.post("/pods", status_code=201, responses=documented(Config, 201, 409))
 def create_pod(body: PodInput, who: Caller = Depends(admin), svc: Services = Depends(services)) -> Response:
     """Add a pod (a group of users) to the team."""
-    with svc.uow(who.team_id) as uow:
-        return reply(conf.add_pod(uow, body), status=201)
+    return reply(svc.run(conf.add_pod, who.team_id, body), status=201)

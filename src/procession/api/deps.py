@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from procession.bootstrap import Services
 from procession.domain.errors import Forbidden
 from procession.services.common import Caller
+from procession.services.idempotency import Once
 from procession.services.teams import authenticate
 
 bearer = HTTPBearer(auto_error=False, description="An API key of the team")
@@ -39,6 +40,11 @@ async def admin(who: Caller = Depends(caller)) -> Caller:
     if who.role != "admin":
         raise Forbidden("this needs an admin key")
     return who
+
+
+def bound(key: str | None, route: str, body: BaseModel | bytes) -> Once | None:
+    """An ``Idempotency-Key`` bound to the request (None without one)."""
+    return Once(key, request_hash(route, body)) if key is not None else None
 
 
 def request_hash(route: str, body: BaseModel | bytes) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from procession.api.deps import caller, request_hash, services
+from procession.api.deps import bound, caller, services
 from procession.api.envelope import documented, reply
 from procession.api.schemas import ConfigOut, EventOut, FileOut, ProcessOut
 from procession.bootstrap import Services
@@ -16,10 +16,8 @@ from procession.services.commands import CreateProcess, ListProcesses, UpdatePro
 from procession.services.common import Caller
 from procession.services.configuration import team_config
 from procession.services.files import get_file, store_file
-from procession.services.idempotency import run_once
-from procession.services.processes import create_process, update_process
+from procession.services.processes import create_process, delete_process, update_process
 from procession.services.reads import get_process, list_processes, process_history
-from procession.store.writer import in_one
 
 router = APIRouter(prefix="/v1/ext", tags=["external"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -36,17 +34,8 @@ async def create(
     svc: Services = Depends(services),
 ) -> Response:
     """Create a process of the procedure. A replay with the same ``Idempotency-Key`` returns the first answer."""
-    bound_to = request_hash(f"create {procedureShortId}", body) if idempotency_key is not None else ""
-    status, data = await svc.write(
-        who.team_id,
-        lambda make_uow: run_once(
-            make_uow,
-            idempotency_key,
-            bound_to,
-            201,
-            lambda uow: create_process(uow, who, procedureShortId, body),
-        ),
-    )
+    once = bound(idempotency_key, f"create {procedureShortId}", body)
+    status, data = await svc.write(create_process, who, procedureShortId, body, once=once)
     return reply(data, status=status)
 
 
@@ -59,8 +48,7 @@ def search(
 ) -> Response:
     """List and search: ``where`` (operators ``= != > >= < <=``, arrays for "one of", ``and``/``or``),
     ``skip``/``limit`` (default 10, at most 100), ``sort``, and ``cursor`` (``_meta.nextCursor``) for deep paging."""
-    with svc.uow(who.team_id, write=False) as uow:
-        page, meta = list_processes(uow, procedureShortId, body)
+    page, meta = svc.run(list_processes, who, procedureShortId, body)
     return reply(page, meta=meta)
 
 
@@ -74,8 +62,7 @@ def history(
     svc: Services = Depends(services),
 ) -> Response:
     """The process's events in commit order; page on with ``after`` = ``_meta.nextAfter``."""
-    with svc.uow(who.team_id, write=False) as uow:
-        events, meta = process_history(uow, procedureShortId, (processId,), after=after, limit=limit)
+    events, meta = svc.run(process_history, who, procedureShortId, (processId,), after=after, limit=limit)
     return reply(events, meta=meta)
 
 
@@ -113,8 +100,7 @@ for path, find, suffix in (
         svc: Services = Depends(services),
     ) -> Response:
         """Read one process, by id or by primary key."""
-        with svc.uow(who.team_id, write=False) as uow:
-            return reply(get_process(uow, procedureShortId, ref))
+        return reply(svc.run(get_process, who, procedureShortId, ref))
 
     @router.put(path, responses=documented(ProcessOut, 200, 409), name=f"update{suffix}")
     async def update(
@@ -128,14 +114,7 @@ for path, find, suffix in (
         """Update one process: only the fields sent change; ``state`` must follow the state graph."""
         version = _version(if_match)
         return reply(
-            await svc.write(
-                who.team_id,
-                in_one(
-                    lambda uow: update_process(
-                        uow, who, procedureShortId, ref, body, expected_version=version
-                    )
-                ),
-            )
+            await svc.write(update_process, who, procedureShortId, ref, body, expected_version=version)
         )
 
     @router.delete(path, responses=documented(ProcessOut), name=f"delete{suffix}")
@@ -146,19 +125,13 @@ for path, find, suffix in (
         svc: Services = Depends(services),
     ) -> Response:
         """Delete one process (soft: ``isDeleted``; an update of ``isDeleted: false`` restores it)."""
-        deleted = UpdateProcess(isDeleted=True)
-        return reply(
-            await svc.write(
-                who.team_id, in_one(lambda uow: update_process(uow, who, procedureShortId, ref, deleted))
-            )
-        )
+        return reply(await svc.write(delete_process, who, procedureShortId, ref))
 
 
 @router.get("/config", responses=documented(ConfigOut))
 def config(who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """The team's procedures, entities, attribute types, attributes, derived attributes, pods, users and roles."""
-    with svc.uow(who.team_id, write=False) as uow:
-        return reply(team_config(uow))
+    return reply(svc.run(team_config, who.team_id))
 
 
 def _upload(
@@ -170,15 +143,15 @@ def _upload(
     client_id: str | None,
 ) -> Response:
     content = photo.file.read()
-    with svc.uow(who.team_id) as uow:
-        stored = store_file(
-            uow,
-            svc.settings.files_dir,
-            content=content,
-            filename=filename or photo.filename or "upload",
-            filetype=filetype or photo.content_type or "application/octet-stream",
-            client_id=client_id,
-        )
+    stored = svc.run(
+        store_file,
+        who.team_id,
+        svc.settings.files_dir,
+        content=content,
+        filename=filename or photo.filename or "upload",
+        filetype=filetype or photo.content_type or "application/octet-stream",
+        client_id=client_id,
+    )
     return reply(stored, status=201)
 
 
@@ -217,6 +190,5 @@ def upload_photo_with_id(
 )
 def download_photo(fileId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """Download an uploaded file."""
-    with svc.uow(who.team_id, write=False) as uow:
-        meta, path = get_file(uow, svc.settings.files_dir, fileId)
+    meta, path = svc.run(get_file, who.team_id, svc.settings.files_dir, fileId)
     return FileResponse(path, media_type=meta["filetype"], filename=meta["filename"])

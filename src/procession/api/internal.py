@@ -19,8 +19,7 @@ router = APIRouter(prefix="/v1/internal", tags=["internal"])
 @router.get("/process/{processId}", responses=documented(ProcessOut))
 def read(processId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """One process, data as ``attribute id: value``."""
-    with svc.uow(who.team_id, write=False) as uow:
-        return reply(get_process_by_id(uow, processId))
+    return reply(svc.run(get_process_by_id, who, processId))
 
 
 @router.post("/procedure/{procedureId}/process/list", responses=documented(list[ProcessOut]))
@@ -28,6 +27,5 @@ def search(
     procedureId: str, body: ListProcesses, who: Caller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
     """List and search as in ``/v1/ext``; ``where`` and ``sort`` also take attribute ids."""
-    with svc.uow(who.team_id, write=False) as uow:
-        page, meta = list_processes(uow, procedureId, body, external=False)
+    page, meta = svc.run(list_processes, who, procedureId, body, external=False)
     return reply(page, meta=meta)

@@ -9,17 +9,15 @@ import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
-from procession.api.deps import caller, request_hash, services
+from procession.api.deps import bound, caller, services
 from procession.api.envelope import documented, reply
 from procession.api.ext import IdempotencyKey
 from procession.bootstrap import Services
 from procession.domain.errors import BadRequest, Invalid
+from procession.services import jobs as job_service
 from procession.services.commands import BulkProcesses
 from procession.services.common import Caller
-from procession.services.idempotency import run_once
-from procession.services.jobs import abort_job, job_entries, job_view, submit_job
 
 router = APIRouter(prefix="/v1/ext", tags=["jobs"])
 JobOut = dict[str, Any]
@@ -88,26 +86,13 @@ def _items(raws: list[Any]) -> Iterator[Any]:
         yield item
 
 
-def _submit_checked(
-    svc: Services, who: Caller, short: str, body: bytes, key: str | None, kind: str
-) -> tuple[int, Any]:
-    raws = _split(body)
-    bound_to = request_hash(f"bulk-{kind} {short}", body) if key is not None else ""
-    return run_once(
-        lambda: svc.uow(who.team_id),
-        key,
-        bound_to,
-        202,
-        lambda uow: submit_job(uow, who, short, _items(raws), kind=kind),
-    )
-
-
 async def _submit(
     request: Request, svc: Services, who: Caller, short: str, key: str | None, kind: str
 ) -> Response:
     body = await request.body()
-    status, job = await run_in_threadpool(_submit_checked, svc, who, short, body, key, kind)
-    svc.wake(job["id"])
+    items = _items(_split(body))
+    once = bound(key, f"bulk-{kind} {short}", body)
+    status, job = await svc.run_async(job_service.submit_job, who, short, items, kind=kind, once=once)
     return reply(job, status=status, meta={"counts": job["counts"]})
 
 
@@ -149,8 +134,7 @@ async def bulk_create(
 @router.get("/background-job/{jobId}", responses=documented(JobOut))
 def get_job(jobId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """The job's status and timings; ``_meta.counts`` has the entries per status."""
-    with svc.uow(who.team_id, write=False) as uow:
-        job = job_view(uow, jobId)
+    job = svc.run(job_service.get_job, who, jobId)
     return reply(job, meta={"counts": job["counts"]})
 
 
@@ -165,14 +149,12 @@ def get_entries(
 ) -> Response:
     """A page of entries (index, status, the original item, the process id, the errors); page on with
     ``after`` = ``_meta.nextAfter``."""
-    with svc.uow(who.team_id, write=False) as uow:
-        page, meta = job_entries(uow, jobId, status=status, after=after, limit=limit)
+    page, meta = svc.run(job_service.job_entries, who, jobId, status=status, after=after, limit=limit)
     return reply(page, meta=meta)
 
 
 @router.post("/background-job/{jobId}/abort", responses=documented(JobOut))
 def abort(jobId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """Stop the job: entries not yet applied stay NOT_STARTED."""
-    with svc.uow(who.team_id) as uow:
-        job = abort_job(uow, jobId)
+    job = svc.run(job_service.abort_job, who, jobId)
     return reply(job, meta={"counts": job["counts"]})

@@ -1,30 +1,29 @@
 """Scale-out on PostgreSQL: procrastinate carries wake-ups to ``procession worker`` processes on any machine.
 
-The job's chunks are rows written with the job (nothing accepted is lost); a procrastinate task per chunk only
-says "apply this chunk", and ``run_chunk`` claims it with ``FOR UPDATE SKIP LOCKED`` in the transaction that
-applies it. The periodic reconciler re-defers chunks whose wake-up lease expired: a worker was killed, the
-database restarted, or a wake-up was never sent.
+Tasks are rows written with the work they do (nothing accepted is lost); a procrastinate job only says "run
+task N", and ``run_task`` claims it with ``FOR UPDATE SKIP LOCKED`` in the transaction that runs it. Every
+wake-up leases its task for a while; the periodic reconciler wakes the due tasks whose lease ran out (a
+worker was killed, the database restarted, a wake-up was never sent) or that have none (due again after a
+back-off).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import procrastinate
 import sqlalchemy as sa
 
-from procession.engine.chunks import run_chunk
-from procession.services.common import now_ms
-from procession.store import tables as t
-from procession.store.jobs import Queue, waits_its_turn
+from procession.domain.clock import now_ms
+from procession.engine.tasks import Kinds, run_task
+from procession.store.tasks import Queue
+from procession.store.uow import UnitsOfWork
 
 log = logging.getLogger("procession.engine")
 QUEUE = "procession"
-tasks = procrastinate.Blueprint()
-_engine: sa.Engine | None = None
-LEASE_MS = 30_000
+TASK = "procession:run_task"
 
 
 def conninfo(url: str) -> str:
@@ -32,73 +31,77 @@ def conninfo(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+@dataclass
+class Context:
+    """What the worker's procrastinate tasks work with (procrastinate's ``additional_context``)."""
+
+    uows: UnitsOfWork
+    kinds: Kinds
+    lease_ms: int
+
+
 @cache
 def make_app(url: str) -> procrastinate.App:
     """The procrastinate app for ``url`` (one per process: registering the tasks twice would rename them)."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+    tasks = procrastinate.Blueprint()
+
+    @tasks.task(name="run_task", queue=QUEUE, pass_context=True)
+    def run_task_job(context: procrastinate.JobContext, task_id: int) -> None:
+        ctx: Context = context.additional_context["procession"]
+        try:
+            run_task(ctx.uows, ctx.kinds, task_id)
+        finally:  # done, failed for good or due again later: the tasks of its lane it held back
+            wake(app, ctx.uows, lambda q, now: q.lease_lane(task_id, now, ctx.lease_ms))
+
+    @tasks.periodic(cron="* * * * * */5", periodic_id="reconcile")  # croniter: seconds last
+    @tasks.task(name="reconcile", queue=QUEUE, pass_context=True)
+    def reconcile(context: procrastinate.JobContext, timestamp: int) -> None:
+        ctx: Context = context.additional_context["procession"]
+        wake(app, ctx.uows, lambda q, now: q.lease_due(now, ctx.lease_ms))
+
     app.add_tasks_from(tasks, namespace="procession")
     return app
 
 
-@tasks.task(name="run_chunk", queue=QUEUE, pass_context=False)
-def run_chunk_task(job_id: str, chunk_no: int) -> None:
-    assert _engine is not None, "the worker sets the engine before it runs tasks"
-    try:
-        run_chunk(_engine, job_id, chunk_no)
-    finally:  # once it is done, applied or failed for good, the chunks that waited for it
-        with _engine.connect() as conn:
-            defer_chunks(run_chunk_task, Queue(conn).unblocked_by(job_id, chunk_no))
-
-
-@tasks.periodic(cron="* * * * * */5", periodic_id="reconcile")  # croniter: seconds last
-@tasks.task(name="reconcile", queue=QUEUE, pass_context=False)
-def reconcile_task(timestamp: int) -> None:
-    assert _engine is not None
-    defer_chunks(run_chunk_task, due_chunks(_engine, LEASE_MS))
-
-
-def due_chunks(engine: sa.Engine, lease_ms: int) -> list[tuple[str, int]]:
-    with engine.begin() as conn:
-        return Queue(conn).due(now_ms(), lease_ms)
-
-
-def defer_chunks(task: Any, chunks: list[tuple[str, int]]) -> None:
-    if chunks:
-        task.batch_defer(*({"job_id": j, "chunk_no": n} for j, n in chunks))
-        log.info("woke %d chunk(s)", len(chunks))
+def wake(app: procrastinate.App, uows: UnitsOfWork, leased: object) -> None:
+    """Defer one procrastinate job per task that ``leased(queue, now)`` leases (in its own transaction)."""
+    with uows.engine.begin() as conn:
+        ids = leased(Queue(conn), now_ms())  # type: ignore[operator]
+    if ids:
+        app.tasks[TASK].batch_defer(*({"task_id": i} for i in ids))
+        log.info("woke %d task(s)", len(ids))
 
 
 class DistributedWaker:
-    """The API side: after a job commits, defer one procrastinate task per pending chunk."""
+    """The API side: once tasks are committed, defer a procrastinate job for each that may run."""
 
-    def __init__(self, engine: sa.Engine, url: str) -> None:
-        self.engine, self.app = engine, make_app(url)
+    def __init__(self, uows: UnitsOfWork, url: str, lease_ms: int) -> None:
+        self.uows, self.app, self.lease_ms = uows, make_app(url), lease_ms
         self.app.open()
 
-    def wake(self, job_id: str) -> None:
-        c = t.job_chunks.c
-        with self.engine.connect() as conn:
-            numbers = conn.scalars(
-                sa.select(c.chunk_no).where(c.job_id == job_id, c.status == "PENDING", ~waits_its_turn())
-            ).all()
+    def wake(self, kind: str, ref: str) -> None:
         try:
-            defer_chunks(self.app.tasks["procession:run_chunk"], [(job_id, n) for n in numbers])
-        except Exception:  # the reconciler wakes them after the lease
-            log.exception("could not defer job %s; the reconciler will", job_id)
+            wake(self.app, self.uows, lambda q, now: q.lease_of(kind, ref, now, self.lease_ms))
+        except Exception:  # the reconciler wakes them once their lease is over
+            log.exception("could not wake %s %s; the reconciler will", kind, ref)
 
     def stop(self) -> None:
         self.app.close()
 
 
-def run_worker(engine: sa.Engine, url: str, *, concurrency: int = 1, lease_ms: int = LEASE_MS) -> None:
+def run_worker(uows: UnitsOfWork, kinds: Kinds, url: str, *, concurrency: int, lease_ms: int) -> None:
     """Run a procrastinate worker for this database until it is stopped (SIGINT/SIGTERM)."""
-    global _engine, LEASE_MS
-    _engine, LEASE_MS = engine, lease_ms
     app = make_app(url)
+    context = {"procession": Context(uows, kinds, lease_ms)}
     with app.open():
-        defer_chunks(app.tasks["procession:run_chunk"], due_chunks(engine, lease_ms))
+        wake(app, uows, lambda q, now: q.lease_due(now, lease_ms))  # whatever was left pending
     app.run_worker(
-        queues=[QUEUE], concurrency=concurrency, name="procession-worker", delete_jobs="successful"
+        queues=[QUEUE],
+        concurrency=concurrency,
+        name="procession-worker",
+        delete_jobs="successful",
+        additional_context=context,
     )
 
 

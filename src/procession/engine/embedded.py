@@ -1,52 +1,140 @@
-"""The embedded runner: a thread in the serve process that applies pending chunks, oldest first. It is also
-its own reconciler: whatever is pending (after a crash, a restart) is simply found and run."""
+"""The embedded runner: a thread in the serve process that runs pending tasks of every kind, oldest due
+first. It is also its own reconciler: whatever is pending (after a crash, a restart) is simply found and run.
+
+One overlap: while a task's writes run and commit on the committer thread (a bulk chunk's are built ahead,
+each one call into SQLite, which holds no Python lock), the next task is worked out on the runner's thread
+(its kind's ``plan``, on a reader's connection). That one is not waiting for the task in flight (the lanes
+say so), so they name no process in common, and it is written only if what it read still holds
+(``run_task``). Each unit of work is entered and left on one thread: plans on the runner's, writes on the
+committer's.
+
+On SQLite the runner's reader is on the WAL whenever a task commits, so no commit could start the WAL over:
+it would grow by every chunk of a job. Every ``RESTART_EVERY`` tasks, between working one out and writing
+it, the WAL is copied into the file with none of the runner's readers on it (``checkpoint``), so that
+task's commit starts it over.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
-import sqlalchemy as sa
-
-from procession.engine.chunks import run_pending
+from procession.domain.clock import now_ms
+from procession.engine.tasks import Kinds, run_task, team_of
+from procession.services.common import gc_paused
+from procession.store.sqlite import checkpoint
+from procession.store.tasks import Queue
+from procession.store.uow import UnitsOfWork
 
 log = logging.getLogger("procession.engine")
 SWITCH_INTERVAL_S = 0.0005
+RESTART_EVERY = 16  # tasks: on SQLite, the WAL is started over after about 25,000 frames
 
 
 class EmbeddedRunner:
-    def __init__(self, engine: sa.Engine, *, poll_seconds: float = 1.0) -> None:
-        self.engine, self.poll_seconds = engine, poll_seconds
+    def __init__(self, uows: UnitsOfWork, kinds: Kinds, *, poll_seconds: float = 1.0) -> None:
+        self.uows, self.kinds, self.poll_seconds = uows, kinds, poll_seconds
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name="procession-runner", daemon=True)
 
     def start(self) -> None:
-        # a chunk's writes run on the committer thread, which needs Python's lock back after each call into
-        # SQLite: while the runner works the next chunk out, it would wait up to the switch interval for it
-        # (5 ms by default, on writes of 10 to 20 ms); 0.5 ms bounds that wait, at a small cost elsewhere
-        self._switch_interval = sys.getswitchinterval()  # the process's own: back when it stops
-        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         self._thread.join(30)
-        sys.setswitchinterval(self._switch_interval)
 
-    def wake(self, job_id: str) -> None:
-        """New work was committed."""
+    def wake(self, kind: str, ref: str) -> None:
+        """Tasks of ``kind`` for ``ref`` were committed."""
         self._wake.set()
 
     def _loop(self) -> None:
         with ThreadPoolExecutor(1, thread_name_prefix="procession-commit") as committer:
             while not self._stop.is_set():
                 try:
-                    if run_pending(self.engine, committer, self._stop):
+                    if run_pending(self.uows, self.kinds, committer, self._stop):
                         continue
                 except Exception:
                     log.exception("runner: will retry")
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
+
+
+def next_due(uows: UnitsOfWork, *, but: int | None = None) -> int | None:
+    with uows.engine.connect() as conn:
+        return Queue(conn).next_due(now_ms(), but=but)
+
+
+def plan(uows: UnitsOfWork, kinds: Kinds, task_id: int) -> Any:
+    """Task ``task_id`` worked out ahead by its kind, on a reader's connection; None if its kind does not, it
+    is no longer pending, or working it out failed (it is then run afresh, which tells what is wrong)."""
+    try:
+        team_id = team_of(uows, task_id)
+        if team_id is None:
+            return None
+        with uows.read(team_id) as uow:
+            task = uow.tasks.pending(task_id)
+            kind = kinds[task.kind] if task is not None else None
+            if task is None or kind is None or kind.plan is None:
+                return None
+            return kind.plan(uow, task)
+    except Exception as e:
+        log.info("task %s: run afresh: %r", task_id, e)
+        return None
+
+
+@contextmanager
+def quick_switches() -> Iterator[None]:
+    """While tasks run: the committer thread needs Python's lock back after each call into SQLite, and the
+    runner, working the next task out meanwhile, would keep it up to the switch interval (5 ms by default,
+    on writes of 10 to 20 ms); 0.5 ms bounds that wait. The process's own interval is back afterwards."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def run_pending(
+    uows: UnitsOfWork, kinds: Kinds, committer: ThreadPoolExecutor, stop: threading.Event
+) -> bool:
+    """Run the pending tasks as they come due until none is left or ``stop``; False if it ran none."""
+    task_id = next_due(uows)
+    if task_id is None:
+        return False
+    in_flight: Future[bool] | None = None
+
+    def settle() -> None:  # the task in flight is committed, or else run afresh (``run_task``)
+        nonlocal in_flight
+        if in_flight is not None:
+            committing, in_flight = in_flight, None
+            committing.result()  # a failure is recorded: the runner's loop retries
+
+    found = 0
+    with quick_switches():
+        try:
+            while task_id is not None and not stop.is_set():
+                found += 1
+                with gc_paused():  # and the plan's objects are gone when it resumes: no collection scans them
+                    planned = plan(uows, kinds, task_id)
+                    settle()
+                    if found % RESTART_EVERY == 0:
+                        checkpoint(uows.engine)
+                    in_flight = committer.submit(run_task, uows, kinds, task_id, planned)
+                    del planned
+                running, task_id = task_id, next_due(uows, but=task_id)
+                if task_id is None:
+                    settle()  # the tasks that waited for it may run now
+                    task_id = next_due(uows)
+                    if task_id == running:
+                        task_id = None
+        finally:
+            settle()
+    return found > 0

@@ -1,22 +1,12 @@
-"""Small things every use case needs: the clock, new ids, the caller."""
+"""Small things every use case needs: the caller, and the garbage collector paused around bulk work."""
 
 from __future__ import annotations
 
 import gc
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ import jsonschema
 from sqlalchemy.exc import IntegrityError
 
 from procession.domain.attributes import TYPES, Attribute
+from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.expressions import compile_formula
 from procession.domain.procedure import Entity, Procedure, Schema, State
 from procession.services.commands import AttributeInput, EntityInput, PodInput, ProcedureInput, UserInput
-from procession.services.common import new_id, now_ms
-from procession.store.uow import UnitOfWork
+from procession.store.uow import UnitsOfWork
 
 ENUMS = ("stringEnum", "integerEnum", "multiStringEnum", "multiIntegerEnum")
 
@@ -87,80 +87,86 @@ def _primary_key(attributes: list[Attribute], short: str | None) -> str | None:
     return found.id
 
 
-def define_entity(uow: UnitOfWork, cmd: EntityInput, *, ref: str | None = None) -> dict[str, Any]:
+def define_entity(
+    uows: UnitsOfWork, team_id: str, cmd: EntityInput, *, ref: str | None = None
+) -> dict[str, Any]:
     """Create an entity, or replace the definition of the entity ``ref``."""
-    existing = _existing(uow.entities.get(ref), ref) if ref else None
-    attributes = _attributes(cmd.attributes, existing)
-    entity = Entity(
-        id=existing.id if existing else new_id(),
-        short_id=cmd.shortId,
-        label=cmd.label,
-        attributes=attributes,
-        primary_key=_primary_key(attributes, cmd.primaryKey),
-    )
-    if uow.entities.get(cmd.shortId) not in (None, existing):
-        raise Conflict(f"an entity {cmd.shortId!r} exists", field="shortId")
-    expected = existing.version if existing else None
-    entity.version = uow.entities.save(entity, expected_version=expected)
-    _saved(entity.version, cmd.shortId, expected)
-    if existing and existing.primary_key != entity.primary_key:
-        _rekey(lambda: uow.records.rekey(entity), cmd.shortId, "records")
-    uow.commit()
-    return entity.to_dict()
+    with uows.write(team_id) as uow:
+        existing = _existing(uow.entities.get(ref), ref) if ref else None
+        attributes = _attributes(cmd.attributes, existing)
+        entity = Entity(
+            id=existing.id if existing else new_id(),
+            short_id=cmd.shortId,
+            label=cmd.label,
+            attributes=attributes,
+            primary_key=_primary_key(attributes, cmd.primaryKey),
+        )
+        if uow.entities.get(cmd.shortId) not in (None, existing):
+            raise Conflict(f"an entity {cmd.shortId!r} exists", field="shortId")
+        expected = existing.version if existing else None
+        entity.version = uow.entities.save(entity, expected_version=expected)
+        _saved(entity.version, cmd.shortId, expected)
+        if existing and existing.primary_key != entity.primary_key:
+            _rekey(lambda: uow.records.rekey(entity), cmd.shortId, "records")
+        uow.commit()
+        return entity.to_dict()
 
 
-def define_procedure(uow: UnitOfWork, cmd: ProcedureInput, *, ref: str | None = None) -> dict[str, Any]:
+def define_procedure(
+    uows: UnitsOfWork, team_id: str, cmd: ProcedureInput, *, ref: str | None = None
+) -> dict[str, Any]:
     """Create a procedure, or replace the definition of procedure ``ref`` (ids keep attributes and states)."""
-    existing = _existing(uow.procedures.get(ref), ref) if ref else None
-    attributes = _attributes(cmd.attributes, existing)
-    states = _states(cmd, existing)
-    by_short = {s.short_id: s.id for s in states}
-    errors: list[FieldError] = []
+    with uows.write(team_id) as uow:
+        existing = _existing(uow.procedures.get(ref), ref) if ref else None
+        attributes = _attributes(cmd.attributes, existing)
+        states = _states(cmd, existing)
+        by_short = {s.short_id: s.id for s in states}
+        errors: list[FieldError] = []
 
-    def state(short: str, where: str) -> str:
-        if short not in by_short:
-            errors.append(FieldError("unknown_state", f"no state {short!r}", where))
-        return by_short.get(short, "")
+        def state(short: str, where: str) -> str:
+            if short not in by_short:
+                errors.append(FieldError("unknown_state", f"no state {short!r}", where))
+            return by_short.get(short, "")
 
-    transitions = {
-        state(k, f"transitions.{k}"): [state(t, f"transitions.{k}") for t in v]
-        for k, v in cmd.transitions.items()
-    }
-    initial = state(cmd.initialState, "initialState") if cmd.initialState else states[0].id
-    entity = _ref(uow.entities.get(cmd.entity), cmd.entity, "entity", errors) if cmd.entity else None
-    parent = (
-        _ref(uow.procedures.get(cmd.parentProcedure), cmd.parentProcedure, "parentProcedure", errors)
-        if cmd.parentProcedure
-        else None
-    )
-    if errors:
-        raise Invalid(errors)
-    procedure = Procedure(
-        id=existing.id if existing else new_id(),
-        short_id=cmd.shortId,
-        label=cmd.label,
-        attributes=attributes,
-        primary_key=_primary_key(attributes, cmd.primaryKey),
-        states=states,
-        initial_state=initial,
-        transitions=transitions,
-        entity=entity,
-        parent=parent,
-    )
-    if parent == procedure.id:
-        raise Invalid.one("invalid_parent", "a procedure cannot be its own parent", "parentProcedure")
-    if uow.procedures.get(cmd.shortId) not in (None, existing):
-        raise Conflict(f"a procedure {cmd.shortId!r} exists", field="shortId")
-    expected = None if existing is None else (cmd.version or existing.version)
-    procedure.version = uow.procedures.save(procedure, expected_version=expected)
-    _saved(procedure.version, cmd.shortId, expected)
-    if existing and existing.primary_key != procedure.primary_key:
-        _rekey(lambda: uow.processes.rekey(procedure), cmd.shortId, "processes")
-    for attr in attributes:
-        if attr.generated:
-            uow.procedures.ensure_counter(procedure.id, attr.id, int(attr.config.get("start", 1)))
-    uow.commit()
-    return procedure.to_dict()
+        transitions = {
+            state(k, f"transitions.{k}"): [state(t, f"transitions.{k}") for t in v]
+            for k, v in cmd.transitions.items()
+        }
+        initial = state(cmd.initialState, "initialState") if cmd.initialState else states[0].id
+        entity = _ref(uow.entities.get(cmd.entity), cmd.entity, "entity", errors) if cmd.entity else None
+        parent = (
+            _ref(uow.procedures.get(cmd.parentProcedure), cmd.parentProcedure, "parentProcedure", errors)
+            if cmd.parentProcedure
+            else None
+        )
+        if errors:
+            raise Invalid(errors)
+        procedure = Procedure(
+            id=existing.id if existing else new_id(),
+            short_id=cmd.shortId,
+            label=cmd.label,
+            attributes=attributes,
+            primary_key=_primary_key(attributes, cmd.primaryKey),
+            states=states,
+            initial_state=initial,
+            transitions=transitions,
+            entity=entity,
+            parent=parent,
+        )
+        if parent == procedure.id:
+            raise Invalid.one("invalid_parent", "a procedure cannot be its own parent", "parentProcedure")
+        if uow.procedures.get(cmd.shortId) not in (None, existing):
+            raise Conflict(f"a procedure {cmd.shortId!r} exists", field="shortId")
+        expected = None if existing is None else (cmd.version or existing.version)
+        procedure.version = uow.procedures.save(procedure, expected_version=expected)
+        _saved(procedure.version, cmd.shortId, expected)
+        if existing and existing.primary_key != procedure.primary_key:
+            _rekey(lambda: uow.processes.rekey(procedure), cmd.shortId, "processes")
+        for attr in attributes:
+            if attr.generated:
+                uow.procedures.ensure_counter(procedure.id, attr.id, int(attr.config.get("start", 1)))
+        uow.commit()
+        return procedure.to_dict()
 
 
 def _saved(version: int, short_id: str, expected: int | None) -> None:
@@ -214,44 +220,56 @@ def _states(cmd: ProcedureInput, existing: Procedure | None) -> list[State]:
     return states
 
 
-def add_user(uow: UnitOfWork, cmd: UserInput) -> dict[str, Any]:
-    if uow.users.id_of(cmd.username) is not None or (cmd.id and uow.users.id_of(cmd.id) is not None):
-        raise Conflict(f"user {cmd.username!r} exists", field="username")
-    user = {"id": cmd.id or new_id(), "username": cmd.username, "name": cmd.name, "role": cmd.role}
-    uow.users.add(created_at=now_ms(), **user)
-    uow.commit()
-    return user
+def add_user(uows: UnitsOfWork, team_id: str, cmd: UserInput) -> dict[str, Any]:
+    with uows.write(team_id) as uow:
+        if uow.users.id_of(cmd.username) is not None or (cmd.id and uow.users.id_of(cmd.id) is not None):
+            raise Conflict(f"user {cmd.username!r} exists", field="username")
+        user = {"id": cmd.id or new_id(), "username": cmd.username, "name": cmd.name, "role": cmd.role}
+        uow.users.add(created_at=now_ms(), **user)
+        uow.commit()
+        return user
 
 
-def add_pod(uow: UnitOfWork, cmd: PodInput) -> dict[str, Any]:
-    if uow.pods.id_of(cmd.shortId) is not None:
-        raise Conflict(f"pod {cmd.shortId!r} exists", field="shortId")
-    members = []
-    for i, ref in enumerate(cmd.members):
-        user_id = uow.users.id_of(ref)
-        if user_id is None:
-            raise Invalid.one("unknown_user", f"{ref!r} is not a user of this team", f"members[{i}]")
-        members.append(user_id)
-    pod = {"id": new_id(), "shortId": cmd.shortId, "name": cmd.name, "members": members}
-    uow.pods.add(id=pod["id"], short_id=cmd.shortId, name=cmd.name, members=members)
-    uow.commit()
-    return pod
+def add_pod(uows: UnitsOfWork, team_id: str, cmd: PodInput) -> dict[str, Any]:
+    with uows.write(team_id) as uow:
+        if uow.pods.id_of(cmd.shortId) is not None:
+            raise Conflict(f"pod {cmd.shortId!r} exists", field="shortId")
+        members = []
+        for i, ref in enumerate(cmd.members):
+            user_id = uow.users.id_of(ref)
+            if user_id is None:
+                raise Invalid.one("unknown_user", f"{ref!r} is not a user of this team", f"members[{i}]")
+            members.append(user_id)
+        pod = {"id": new_id(), "shortId": cmd.shortId, "name": cmd.name, "members": members}
+        uow.pods.add(id=pod["id"], short_id=cmd.shortId, name=cmd.name, members=members)
+        uow.commit()
+        return pod
 
 
-def team_config(uow: UnitOfWork) -> dict[str, Any]:
+def team_config(uows: UnitsOfWork, team_id: str) -> dict[str, Any]:
     """Everything a client needs to map shortIds to ids."""
-    procedures = uow.procedures.list()
-    return {
-        "procedures": [p.to_dict() for p in procedures],
-        "entities": [e.to_dict() for e in uow.entities.list()],
-        "attributeTypes": sorted(TYPES),
-        "attributes": [
-            {**a.to_dict(), "procedure": p.id} for p in procedures for a in p.attributes if not a.derived
-        ],
-        "derivedAttributes": [
-            {**a.to_dict(), "procedure": p.id} for p in procedures for a in p.attributes if a.derived
-        ],
-        "pods": uow.pods.list(),
-        "users": uow.users.list(),
-        "roles": ["admin", "member"],
-    }
+    with uows.read(team_id) as uow:
+        procedures = uow.procedures.list()
+        return {
+            "procedures": [p.to_dict() for p in procedures],
+            "entities": [e.to_dict() for e in uow.entities.list()],
+            "attributeTypes": sorted(TYPES),
+            "attributes": [
+                {**a.to_dict(), "procedure": p.id} for p in procedures for a in p.attributes if not a.derived
+            ],
+            "derivedAttributes": [
+                {**a.to_dict(), "procedure": p.id} for p in procedures for a in p.attributes if a.derived
+            ],
+            "pods": uow.pods.list(),
+            "users": uow.users.list(),
+            "roles": ["admin", "member"],
+        }
+
+
+def get_procedure(uows: UnitsOfWork, team_id: str, ref: str) -> dict[str, Any]:
+    """One procedure, with ids and shortIds."""
+    with uows.read(team_id) as uow:
+        found = uow.procedures.get(ref)
+        if found is None:
+            raise NotFound(f"no procedure {ref!r}")
+        return found.to_dict()

@@ -12,26 +12,33 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
 from procession.domain.process import UNSET, ProcessChange
 from procession.services.commands import CreateProcess, UpdateProcess
-from procession.services.common import Caller, gc_paused, new_id, now_ms
+from procession.services.common import Caller, gc_paused
+from procession.services.idempotency import Once, run_once
 from procession.services.processes import load_procedure, resolve_change
-from procession.store.db import json_text
-from procession.store.jobs import Job
-from procession.store.uow import Lookups, UnitOfWork
+from procession.store.repositories.jobs import Job
+from procession.store.statement import json_text
+from procession.store.tasks import NewTask
+from procession.store.uow import Lookups, UnitOfWork, UnitsOfWork
 
 CHUNK_SIZE = 1000  # entries applied per transaction
 ENTRY_BATCH = 5000  # entries stored per statement at submission
 MAX_ITEMS = 100_000  # items per bulk request
-UPDATE_FIELDS = frozenset(UpdateProcess.model_fields) - {
-    "version",
-    "primaryBooking",
-    "belongsTo",
-    "parentProcess",
-}
-CHANGE_FIELDS = ("state", "status", "assigned_to", "next_action_at", "is_deleted")
+CHUNK = "bulk.chunk"  # the kind of task that applies a chunk (``services.bulk``)
+UPDATE_FIELDS = frozenset(UpdateProcess.model_fields) - {"version", "primaryBooking"}
+CHANGE_FIELDS = (
+    "state",
+    "status",
+    "assigned_to",
+    "belongs_to",
+    "next_action_at",
+    "parent_process",
+    "is_deleted",
+)
 
 
 def _errors(e: ValidationError) -> list[dict[str, Any]]:
@@ -112,13 +119,29 @@ def parse_create(procedure: Procedure, item: Any, uow: UnitOfWork, lookups: Look
     return {}
 
 
-@gc_paused()  # a job's many items, changes and names are in no cycle: reference counting frees them
 def submit_job(
+    uows: UnitsOfWork,
+    caller: Caller,
+    procedure_ref: str,
+    items: Iterable[Any],
+    *,
+    kind: str,
+    once: Once | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """A bulk job (``kind`` update or create), stored whole in a transaction of its own: (202, the job's
+    view); a replayed ``once`` key gets the first answer."""
+    return run_once(
+        uows, caller.team_id, once, 202, lambda uow: _submit(uow, caller, procedure_ref, items, kind=kind)
+    )
+
+
+@gc_paused()  # a job's many items, changes and names are in no cycle: reference counting frees them
+def _submit(
     uow: UnitOfWork, caller: Caller, procedure_ref: str, items: Iterable[Any], *, kind: str
 ) -> dict[str, Any]:
-    """Validate every item and store the job, its entries and its chunks in one transaction; the job's view.
-    ``items`` may be a stream: they are taken, checked and stored a batch at a time, so memory holds one
-    batch of them, not the whole payload. 1 to ``MAX_ITEMS`` items, or ``Invalid`` and nothing stored."""
+    """Validate every item and store the job, its entries and its chunks' tasks; the job's view. ``items``
+    may be a stream: they are taken, checked and stored a batch at a time, so memory holds one batch of
+    them, not the whole payload. 1 to ``MAX_ITEMS`` items, or ``Invalid`` and nothing stored."""
     now = now_ms()
     procedure = load_procedure(uow, procedure_ref)
     lookups, parse = Lookups(uow), parse_update if kind == "update" else parse_create
@@ -178,20 +201,14 @@ def submit_job(
         after = _chunk_order(uow, procedure, names, by_key)
     else:  # creates match records and primary keys, so do key changes: one chunk after the other
         after = {n: n - 1 for n in range(1, len(bounds))}
+    # a task per chunk; the jobs of a procedure are its lane: a chunk waits for the chunks of its job up to
+    # the one it names, or else for nothing but the procedure's earlier jobs
     chunks = [
-        {
-            "job_id": job_id,
-            "chunk_no": n,
-            "first_idx": first,
-            "end_idx": last + 1,
-            "status": "PENDING",
-            "attempts": 0,
-            "wake_at": now,
-            "after_chunk": after.get(n),
-        }
+        NewTask(job_id, n, {"first": first, "end": last + 1}, after.get(n))
         for n, (first, last) in enumerate(bounds)
     ]
-    uow.jobs.add_chunks(job_id, chunks, now, total=total, invalid=total - valid)
+    uow.tasks.add(CHUNK, chunks, lane=procedure.id, now=now)
+    uow.jobs.counted(job_id, now, total=total, invalid=total - valid, chunks=len(chunks))
     return job_view(uow, job_id)
 
 
@@ -249,6 +266,12 @@ def _chunk_order(
     return after
 
 
+def get_job(uows: UnitsOfWork, caller: Caller, job_id: str) -> dict[str, Any]:
+    """A job's status, timings and counts."""
+    with uows.read(caller.team_id) as uow:
+        return job_view(uow, job_id)
+
+
 def job_view(uow: UnitOfWork, job_id: str) -> dict[str, Any]:
     job = uow.jobs.get(job_id)
     if job is None:
@@ -271,12 +294,13 @@ def _job_fields(job: Job) -> dict[str, Any]:
 
 
 def job_entries(
-    uow: UnitOfWork, job_id: str, *, status: str | None, after: int, limit: int
+    uows: UnitsOfWork, caller: Caller, job_id: str, *, status: str | None, after: int, limit: int
 ) -> tuple[list[Any], dict]:
     """A page of entries: index, status, the original item, the process id and the errors."""
-    if uow.jobs.get(job_id) is None:
-        raise NotFound(f"no job {job_id!r}")
-    rows = uow.jobs.entries(job_id, status=status, after=after, limit=limit + 1)
+    with uows.read(caller.team_id) as uow:
+        if uow.jobs.get(job_id) is None:
+            raise NotFound(f"no job {job_id!r}")
+        rows = uow.jobs.entries(job_id, status=status, after=after, limit=limit + 1)
     page = [
         {
             "index": r["idx"],
@@ -291,10 +315,11 @@ def job_entries(
     return page, {"hasMore": more, "nextAfter": page[-1]["index"] if more else None}
 
 
-def abort_job(uow: UnitOfWork, job_id: str) -> dict[str, Any]:
+def abort_job(uows: UnitsOfWork, caller: Caller, job_id: str) -> dict[str, Any]:
     """Stop a job: entries not yet applied stay NOT_STARTED."""
-    if uow.jobs.get(job_id) is None:
-        raise NotFound(f"no job {job_id!r}")
-    uow.jobs.abort(job_id, now_ms())
-    uow.commit()
-    return job_view(uow, job_id)
+    with uows.write(caller.team_id) as uow:
+        if uow.jobs.get(job_id) is None:
+            raise NotFound(f"no job {job_id!r}")
+        uow.jobs.abort(job_id, now_ms())
+        uow.commit()
+        return job_view(uow, job_id)

@@ -1,19 +1,21 @@
-"""Process writes: create, update, delete (an update of ``isDeleted``), and the translation of external
-fields into a domain change."""
+"""Process writes: create, update, delete (an update of ``isDeleted``), the one rule set every change of a
+stored process goes through, and the translation of external fields into a domain change."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from procession.domain.attributes import epoch_ms
+from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
-from procession.domain.process import Process, ProcessChange
+from procession.domain.process import Event, Process, ProcessChange
 from procession.services.commands import CreateProcess, ProcessFields, RecordInput, UpdateProcess
-from procession.services.common import Caller, new_id, now_ms
+from procession.services.common import Caller
+from procession.services.idempotency import Once, run_once
 from procession.services.views import process_view
-from procession.store import batch
-from procession.store.uow import Lookups, UnitOfWork
+from procession.store.repositories.processes import duplicate_key
+from procession.store.uow import Lookups, UnitOfWork, UnitsOfWork
 
 
 def load_procedure(uow: UnitOfWork, ref: str) -> Procedure:
@@ -120,9 +122,30 @@ def _record(uow: UnitOfWork, procedure: Procedure, given: RecordInput, now: int)
 
 
 def create_process(
+    uows: UnitsOfWork,
+    caller: Caller,
+    procedure_ref: str,
+    cmd: CreateProcess,
+    *,
+    once: Once | None = None,
+    process_id: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Create one process, in a transaction of its own: (201, the process); a replayed ``once`` key gets the
+    first answer."""
+    return run_once(
+        uows,
+        caller.team_id,
+        once,
+        201,
+        lambda uow: create_in(uow, caller, procedure_ref, cmd, process_id=process_id),
+    )
+
+
+def create_in(
     uow: UnitOfWork, caller: Caller, procedure_ref: str, cmd: CreateProcess, *, process_id: str | None = None
 ) -> dict[str, Any]:
-    """Create one process (the caller commits); the process, its record and its events go together."""
+    """Create one process in ``uow`` (a request's, or a bulk entry's savepoint): its record and its events go
+    with it."""
     now = now_ms()
     procedure = load_procedure(uow, procedure_ref)
     change = resolve_change(uow, procedure, cmd)
@@ -137,15 +160,7 @@ def create_process(
     process, events = Process.create(
         procedure, change, id=process_id or new_id(), team=caller.team_id, created_by=caller.user_id, now=now
     )
-    pk_value = procedure.key_of(process.data)
-    if not uow.processes.add(process, pk_value=pk_value):  # the primary-key index refused it
-        key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
-        raise Conflict(
-            f"a {procedure.short_id} with {key} {pk_value!r} exists",
-            field=f"data.{key}",
-            code="duplicate_primary_key",
-        )
-    uow.events.add(process.id, events, actor=caller.user_id, now=now)
+    uow.processes.save(procedure, process, events, actor=caller.user_id)
     return process_view(process, procedure)
 
 
@@ -175,7 +190,7 @@ def find_process(
 
 
 def update_process(
-    uow: UnitOfWork,
+    uows: UnitsOfWork,
     caller: Caller,
     procedure_ref: str,
     ref: tuple[str, ...],
@@ -183,35 +198,64 @@ def update_process(
     *,
     expected_version: int | None = None,
 ) -> dict[str, Any]:
-    """Change the fields sent, on the current row (locked), with the state graph checked at commit time."""
-    now = now_ms()
-    procedure = load_procedure(uow, procedure_ref)
-    process = find_process(uow, procedure, ref, for_update=True, include_deleted=cmd.isDeleted is False)
-    expected = cmd.version if cmd.version is not None else expected_version
-    if expected is not None and expected != process.version:
-        raise Conflict(
-            f"the process is at version {process.version}, not {expected}",
-            field="version",
-            code="stale_version",
-        )
-    if cmd.primaryBooking is not None:
-        raise Invalid.one("not_supported", "bookings are not available yet", "primaryBooking")
-    change = resolve_change(uow, procedure, cmd)
-    if cmd.isDeleted is not None:
-        change.is_deleted = cmd.isDeleted
-    old_pk = procedure.key_of(process.data)
-    events = process.apply(procedure, change, now=now)
-    if events:
-        pk_value = procedure.key_of(process.data)
-        if pk_value != old_pk and pk_value is not None and uow.processes.id_by_pk(procedure.id, pk_value):
-            key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
+    """Change the fields sent, on the current row (locked), in a transaction of its own."""
+    with uows.write(caller.team_id) as uow:
+        now = now_ms()
+        procedure = load_procedure(uow, procedure_ref)
+        process = find_process(uow, procedure, ref, for_update=True, include_deleted=True)
+        expected = cmd.version if cmd.version is not None else expected_version
+        if expected is not None and expected != process.version:
             raise Conflict(
-                f"a {procedure.short_id} with {key} {pk_value!r} exists",
-                field=f"data.{key}",
-                code="duplicate_primary_key",
+                f"the process is at version {process.version}, not {expected}",
+                field="version",
+                code="stale_version",
             )
-        changes = events[0].payload["changes"]  # process.updated's
-        batch.run(uow.conn, batch.update_processes(uow.conn, procedure, [process], changes))
-        uow.events.add(process.id, events, actor=caller.user_id, now=now)
+        if cmd.primaryBooking is not None:
+            raise Invalid.one("not_supported", "bookings are not available yet", "primaryBooking")
+        change = resolve_change(uow, procedure, cmd)
+        if cmd.isDeleted is not None:
+            change.is_deleted = cmd.isDeleted
+        events = change_process(uow, procedure, process, change, ref="/".join(ref), now=now)
+        uow.processes.save(procedure, process, events, actor=caller.user_id)
         uow.commit()
     return process_view(process, procedure)
+
+
+def delete_process(
+    uows: UnitsOfWork, caller: Caller, procedure_ref: str, ref: tuple[str, ...]
+) -> dict[str, Any]:
+    """Delete one process (soft: an update of ``isDeleted``)."""
+    return update_process(uows, caller, procedure_ref, ref, UpdateProcess(isDeleted=True))
+
+
+def change_process(
+    uow: UnitOfWork,
+    procedure: Procedure,
+    process: Process | None,
+    change: ProcessChange,
+    *,
+    ref: str,
+    now: int,
+    keys_taken: set[str] | None = None,
+) -> list[Event]:
+    """The one rule set for changing a stored process, a single update's or a bulk entry's: it exists and is
+    not deleted (unless restored), a new primary-key value is no other process's (nor one that
+    ``keys_taken`` holds, which it updates), then the domain's rules (``Process.apply``). Its events."""
+    if process is None or process.procedure != procedure.id:
+        raise NotFound(f"no {procedure.short_id} process {ref!r}", field="id")
+    if process.is_deleted and change.is_deleted is not False:
+        raise NotFound(
+            f"the {procedure.short_id} process {ref!r} is deleted (send isDeleted: false to restore it)",
+            field="id",
+            code="deleted",
+        )
+    old_key, new_key = procedure.key_of(process.data), procedure.key_of(change.data)
+    if new_key is None or new_key == old_key:
+        return process.apply(procedure, change, now=now)
+    if new_key in (keys_taken or ()) or uow.processes.id_by_pk(procedure.id, new_key):
+        raise duplicate_key(procedure, new_key)
+    events = process.apply(procedure, change, now=now)
+    if keys_taken is not None:  # the key it had before, if the same batch gave it, is free again
+        keys_taken.discard(old_key or "")
+        keys_taken.add(new_key)
+    return events

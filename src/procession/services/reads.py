@@ -8,91 +8,102 @@ from procession.domain.errors import NotFound
 from procession.domain.process import Process
 from procession.domain.query import Parser
 from procession.services.commands import ListProcesses
+from procession.services.common import Caller
 from procession.services.processes import find_process, load_procedure
 from procession.services.views import FIELD_NAMES, process_view
 from procession.store.search import decode_cursor, encode_cursor, signature, with_tiebreak
-from procession.store.uow import Lookups, UnitOfWork
+from procession.store.uow import Lookups, UnitsOfWork
 
 
 def get_process(
-    uow: UnitOfWork, procedure_ref: str, ref: tuple[str, ...], *, external: bool = True
+    uows: UnitsOfWork, caller: Caller, procedure_ref: str, ref: tuple[str, ...], *, external: bool = True
 ) -> dict[str, Any]:
-    procedure = load_procedure(uow, procedure_ref)
-    return process_view(find_process(uow, procedure, ref), procedure, external=external)
+    with uows.read(caller.team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        return process_view(find_process(uow, procedure, ref), procedure, external=external)
 
 
-def get_process_by_id(uow: UnitOfWork, process_id: str) -> dict[str, Any]:
+def get_process_by_id(uows: UnitsOfWork, caller: Caller, process_id: str) -> dict[str, Any]:
     """The internal view (ids throughout) of any process of the team."""
-    process = uow.processes.get(process_id)
-    procedure = uow.procedures.get(process.procedure) if process and not process.is_deleted else None
-    if process is None or procedure is None:
-        raise NotFound(f"no process {process_id!r}")
-    return process_view(process, procedure, external=False)
+    with uows.read(caller.team_id) as uow:
+        process = uow.processes.get(process_id)
+        procedure = uow.procedures.get(process.procedure) if process and not process.is_deleted else None
+        if process is None or procedure is None:
+            raise NotFound(f"no process {process_id!r}")
+        return process_view(process, procedure, external=False)
 
 
 def list_processes(
-    uow: UnitOfWork, procedure_ref: str, cmd: ListProcesses, *, external: bool = True
+    uows: UnitsOfWork, caller: Caller, procedure_ref: str, cmd: ListProcesses, *, external: bool = True
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One page: ``where`` filtered, sorted (stable: ``id`` breaks ties), from ``cursor`` then ``skip``."""
-    procedure = load_procedure(uow, procedure_ref)
-    parser = Parser(procedure, Lookups(uow))
-    where = parser.where(cmd.where)
-    keys = with_tiebreak(parser.sort(cmd.sort))
-    sig = signature(keys, (where, cmd.includeDeleted))
-    after = decode_cursor(cmd.cursor, sig, len(keys)) if cmd.cursor else None
-    rows = uow.processes.search(
-        procedure.id,
-        where=where,
-        keys=keys,
-        after=after,
-        skip=cmd.skip,
-        limit=cmd.limit,
-        include_deleted=cmd.includeDeleted,
-    )
-    page, more = rows[: cmd.limit], len(rows) > cmd.limit
-    meta = {
-        "skip": cmd.skip,
-        "limit": cmd.limit,
-        "hasMore": more,
-        "nextCursor": encode_cursor(sig, page[-1][1]) if more else None,
-    }
-    return [process_view(p, procedure, external=external) for p, _ in page], meta
+    with uows.read(caller.team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        parser = Parser(procedure, Lookups(uow))
+        where = parser.where(cmd.where)
+        keys = with_tiebreak(parser.sort(cmd.sort))
+        sig = signature(keys, (where, cmd.includeDeleted))
+        after = decode_cursor(cmd.cursor, sig, len(keys)) if cmd.cursor else None
+        rows = uow.processes.search(
+            procedure.id,
+            where=where,
+            keys=keys,
+            after=after,
+            skip=cmd.skip,
+            limit=cmd.limit,
+            include_deleted=cmd.includeDeleted,
+        )
+        page, more = rows[: cmd.limit], len(rows) > cmd.limit
+        meta = {
+            "skip": cmd.skip,
+            "limit": cmd.limit,
+            "hasMore": more,
+            "nextCursor": encode_cursor(sig, page[-1][1]) if more else None,
+        }
+        return [process_view(p, procedure, external=external) for p, _ in page], meta
 
 
 def process_history(
-    uow: UnitOfWork, procedure_ref: str, ref: tuple[str, ...], *, after: int = 0, limit: int = 50
+    uows: UnitsOfWork,
+    caller: Caller,
+    procedure_ref: str,
+    ref: tuple[str, ...],
+    *,
+    after: int = 0,
+    limit: int = 50,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The process's events in commit order: who, when, what changed (old and new values, by shortId)."""
-    procedure = load_procedure(uow, procedure_ref)
-    process = find_process(uow, procedure, ref, include_deleted=True)
-    records = uow.events.for_process(process.id, after=after, limit=limit + 1)
-    users = {u["id"]: u["username"] for u in uow.users.list()}
+    with uows.read(caller.team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        process = find_process(uow, procedure, ref, include_deleted=True)
+        records = uow.events.for_process(process.id, after=after, limit=limit + 1)
+        users = {u["id"]: u["username"] for u in uow.users.list()}
 
-    def show(name: str, value: Any) -> Any:
-        return procedure.state_short(value) if name == "state" else value
+        def show(name: str, value: Any) -> Any:
+            return procedure.state_short(value) if name == "state" else value
 
-    out = []
-    for e in records[:limit]:
-        item: dict[str, Any] = {
-            "id": e.id,
-            "type": e.type,
-            "actor": e.actor,
-            "actorUsername": users.get(e.actor),
-            "createdAt": e.created_at,
-        }
-        if "snapshot" in e.payload:
-            item["process"] = process_view(Process(**e.payload["snapshot"]), procedure)
-        if "changes" in e.payload:
-            item["changes"] = {
-                _field_name(procedure, k): {"old": show(k, old), "new": show(k, new)}
-                for k, (old, new) in e.payload["changes"].items()
+        out = []
+        for e in records[:limit]:
+            item: dict[str, Any] = {
+                "id": e.id,
+                "type": e.type,
+                "actor": e.actor,
+                "actorUsername": users.get(e.actor),
+                "createdAt": e.created_at,
             }
-        if "from" in e.payload:
-            kind = e.type.removeprefix("process.").removesuffix("_changed")
-            item["from"], item["to"] = show(kind, e.payload["from"]), show(kind, e.payload["to"])
-        out.append(item)
-    more = len(records) > limit
-    return out, {"hasMore": more, "nextAfter": out[-1]["id"] if more else None}
+            if "snapshot" in e.payload:
+                item["process"] = process_view(Process(**e.payload["snapshot"]), procedure)
+            if "changes" in e.payload:
+                item["changes"] = {
+                    _field_name(procedure, k): {"old": show(k, old), "new": show(k, new)}
+                    for k, (old, new) in e.payload["changes"].items()
+                }
+            if "from" in e.payload:
+                kind = e.type.removeprefix("process.").removesuffix("_changed")
+                item["from"], item["to"] = show(kind, e.payload["from"]), show(kind, e.payload["to"])
+            out.append(item)
+        more = len(records) > limit
+        return out, {"hasMore": more, "nextAfter": out[-1]["id"] if more else None}
 
 
 def _field_name(procedure: Any, key: str) -> str:

@@ -8,10 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, Invalid, NotFound, Unauthorized
-from procession.services.common import Caller, new_id, now_ms
-from procession.store.repositories import Teams, key_by_hash
-from procession.store.uow import UnitOfWork
+from procession.services.common import Caller
+from procession.store.repositories.teams import Teams, key_by_hash
+from procession.store.uow import UnitsOfWork
 
 KEY_PREFIX = "prk_"
 
@@ -48,34 +49,39 @@ def create_team(engine: sa.Engine, slug: str, name: str = "") -> str:
     return new
 
 
-def create_key(uow: UnitOfWork, *, role: str, username: str | None = None, label: str = "") -> str:
+def create_key(
+    uows: UnitsOfWork, team_id: str, *, role: str, username: str | None = None, label: str = ""
+) -> str:
     """A new API key (returned once, in clear) acting with ``role`` and, optionally, as a user."""
-    if role not in ("admin", "member"):
-        raise Invalid.one("invalid_role", f"role must be admin or member, not {role!r}", "role")
-    user_id = None
-    if username is not None:
-        user_id = uow.users.id_of(username)
-        if user_id is None:
-            raise Invalid.one("unknown_user", f"{username!r} is not a user of this team", "user")
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    uow.keys.add(
-        id=new_id(),
-        key_hash=hash_key(key),
-        prefix=key[:12],
-        role=role,
-        user_id=user_id,
-        label=label,
-        created_at=now_ms(),
-    )
-    uow.commit()
-    return key
+    with uows.write(team_id) as uow:
+        if role not in ("admin", "member"):
+            raise Invalid.one("invalid_role", f"role must be admin or member, not {role!r}", "role")
+        user_id = None
+        if username is not None:
+            user_id = uow.users.id_of(username)
+            if user_id is None:
+                raise Invalid.one("unknown_user", f"{username!r} is not a user of this team", "user")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        uow.keys.add(
+            id=new_id(),
+            key_hash=hash_key(key),
+            prefix=key[:12],
+            role=role,
+            user_id=user_id,
+            label=label,
+            created_at=now_ms(),
+        )
+        uow.commit()
+        return key
 
 
-def list_keys(uow: UnitOfWork) -> list[dict[str, Any]]:
-    return uow.keys.list()
+def list_keys(uows: UnitsOfWork, team_id: str) -> list[dict[str, Any]]:
+    with uows.read(team_id) as uow:
+        return uow.keys.list()
 
 
-def revoke_key(uow: UnitOfWork, key_id: str) -> None:
-    if not uow.keys.revoke(key_id, now_ms()):
-        raise NotFound(f"no active key {key_id!r}")
-    uow.commit()
+def revoke_key(uows: UnitsOfWork, team_id: str, key_id: str) -> None:
+    with uows.write(team_id) as uow:
+        if not uow.keys.revoke(key_id, now_ms()):
+            raise NotFound(f"no active key {key_id!r}")
+        uow.commit()

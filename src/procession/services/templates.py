@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
 from typing import Any
 
-import sqlalchemy as sa
-
+from procession.domain.errors import Conflict
 from procession.services.commands import CreateProcess, EntityInput, PodInput, ProcedureInput, UserInput
 from procession.services.common import Caller
 from procession.services.configuration import add_pod, add_user, define_entity, define_procedure
 from procession.services.processes import create_process
 from procession.services.teams import create_team
-from procession.store.repositories import Teams
-from procession.store.uow import UnitOfWork
+from procession.store.repositories.teams import Teams
+from procession.store.uow import UnitsOfWork
 
 DEMO_SLUG = "demo"
 DEMO_USERS: list[dict[str, Any]] = [
@@ -161,39 +160,30 @@ TEMPLATES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def install_template(make_uow: Callable[[], UnitOfWork], name: str) -> None:
+def install_template(uows: UnitsOfWork, team_id: str, name: str) -> None:
     """Add a template's entity and procedures to a team, skipping what it has already."""
-    with make_uow() as uow:
-        if uow.entities.get("customer") is None:
-            define_entity(uow, EntityInput.model_validate(CUSTOMER))
+    with contextlib.suppress(Conflict):
+        define_entity(uows, team_id, EntityInput.model_validate(CUSTOMER))
     for spec in TEMPLATES[name]:
-        with make_uow() as uow:
-            if uow.procedures.get(spec["shortId"]) is None:
-                define_procedure(uow, ProcedureInput.model_validate(spec))
+        with contextlib.suppress(Conflict):
+            define_procedure(uows, team_id, ProcedureInput.model_validate(spec))
 
 
-def seed_demo(engine: sa.Engine) -> str:
+def seed_demo(uows: UnitsOfWork) -> str:
     """The demo team with every template, its users and pods; idempotent. Returns the team id."""
-    with engine.connect() as conn:
+    with uows.engine.connect() as conn:
         team = Teams(conn).by_slug(DEMO_SLUG)
-    team = team or create_team(engine, DEMO_SLUG, "Demo team")
-
-    def make_uow() -> UnitOfWork:
-        return UnitOfWork(engine, team)
-
+    team = team or create_team(uows.engine, DEMO_SLUG, "Demo team")
     for user in DEMO_USERS:
-        with make_uow() as uow:
-            if uow.users.id_of(user["username"]) is None:
-                add_user(uow, UserInput.model_validate(user))
+        with contextlib.suppress(Conflict):
+            add_user(uows, team, UserInput.model_validate(user))
     for pod in DEMO_PODS:
-        with make_uow() as uow:
-            if uow.pods.id_of(pod["shortId"]) is None:
-                add_pod(uow, PodInput.model_validate(pod))
-    install_template(make_uow, "all")
+        with contextlib.suppress(Conflict):
+            add_pod(uows, team, PodInput.model_validate(pod))
+    install_template(uows, team, "all")
+    with uows.read(team) as uow:
+        admin = Caller(team, "admin", uow.users.id_of("admin"))
     for process_id, body in DEMO_LEADS:
-        with make_uow() as uow:
-            if uow.processes.get(process_id) is None:
-                admin = Caller(team, "admin", uow.users.id_of("admin"))
-                create_process(uow, admin, "lead", CreateProcess.model_validate(body), process_id=process_id)
-                uow.commit()
+        with contextlib.suppress(Conflict):
+            create_process(uows, admin, "lead", CreateProcess.model_validate(body), process_id=process_id)
     return team

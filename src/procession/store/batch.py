@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
-from procession.store.db import Statement, json_text
+from procession.store.statement import Statement, json_text
 
 # process field -> (column, PostgreSQL array type); the fields a save may change
 MUTABLE = {
@@ -181,7 +181,12 @@ def insert_events(
     )
 
 
-def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]) -> list[Write]:
+OF_TEAM = "EXISTS (SELECT 1 FROM jobs WHERE jobs.id = {0} AND jobs.team_id = {0})"  # the job is the team's
+
+
+def mark_entries(
+    conn: sa.Connection, team_id: str, job_id: str, results: list[dict[str, Any]]
+) -> list[Write]:
     """Record entry results: dicts of ``b_idx``, ``b_status``, ``b_process``, ``b_error``."""
     if not results:
         return []
@@ -192,7 +197,8 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
             Write(
                 "UPDATE job_entries AS e SET status = u.status, process_id = u.pid, error = u.error::jsonb "
                 "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[]) AS u(idx, status, pid, error) "
-                "WHERE e.job_id = %s AND e.idx BETWEEN %s AND %s AND e.idx = u.idx",
+                "WHERE e.job_id = %s AND e.idx BETWEEN %s AND %s AND e.idx = u.idx AND "
+                + OF_TEAM.format("%s"),
                 [
                     [r["b_idx"] for r in results],
                     [r["b_status"] for r in results],
@@ -201,13 +207,16 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
                     job_id,
                     min(r["b_idx"] for r in results),
                     max(r["b_idx"] for r in results),
+                    job_id,
+                    team_id,
                 ],
             )
         ]
     return _values(
         conn,
         "UPDATE job_entries SET status = u.column2, process_id = u.column3, error = u.column4 "
-        "FROM (VALUES {}) AS u WHERE job_entries.job_id = ? AND job_entries.idx = u.column1",
+        "FROM (VALUES {}) AS u WHERE job_entries.job_id = ? AND job_entries.idx = u.column1 AND "
+        + OF_TEAM.format("?"),
         [
             (
                 r["b_idx"],
@@ -217,12 +226,12 @@ def mark_entries(conn: sa.Connection, job_id: str, results: list[dict[str, Any]]
             )
             for r in results
         ],
-        after=(job_id,),
+        after=(job_id, job_id, team_id),
     )
 
 
 def insert_entries(
-    conn: sa.Connection, job_id: str, entries: list[tuple[int, str, str, Any, Any]]
+    conn: sa.Connection, team_id: str, job_id: str, entries: list[tuple[int, str, str, Any, Any]]
 ) -> list[Write]:
     """Store job entries: ``(index, status, item as JSON text, change, error)``; sent behind the work that
     follows (``UnitOfWork.pipelined``)."""
@@ -234,7 +243,7 @@ def insert_entries(
                 "INSERT INTO job_entries (job_id, idx, status, item, change, error) "
                 "SELECT %s, u.idx, u.status, u.item::jsonb, u.change::jsonb, u.error::jsonb "
                 "FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[]) "
-                "AS u(idx, status, item, change, error)",
+                "AS u(idx, status, item, change, error) WHERE " + OF_TEAM.format("%s"),
                 [
                     job_id,
                     [e[0] for e in entries],
@@ -242,13 +251,16 @@ def insert_entries(
                     [e[2] for e in entries],
                     _json([e[3] for e in entries]),
                     _json([e[4] for e in entries]),
+                    job_id,
+                    team_id,
                 ],
                 reply=False,
             )
         ]
     return _values(
         conn,
-        "INSERT INTO job_entries (job_id, idx, status, item, change, error) VALUES {}",
+        "INSERT INTO job_entries (job_id, idx, status, item, change, error) SELECT * FROM (VALUES {}) WHERE "
+        + OF_TEAM.format("?"),
         [
             (
                 job_id,
@@ -260,5 +272,6 @@ def insert_entries(
             )
             for i, status, item, change, error in entries
         ],
+        after=(job_id, team_id),
         reply=False,
     )

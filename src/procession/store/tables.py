@@ -217,18 +217,27 @@ job_entries = sa.Table(
     sa.Index("ix_job_entries_status", "job_id", "status", "idx"),
 )
 
-job_chunks = sa.Table(
-    "job_chunks",
+tasks = sa.Table(  # durable background work of every kind; the task engine only wakes it
+    "tasks",
     metadata,
-    sa.Column("job_id", ID, sa.ForeignKey("jobs.id"), primary_key=True),
-    sa.Column("chunk_no", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("first_idx", sa.Integer, nullable=False),
-    sa.Column("end_idx", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("wake_at", sa.BigInteger, nullable=False),
-    sa.Column("applied_by", sa.String(200)),
-    # applied only once every chunk of the job up to this one is done (it names processes they name)
-    sa.Column("after_chunk", sa.Integer),
-    sa.Index("ix_job_chunks_pending", "status", "wake_at"),
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _team(),
+    sa.Column("kind", sa.String(40), nullable=False),  # its handler: bulk.chunk, ...
+    sa.Column("ref", sa.String(200), nullable=False),  # what it works on (a job's id)
+    sa.Column("part", sa.Integer, nullable=False),  # which part of it (a chunk's number)
+    sa.Column("args", JSON, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # PENDING, DONE, FAILED
+    sa.Column("attempts", sa.Integer, nullable=False),  # failed attempts so far
+    sa.Column("wake_at", sa.BigInteger, nullable=False),  # due from (later after a failed attempt)
+    sa.Column("lease_until", sa.BigInteger),  # a wake-up was sent: sent again once this has passed
+    sa.Column("last_error", sa.Text),
+    # ordering: a task waits while a pending task of its lane has an id up to its after_id
+    sa.Column("lane", sa.String(200)),
+    sa.Column("after_id", sa.BigInteger),
+    sa.Column("done_by", sa.String(200)),  # host:pid of whoever finished it
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.UniqueConstraint("kind", "ref", "part", name="ux_tasks_ref"),
+    sa.Index("ix_tasks_pending", "status", "wake_at"),
+    sa.Index("ix_tasks_lane", "lane", "status", "id"),
 )

@@ -12,15 +12,32 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from procession.store import repositories as r
-from procession.store.db import BEHIND, Statement, write_lock
-from procession.store.jobs import Jobs
+from procession.store.outbox import FollowUp, Outbox
+from procession.store.repositories.files import Files, Idempotency
+from procession.store.repositories.jobs import Jobs
+from procession.store.repositories.processes import Events, Processes
+from procession.store.repositories.records import Records
+from procession.store.repositories.schemas import Entities, Procedures
+from procession.store.repositories.teams import Keys, Pods, Users
+from procession.store.sqlite import write_lock
+from procession.store.statement import BEHIND, Statement
+from procession.store.tasks import Tasks
 
 LOCK_TIMEOUT_S = 30
 
 
+Wake = Callable[[str, str], None]  # (kind, ref): tasks of that kind for ref were committed
+WOKEN = "procession.woken"  # key in a connection's ``info``: the (kind, ref) of tasks its savepoints added
+
+
+def _no_wake(kind: str, ref: str) -> None:
+    pass
+
+
 class UnitOfWork:
     """``with UnitOfWork(engine, team_id) as uow: ...; uow.commit()``; anything not committed rolls back.
+    Its commit first writes the events of the processes it saved and their follow-up rows (``Outbox``), and
+    once committed wakes the background work it added (``Tasks``).
 
     On SQLite a writing unit of work first takes this process's write lock for the file and keeps it until
     it commits or rolls back, so writers wait their turn in order; readers (``write=False``) never take it.
@@ -30,9 +47,17 @@ class UnitOfWork:
     """
 
     def __init__(
-        self, engine: sa.Engine, team_id: str, *, write: bool = True, within: sa.Connection | None = None
+        self,
+        engine: sa.Engine,
+        team_id: str,
+        *,
+        write: bool = True,
+        within: sa.Connection | None = None,
+        follow_ups: tuple[FollowUp, ...] = (),
+        wake: Wake = _no_wake,
     ) -> None:
         self.engine, self.team_id, self.write, self.within = engine, team_id, write, within
+        self.follow_ups, self.wake = follow_ups, wake
         self._lock: threading.Lock | None = None
         self.tx: sa.RootTransaction | Savepoint
 
@@ -51,29 +76,36 @@ class UnitOfWork:
                 if self.write:
                     conn = conn.execution_options(sqlite_begin="IMMEDIATE")
                 self.conn = conn
+                conn.info.pop(WOKEN, None)  # left by a transaction that rolled back
                 self.tx = conn.begin()
             except BaseException:
                 self._release()
                 raise
         team = self.team_id
-        self.users = r.Users(conn, team)
-        self.pods = r.Pods(conn, team)
-        self.keys = r.Keys(conn, team)
-        self.procedures = r.Procedures(conn, team)
-        self.entities = r.Entities(conn, team)
-        self.records = r.Records(conn, team)
-        self.processes = r.Processes(conn, team)
-        self.events = r.Events(conn, team)
-        self.files = r.Files(conn, team)
-        self.idempotency = r.Idempotency(conn, team)
+        self.users = Users(conn, team)
+        self.pods = Pods(conn, team)
+        self.keys = Keys(conn, team)
+        self.procedures = Procedures(conn, team)
+        self.entities = Entities(conn, team)
+        self.records = Records(conn, team)
+        self.outbox = Outbox(self, self.follow_ups)
+        self.processes = Processes(conn, team, self.outbox)
+        self.events = Events(conn, team)
+        self.files = Files(conn, team)
+        self.idempotency = Idempotency(conn, team)
         self.jobs = Jobs(conn, team)
+        self.tasks = Tasks(conn, team)
         return self
+
+    def savepoint(self) -> UnitOfWork:
+        """A unit of work inside this one's transaction: its rollback undoes its own changes alone."""
+        return UnitOfWork(self.engine, self.team_id, within=self.conn, follow_ups=self.follow_ups)
 
     @contextmanager
     def pipelined(self) -> Iterator[Callable[[], None]]:
         """Writes built with ``reply=False`` (``batch.insert_entries``) go out behind the work that follows, so
         that they overlap it: on PostgreSQL in pipeline mode, where every other statement, SQLAlchemy's too,
-        waits for its own reply and those before it (``db._await_reply``); on SQLite on a thread of their
+        waits for its own reply and those before it (``db.await_reply``); on SQLite on a thread of their
         own, as one call into SQLite each, made without Python's lock (the connection serialises the calls).
         A write's error comes later, as SQLAlchemy's like any other. Yields ``settle()``, which waits for the
         writes so far: call it before the next large one, as what is in flight is kept until it is done."""
@@ -104,9 +136,18 @@ class UnitOfWork:
 
     def commit(self) -> None:
         try:
+            self.outbox.flush()
             self.tx.commit()
         finally:
             self._release()
+        woken, self.tasks.added = self.tasks.added, set()
+        if self.within is None:  # and what its savepoints added
+            woken |= self.conn.info.pop(WOKEN, set())
+        else:  # woken once the enclosing transaction commits (``wake_committed``)
+            self.conn.info.setdefault(WOKEN, set()).update(woken)
+            return
+        for kind, ref in sorted(woken):
+            self.wake(kind, ref)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -123,6 +164,44 @@ class UnitOfWork:
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()
+
+
+class UnitsOfWork:
+    """Opens units of work on one database, each with the follow-ups and the waker the wiring chose."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        follow_ups: tuple[FollowUp, ...] = (),
+        within: sa.Connection | None = None,
+    ) -> None:
+        self.engine, self.follow_ups, self.within = engine, follow_ups, within
+        self.waker: Any = None  # the task engine's, set when it starts
+
+    def write(self, team_id: str) -> UnitOfWork:
+        """A unit of work that writes (on SQLite it takes the file's write lock)."""
+        return UnitOfWork(
+            self.engine, team_id, within=self.within, follow_ups=self.follow_ups, wake=self.wake
+        )
+
+    def read(self, team_id: str) -> UnitOfWork:
+        """A unit of work that only reads."""
+        return UnitOfWork(self.engine, team_id, write=False, within=self.within)
+
+    def nested(self, conn: sa.Connection) -> UnitsOfWork:
+        """The same, each unit of work a savepoint of the transaction open on ``conn``."""
+        return UnitsOfWork(self.engine, follow_ups=self.follow_ups, within=conn)
+
+    def wake(self, kind: str, ref: str) -> None:
+        """Tasks of ``kind`` for ``ref`` were committed: the engine runs them."""
+        if self.waker is not None:
+            self.waker.wake(kind, ref)
+
+    def wake_committed(self, conn: sa.Connection) -> None:
+        """Wake what the savepoints of ``conn``'s transaction, just committed, added."""
+        for kind, ref in sorted(conn.info.pop(WOKEN, ())):
+            self.wake(kind, ref)
 
 
 class SavepointLost(Exception):

@@ -1,5 +1,6 @@
-"""Writes from request handlers: ``await writer.run(team_id, work)``, where ``work(make_uow)`` opens units of
-work with ``make_uow()`` and commits them as usual; its result comes back once that is durable.
+"""Short writes from request handlers: ``await writer.run(use_case, *args)`` runs ``use_case(uows, *args)``,
+a service function that opens its units of work from ``uows`` and commits them as usual; its result comes
+back once that is durable.
 
 On PostgreSQL each call runs in the thread pool in transactions of its own. On SQLite, where writers take
 turns anyway, the calls waiting at one moment run together in one transaction, each in a savepoint of its
@@ -25,29 +26,29 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
-from procession.store.db import write_lock
-from procession.store.uow import LOCK_TIMEOUT_S, SavepointLost, UnitOfWork
+from procession.store.sqlite import write_lock
+from procession.store.uow import LOCK_TIMEOUT_S, WOKEN, SavepointLost, UnitsOfWork
 
 T = TypeVar("T")
-MakeUow = Callable[[], UnitOfWork]
-Call = tuple[str, Callable[[MakeUow], Any], "asyncio.Future[Any]"]
+Call = tuple[Callable[[UnitsOfWork], Any], "asyncio.Future[Any]"]
 MAX_GROUP = 64  # calls per transaction: bounds how long a group holds the event loop and the file
 
 
 class Writer:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self.lock = write_lock(engine)  # None unless a SQLite file: then calls are grouped
+    def __init__(self, uows: UnitsOfWork) -> None:
+        self.uows = uows
+        self.engine = uows.engine
+        self.lock = write_lock(self.engine)  # None unless a SQLite file: then calls are grouped
         self._waiting: list[Call] = []
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None  # kept: the loop holds its tasks only weakly
         self._thread: ThreadPoolExecutor | None = None
 
-    async def run(self, team_id: str, work: Callable[[MakeUow], T]) -> T:
+    async def run(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.lock is None:
-            return await run_in_threadpool(work, lambda: UnitOfWork(self.engine, team_id))
+            return await run_in_threadpool(use_case, self.uows, *args, **kwargs)
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((team_id, work, done))
+        self._waiting.append((lambda uows: use_case(uows, *args, **kwargs), done))
         if not self._draining:
             self._draining = True
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
@@ -68,13 +69,13 @@ class Writer:
                     outcomes = await self._apply_soon(group)
                 except Exception as e:  # the group could not start (the file, the lock): all fail
                     outcomes = [(False, e)] * len(group)
-                for (_, _, done), (ok, value) in zip(group, outcomes, strict=True):
+                for (_, done), (ok, value) in zip(group, outcomes, strict=True):
                     if not done.done():  # the request may have been cancelled meanwhile
                         done.set_result(value) if ok else done.set_exception(value)
                 await asyncio.sleep(0)  # replies go out, new requests come in
         finally:
             self._draining = False
-            for _, _, done in group + self._waiting:  # stopped midway (shutdown): no call hangs
+            for _, done in group + self._waiting:  # stopped midway (shutdown): no call hangs
                 if not done.done():
                     done.set_exception(RuntimeError("the server is stopping"))
             self._waiting = []
@@ -115,9 +116,11 @@ class Writer:
                     if not wait:
                         driver.execute(f"PRAGMA busy_timeout = {LOCK_TIMEOUT_S * 1000}")
                 outcomes: list[tuple[bool, Any]] = []
-                for n, (team_id, work, _) in enumerate(group):
+                conn.info.pop(WOKEN, None)  # left by a group whose commit failed
+                nested = self.uows.nested(conn)
+                for n, (work, _) in enumerate(group):
                     try:
-                        outcomes.append((True, work(_nested(self.engine, team_id, conn))))
+                        outcomes.append((True, work(nested)))
                     except Exception as e:
                         outcomes.append((False, e))
                         if isinstance(e, SavepointLost) or not driver.in_transaction:
@@ -132,6 +135,7 @@ class Writer:
                     conn.commit()
                 except Exception as e:  # nothing of the group is kept
                     return [(False, e) if ok else (ok, value) for ok, value in outcomes]
+                self.uows.wake_committed(conn)
                 return outcomes
         finally:
             if lock is not None:
@@ -140,17 +144,3 @@ class Writer:
 
 class _Busy(Exception):
     """Another process holds the SQLite file's write lock."""
-
-
-def in_one(work: Callable[[UnitOfWork], T]) -> Callable[[MakeUow], T]:
-    """``work(uow)`` as a ``Writer`` call: in one unit of work (which ``work`` commits)."""
-
-    def run(make_uow: MakeUow) -> T:
-        with make_uow() as uow:
-            return work(uow)
-
-    return run
-
-
-def _nested(engine: sa.Engine, team_id: str, conn: sa.Connection) -> MakeUow:
-    return lambda: UnitOfWork(engine, team_id, within=conn)

@@ -1,0 +1,164 @@
+"""Applying a bulk job, one chunk of entries a task (kind ``bulk.chunk``): every entry gets exactly one
+result, in the chunk's transaction. Updates go through the same rules as a single update
+(``change_process``) and the same writer (``Processes.save_many``); creates are Create Process per entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from procession.domain.clock import now_ms
+from procession.domain.errors import Invalid, ProcessionError
+from procession.domain.process import Event, Process
+from procession.engine.tasks import Kind
+from procession.services.commands import CreateProcess
+from procession.services.common import Caller
+from procession.services.jobs import CHUNK, stored_change
+from procession.services.processes import change_process, create_in, load_procedure
+from procession.store.repositories.jobs import Job
+from procession.store.repositories.processes import Saved, Stale
+from procession.store.tasks import Task
+from procession.store.uow import UnitOfWork
+
+
+def _result(
+    idx: int, status: str, process_id: str | None = None, error: ProcessionError | None = None
+) -> dict[str, Any]:
+    errors = [e.as_dict() for e in error.errors] if error is not None else None
+    return {"b_idx": idx, "b_status": status, "b_process": process_id, "b_error": errors}
+
+
+@dataclass
+class Plan:
+    """A chunk of updates worked out: each entry's result, and the processes' writes, built."""
+
+    job: Job
+    procedure_version: int
+    results: list[dict[str, Any]]
+    saved: Saved
+
+
+def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: int) -> Plan:
+    """Set-based: one read of the chunk's processes, the rules per entry, the writes built; nothing written."""
+    procedure = load_procedure(uow, job.procedure_id)
+    processes, pk_ids = uow.processes.get_many(
+        procedure.id,
+        sorted({c["id"] for _, c in rows if "id" in c}),
+        [c["pk"] for _, c in rows if "pk" in c and "id" not in c],
+    )
+    results: list[dict[str, Any]] = []
+    read: dict[str, tuple[Process, int]] = {}  # the processes changed, by id, with their versions as read
+    events: list[tuple[str, Event]] = []
+    keys_taken: set[str] = set()  # keys the chunk moved processes to (the database knows the others)
+    for idx, stored in rows:
+        pid = stored["id"] if "id" in stored else pk_ids.get(stored["pk"])
+        process = processes.get(pid) if pid else None
+        if process is not None and process.procedure != procedure.id:
+            process = None  # another procedure's: not found
+        version = process.version if process is not None else 0
+        try:
+            applied = change_process(
+                uow,
+                procedure,
+                process,
+                stored_change(stored),
+                ref=stored["id"] if "id" in stored else stored["pk"],
+                now=now,
+                keys_taken=keys_taken,
+            )
+        except ProcessionError as e:
+            results.append(_result(idx, "ERROR", process.id if process is not None else None, e))
+            continue
+        assert process is not None
+        if applied:
+            read.setdefault(process.id, (process, version))
+            events.extend((process.id, e) for e in applied)
+        results.append(_result(idx, "SUCCESS", process.id))
+    saved = uow.processes.prepare(procedure, list(read.values()), events, actor=job.created_by, now=now)
+    return Plan(job, procedure.version, results, saved)
+
+
+def _chunk(uow: UnitOfWork, task: Task) -> tuple[Job, list[tuple[int, Any]]] | None:
+    """The chunk's job and its pending entries; None when the job was aborted (nothing to apply)."""
+    job = uow.jobs.get(task.ref)
+    assert job is not None, task.ref
+    if job.status == "ABORTED":
+        return None
+    return job, uow.jobs.pending_entries(job, task.args["first"], task.args["end"])
+
+
+def apply_chunk(uow: UnitOfWork, task: Task) -> None:
+    """Apply the chunk in the unit of work that claimed it, and move its job on."""
+    now, found = now_ms(), _chunk(uow, task)
+    if found is None:
+        uow.jobs.finish_chunk(task.ref, [], now)
+        return
+    job, rows = found
+    if job.kind == "update":
+        plan = plan_updates(uow, job, rows, now)
+        uow.processes.save_many(plan.saved)
+        results = plan.results
+    else:
+        results = apply_creates(uow, job, rows)
+    uow.jobs.finish_chunk(job.id, results, now)
+
+
+def plan_chunk(uow: UnitOfWork, task: Task) -> Plan | None:
+    """A chunk of updates worked out ahead on a reader's connection (writing nothing); None for others."""
+    found = _chunk(uow, task)
+    if found is None or found[0].kind != "update":
+        return None
+    return plan_updates(uow, *found, now_ms())
+
+
+def write_chunk(uow: UnitOfWork, task: Task, plan: Plan | None) -> None:
+    """Write what ``plan_chunk`` worked out, if it still holds (its job and procedure as read, every entry a
+    success: what refused one may have changed since, and each process at the version read); ``Stale``
+    otherwise."""
+    if plan is None:
+        return apply_chunk(uow, task)
+    job = uow.jobs.get(task.ref)
+    if (
+        job is None
+        or job.status == "ABORTED"
+        or load_procedure(uow, job.procedure_id).version != plan.procedure_version
+        or any(r["b_status"] != "SUCCESS" for r in plan.results)
+    ):
+        raise Stale("the chunk's job, its procedure or an entry's outcome may have changed")
+    uow.processes.save_many(plan.saved)
+    uow.jobs.finish_chunk(job.id, plan.results, plan.saved.now)
+
+
+def apply_creates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+    """Create Process per entry, each in a savepoint so one bad entry never fails the others."""
+    caller = Caller(team_id=job.team_id, role="member", user_id=job.created_by)
+    results = []
+    for idx, item in rows:
+        try:
+            with uow.savepoint() as entry:
+                created = create_in(entry, caller, job.procedure_id, CreateProcess.model_validate(item))
+                entry.commit()
+            results.append(_result(idx, "SUCCESS", created["id"]))
+        except ProcessionError as e:
+            results.append(_result(idx, "ERROR", error=e))
+        except IntegrityError:
+            results.append(
+                _result(idx, "ERROR", error=Invalid.one("conflict", "a conflicting process exists"))
+            )
+    return results
+
+
+def give_up(uow: UnitOfWork, task: Task, error: str) -> None:
+    """After the last attempt: the chunk's entries end as ERROR, and its job as FAILED."""
+    found = _chunk(uow, task)
+    error_entry = [{"code": "internal", "message": "the entry could not be applied; see the server log"}]
+    results = [
+        {"b_idx": idx, "b_status": "ERROR", "b_process": None, "b_error": error_entry}
+        for idx, _ in (found[1] if found else [])
+    ]
+    uow.jobs.finish_chunk(task.ref, results, now_ms(), failed=True)
+
+
+BULK_CHUNK = Kind(CHUNK, run=apply_chunk, give_up=give_up, plan=plan_chunk, write=write_chunk)

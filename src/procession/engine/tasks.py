@@ -1,0 +1,118 @@
+"""The task engine: kinds of background work and how one task runs.
+
+A *kind* is a handler registered by name (``Kinds``). A task (``store.tasks``) is claimed and run in one
+transaction of its team's unit of work, which also closes it: a worker killed at any moment leaves it
+pending, and no task is run to completion twice. A failed attempt is rolled back and recorded; the task is
+due again after a back-off (doubling, with jitter), and given up after its kind's last attempt. The
+embedded runner (SQLite) and procrastinate workers (PostgreSQL) run tasks of any kind through ``run_task``.
+
+A kind may also work a task out ahead (``plan``, on a reader's connection, writing nothing) and then write
+what it worked out (``write``) if that still holds: the embedded runner overlaps one task's writes with
+working out the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from procession.domain.clock import now_ms
+from procession.services.common import gc_paused
+from procession.store.tasks import Queue, Task
+from procession.store.uow import UnitOfWork, UnitsOfWork
+
+log = logging.getLogger("procession.engine")
+BACKOFF_MS = 1000  # after the first failed attempt; doubled after each
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of task: ``run(uow, task)`` does it in the claiming transaction (raise to roll it back);
+    ``give_up(uow, task, error)`` records that it never will, in the transaction that marks it FAILED.
+    ``plan(uow, task)`` and ``write(uow, task, plan)``, if given, split ``run`` for the embedded runner:
+    ``write`` raises if what ``plan`` read has changed, and the task is then run afresh."""
+
+    name: str
+    run: Callable[[UnitOfWork, Task], None]
+    give_up: Callable[[UnitOfWork, Task, str], None] = lambda uow, task, error: None
+    max_attempts: int = 5
+    plan: Callable[[UnitOfWork, Task], Any] | None = None
+    write: Callable[[UnitOfWork, Task, Any], None] | None = None
+
+
+class Kinds:
+    """The kinds a worker runs, by name."""
+
+    def __init__(self, *kinds: Kind) -> None:
+        self._kinds: dict[str, Kind] = {}
+        for kind in kinds:
+            self.add(kind)
+
+    def add(self, kind: Kind) -> None:
+        if kind.name in self._kinds:
+            raise ValueError(f"task kind {kind.name!r} is registered already")
+        self._kinds[kind.name] = kind
+
+    def __getitem__(self, name: str) -> Kind:
+        return self._kinds[name]
+
+
+def backoff_ms(attempts: int) -> int:
+    """How long a task waits after its ``attempts``-th failed attempt: doubling, give or take a quarter."""
+    return int(BACKOFF_MS * 2 ** (attempts - 1) * random.uniform(0.75, 1.25))
+
+
+def team_of(uows: UnitsOfWork, task_id: int) -> str | None:
+    with uows.engine.connect() as conn:
+        return Queue(conn).team_of(task_id)
+
+
+def run_task(uows: UnitsOfWork, kinds: Kinds, task_id: int, planned: Any = None) -> bool:
+    """Claim task ``task_id`` and run it, in one transaction: True; False if it is done, taken elsewhere, or
+    waits its turn. With ``planned`` (its kind's ``plan``), write that if it still holds, or else run it
+    afresh. A failure is recorded (``failed``) and raised."""
+    team_id = team_of(uows, task_id)
+    if team_id is None:
+        return False
+    task: Task | None = None
+    try:
+        with uows.write(team_id) as uow:
+            task = uow.tasks.claim(task_id)
+            if task is None:
+                return False
+            kind = kinds[task.kind]
+            with gc_paused():  # a chunk's thousands of short-lived objects: reference counting frees them
+                if planned is not None and kind.write is not None:
+                    kind.write(uow, task, planned)
+                else:
+                    kind.run(uow, task)
+            uow.tasks.close(task, now_ms())
+            uow.commit()
+        return True
+    except Exception as e:
+        if planned is not None:  # what it worked out no longer holds, or its commit failed: afresh
+            log.info("task %s: run afresh: %r", task_id, e)
+            return run_task(uows, kinds, task_id)
+        log.exception("task %s failed", task_id)
+        if task is not None:
+            failed(uows, kinds, task, e)
+        raise
+
+
+def failed(uows: UnitsOfWork, kinds: Kinds, task: Task, error: BaseException) -> None:
+    """Record a failed attempt: due again after a back-off, or, after its kind's last attempt, given up."""
+    text = f"{type(error).__name__}: {error}"[:2000]
+    with uows.write(task.team_id) as uow:
+        claimed = uow.tasks.claim(task.id)
+        if claimed is None:
+            return
+        now, kind = now_ms(), kinds[claimed.kind]
+        if claimed.attempts + 1 >= kind.max_attempts:
+            kind.give_up(uow, claimed, text)
+            uow.tasks.close(claimed, now, failed=True, error=text)
+        else:
+            uow.tasks.retry(claimed, now + backoff_ms(claimed.attempts + 1), text)
+        uow.commit()

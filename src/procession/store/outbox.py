@@ -1,0 +1,71 @@
+"""The outbox of a unit of work: the events of the processes it saved, written when it commits, in its
+transaction, together with the follow-up rows registered for them (work that must happen because of a
+change: it is kept exactly when the change is)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from procession.domain.process import Event
+from procession.store import tables as t
+from procession.store.batch import Write, insert_events, run
+from procession.store.statement import Statement
+
+if TYPE_CHECKING:
+    from procession.store.uow import UnitOfWork
+
+Recorded = tuple[str, Event]  # (process id, event)
+FollowUp = Callable[["UnitOfWork", list[Recorded]], None]  # writes rows for events, in their transaction
+INSERT_EVENTS = Statement(t.events.insert(), json_params=["payload"])
+FEW = 8  # events written one statement each, below this: a batch's statement text differs per count
+
+
+@dataclass
+class _Group:
+    events: list[Recorded]
+    actor: str | None
+    now: int
+    writes: list[Write] | None  # built ahead, or None
+
+
+class Outbox:
+    def __init__(self, uow: UnitOfWork, follow_ups: tuple[FollowUp, ...]) -> None:
+        self.uow, self.follow_ups = uow, follow_ups
+        self._groups: list[_Group] = []
+
+    def add(
+        self, events: list[Recorded], *, actor: str | None, now: int, writes: list[Write] | None = None
+    ) -> None:
+        """Events saved with their change, by ``actor`` at ``now`` (``writes``: their insert, built ahead)."""
+        if events:
+            self._groups.append(_Group(events, actor, now, writes))
+
+    def flush(self) -> None:
+        """Register the follow-ups of the events so far, then write the events."""
+        groups, self._groups = self._groups, []
+        if not groups:
+            return
+        recorded = [r for g in groups for r in g.events]
+        for follow_up in self.follow_ups:
+            follow_up(self.uow, recorded)
+        conn, team = self.uow.conn, self.uow.team_id
+        for g in groups:
+            if g.writes is not None:
+                run(conn, g.writes)
+            elif len(g.events) < FEW:
+                rows = [
+                    {
+                        "team_id": team,
+                        "process_id": pid,
+                        "type": e.type,
+                        "actor": g.actor,
+                        "payload": e.payload,
+                        "created_at": g.now,
+                    }
+                    for pid, e in g.events
+                ]
+                INSERT_EVENTS.many(conn, rows)
+            else:
+                run(conn, insert_events(conn, team, g.events, actor=g.actor, now=g.now))

@@ -1,0 +1,60 @@
+"""The base of every team-scoped repository: built for one team, which its statements bind once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from procession.domain.procedure import MAX_KEY, Schema
+from procession.store.statement import Statement
+
+# The statements every create runs are built once, here, with their values as bound parameters, and run
+# as ``statement.Statement``s (no statement and cache key rebuilt per call). The team's parameter is ``b_team``,
+# bound by ``Repository``'s helpers (``b_`` names never clash with a column).
+TEAM: sa.BindParameter[str] = sa.bindparam("b_team")
+REF: sa.BindParameter[str] = sa.bindparam("b_ref")  # an id or a shortId
+ID: sa.BindParameter[str] = sa.bindparam("b_id")
+
+
+class Repository:
+    def __init__(self, conn: sa.Connection, team_id: str) -> None:
+        self.conn, self.team_id = conn, team_id
+
+    def _rekey(self, table: sa.Table, owner: sa.Column, schema: Schema) -> None:
+        """Recompute the primary-key value of every row of one owner (a procedure's processes, an entity's
+        records) from their ``data``, after the owner's primary key changed: cleared first, so rows trading
+        values never meet in the unique index; values two rows share raise ``IntegrityError``, values longer
+        than ``MAX_KEY`` a ``ValueError``."""
+        c = table.c
+        mine = sa.and_(c.team_id == self.team_id, owner == schema.id)
+        self.conn.execute(table.update().where(mine).values(pk_value=None))
+        if schema.primary_key is None:
+            return
+        keys = (
+            (row_id, schema.key_of(data))
+            for row_id, data in self.conn.execute(sa.select(c.id, c.data).where(mine))
+        )
+        keyed = [{"b_id": row_id, "b_pk": key} for row_id, key in keys if key is not None]
+        if any(len(k["b_pk"]) > MAX_KEY for k in keyed):
+            raise ValueError(f"a value is longer than {MAX_KEY} characters")
+        if keyed:
+            self.conn.execute(
+                table.update()
+                .where(mine, c.id == sa.bindparam("b_id"))
+                .values(pk_value=sa.bindparam("b_pk")),
+                keyed,
+            )
+
+    def _first(self, stmt: Statement, **params: Any) -> tuple[Any, ...] | None:
+        """The first row of a statement built once (``b_`` parameters), this team's id bound to ``TEAM``."""
+        params["b_team"] = self.team_id
+        return stmt.first(self.conn, params)
+
+    def _scalar(self, stmt: Statement, **params: Any) -> Any:
+        params["b_team"] = self.team_id
+        return stmt.scalar(self.conn, params)
+
+    def _write(self, stmt: Statement, **params: Any) -> None:
+        params["b_team"] = self.team_id
+        stmt.rows(self.conn, params)

@@ -1,0 +1,258 @@
+"""Processes and their events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from procession.domain.errors import Conflict
+from procession.domain.events import EventRecord
+from procession.domain.procedure import Procedure
+from procession.domain.process import Event, Process
+from procession.domain.query import SortKey
+from procession.store import tables as t
+from procession.store.batch import Write, insert_events, run, update_processes
+from procession.store.outbox import Outbox
+from procession.store.repositories.base import ID, TEAM, Repository
+from procession.store.search import search_statement
+from procession.store.statement import Statement, driver_rows
+
+_PROCESS_COLUMNS = {
+    "id": "id",
+    "team": "team_id",
+    "procedure": "procedure_id",
+    "created_by": "created_by",
+    "status": "status",
+    "state": "state_id",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "data": "data",
+    "derived_data": "derived_data",
+    "assigned_to": "assigned_to",
+    "belongs_to": "belongs_to",
+    "entity": "entity_id",
+    "record": "record_id",
+    "next_action_at": "next_action_at",
+    "completed_at": "completed_at",
+    "cancelled_at": "cancelled_at",
+    "primary_booking": "primary_booking",
+    "parent_procedure": "parent_procedure_id",
+    "parent_process": "parent_process_id",
+    "first_assigned_to": "first_assigned_to",
+    "first_assigned_at": "first_assigned_at",
+    "last_assigned_at": "last_assigned_at",
+    "is_deleted": "is_deleted",
+    "version": "version",
+}
+
+
+_COLUMN_LIST = ", ".join(_PROCESS_COLUMNS.values())  # in the order of Process's fields
+_JSON_AT = [list(_PROCESS_COLUMNS).index(name) for name in ("data", "derived_data")]
+_INSERTED = [(name, col) for name, col in _PROCESS_COLUMNS.items() if name != "team"]
+
+_P = t.processes.c
+INSERT_PROCESS = Statement(t.processes.insert(), json_params=["data", "derived_data"])
+_PROCESS_EXISTS = sa.select(_P.id).where(_P.team_id == TEAM, _P.id == ID)
+PROCESS_EXISTS = Statement(_PROCESS_EXISTS)
+PROCESS_OF_PROCEDURE_EXISTS = Statement(_PROCESS_EXISTS.where(_P.procedure_id == sa.bindparam("b_procedure")))
+PROCESS_ID_BY_PK = Statement(
+    sa.select(_P.id).where(
+        _P.team_id == TEAM,
+        _P.procedure_id == sa.bindparam("b_procedure"),
+        _P.pk_value == sa.bindparam("b_pk"),
+    )
+)
+
+
+def duplicate_key(procedure: Procedure, pk_value: str) -> Conflict:
+    key = procedure.primary_key_attribute.short_id  # type: ignore[union-attr]
+    return Conflict(
+        f"a {procedure.short_id} with {key} {pk_value!r} exists",
+        field=f"data.{key}",
+        code="duplicate_primary_key",
+    )
+
+
+def _violates(error: IntegrityError, index: str, columns: str) -> bool:
+    """Whether ``error`` is a violation of the unique index ``index`` (PostgreSQL names it; SQLite names
+    its ``columns``)."""
+    diag = getattr(error.orig, "diag", None)
+    if diag is not None:
+        return bool(diag.constraint_name == index)
+    return str(error.orig) == f"UNIQUE constraint failed: {columns}"
+
+
+class Stale(Exception):
+    """A process changed after it was read: what was worked out on it must not be written."""
+
+
+@dataclass
+class Saved:
+    """Processes of one procedure changed by a batch of work, with their writes built (``Processes.prepare``):
+    written by ``Processes.save_many``, each only if still at the version it was read at."""
+
+    events: list[tuple[str, Event]]  # (process id, event), in order
+    writes: list[Write]
+    count: int  # processes the writes must change
+    event_writes: list[Write]
+    actor: str | None
+    now: int
+
+
+class Processes(Repository):
+    """A team's processes. ``save`` and ``save_many`` are the only writers of process rows: each hands the
+    events of what it saved to the unit of work's ``Outbox``, which writes them at commit."""
+
+    def __init__(self, conn: sa.Connection, team_id: str, outbox: Outbox) -> None:
+        super().__init__(conn, team_id)
+        self.outbox = outbox
+
+    def rekey(self, procedure: Procedure) -> None:
+        self._rekey(t.processes, t.processes.c.procedure_id, procedure)
+
+    def save(self, procedure: Procedure, process: Process, events: list[Event], *, actor: str | None) -> None:
+        """Write one process that ``Process.create`` made (its first event ``process.created``) or that
+        ``Process.apply`` changed, and hand its events over; ``Conflict`` when its primary-key value is
+        another process's (nothing written; on PostgreSQL the transaction can only roll back)."""
+        if not events:
+            return
+        pk_value = procedure.key_of(process.data)
+        try:
+            if events[0].type == "process.created":
+                row = {col: getattr(process, name) for name, col in _INSERTED}
+                row["team_id"], row["pk_value"] = self.team_id, pk_value
+                INSERT_PROCESS.rows(self.conn, row)
+            else:
+                changes = events[0].payload["changes"]  # process.updated's
+                run(self.conn, update_processes(self.conn, procedure, [process], changes))
+        except IntegrityError as e:
+            if pk_value is not None and _violates(
+                e, "ux_processes_pk", "processes.procedure_id, processes.pk_value"
+            ):
+                raise duplicate_key(procedure, pk_value) from None
+            raise
+        self.outbox.add([(process.id, e) for e in events], actor=actor, now=process.updated_at)
+
+    def prepare(
+        self,
+        procedure: Procedure,
+        read: list[tuple[Process, int]],
+        events: list[tuple[str, Event]],
+        *,
+        actor: str | None,
+        now: int,
+    ) -> Saved:
+        """The writes of processes of ``procedure`` that a batch of work changed (each with the version it
+        was read at) and of their ``events``, built ahead on any connection of the database, for
+        ``save_many``."""
+        columns: set[str] = set()
+        for _, event in events:
+            if event.type == "process.updated":
+                columns.update(event.payload["changes"])
+        processes = [p for p, _ in read]
+        versions = {p.id: version for p, version in read}
+        writes = update_processes(self.conn, procedure, processes, columns, versions)
+        appends = insert_events(self.conn, self.team_id, events, actor=actor, now=now)
+        return Saved(events, writes, len(processes), appends, actor, now)
+
+    def save_many(self, saved: Saved) -> None:
+        """Write what ``prepare`` built and hand its events over; ``Stale`` if a process is no longer at the
+        version it was read at (some rows may be written: roll back)."""
+        if run(self.conn, saved.writes) != saved.count:
+            raise Stale(f"{saved.count} processes to write, some changed since they were read")
+        self.outbox.add(saved.events, actor=saved.actor, now=saved.now, writes=saved.event_writes)
+
+    def exists(self, process_id: str, procedure_id: str | None = None) -> bool:
+        if procedure_id:
+            found = self._first(PROCESS_OF_PROCEDURE_EXISTS, b_id=process_id, b_procedure=procedure_id)
+        else:
+            found = self._first(PROCESS_EXISTS, b_id=process_id)
+        return found is not None
+
+    def id_by_pk(self, procedure_id: str, pk_value: str) -> str | None:
+        return self._scalar(PROCESS_ID_BY_PK, b_procedure=procedure_id, b_pk=pk_value)
+
+    def _select(self) -> Any:
+        c = t.processes.c
+        return sa.select(*(c[col].label(name) for name, col in _PROCESS_COLUMNS.items())).where(
+            c.team_id == self.team_id
+        )
+
+    def get(self, process_id: str, *, for_update: bool = False) -> Process | None:
+        """The process with this id; ``for_update`` locks the row until commit (PostgreSQL; SQLite's writer
+        lock already serialises writers)."""
+        stmt = self._select().where(t.processes.c.id == process_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return Process(*row) if row else None
+
+    def get_many(
+        self, procedure_id: str, ids: list[str], pks: list[str]
+    ) -> tuple[dict[str, Process], dict[str, str]]:
+        """The processes named by id, or by primary-key value (``pks``, of ``procedure_id``), in one read,
+        locked until commit (PostgreSQL); and primary-key value -> id for the values found."""
+        where = "team_id = {0} AND (id IN {1} OR (procedure_id = {0} AND pk_value IN {1}))"
+        rows = driver_rows(
+            self.conn,
+            f"SELECT {_COLUMN_LIST}, pk_value FROM processes WHERE "
+            + where.format("?", "(SELECT value FROM json_each(?))"),
+            # locked in id order, so two chunks sharing processes wait for each other, never deadlock
+            f"SELECT {_COLUMN_LIST}, pk_value FROM processes WHERE "
+            + where.replace("IN {1}", "= ANY({1})").format("%s", "%s")
+            + " ORDER BY id FOR UPDATE",
+            [self.team_id, ids, procedure_id, pks],
+            json_columns=_JSON_AT,
+        )
+        out, wanted, pk_ids = {}, set(pks), {}
+        for *fields, pk_value in rows:
+            process = out[fields[0]] = Process(*fields)
+            process.is_deleted = bool(process.is_deleted)  # SQLite gives 0/1
+            if pk_value in wanted and process.procedure == procedure_id:  # unique within its procedure
+                pk_ids[pk_value] = process.id
+        return out, pk_ids
+
+    def ids_by_pk(self, procedure_id: str, values: list[str]) -> dict[str, str]:
+        """Primary-key value -> process id, for the values that exist."""
+        where = "WHERE team_id = {0} AND procedure_id = {0} AND pk_value"
+        rows = driver_rows(
+            self.conn,
+            f"SELECT pk_value, id FROM processes {where.format('?')} IN (SELECT value FROM json_each(?))",
+            f"SELECT pk_value, id FROM processes {where.format('%s')} = ANY(%s)",
+            [self.team_id, procedure_id, values],
+        )
+        return dict(rows)
+
+    def search(
+        self,
+        procedure_id: str,
+        *,
+        where: Any,
+        keys: list[SortKey],
+        after: list[Any] | None,
+        skip: int,
+        limit: int,
+        include_deleted: bool,
+    ) -> list[tuple[Process, list[Any]]]:
+        """One page of processes (``limit`` + 1 rows, to tell whether there are more) with their sort values."""
+        base = self._select().where(t.processes.c.procedure_id == procedure_id)
+        if not include_deleted:
+            base = base.where(t.processes.c.is_deleted.is_(False))
+        stmt = search_statement(base, where, keys, after, skip, limit)
+        width = len(_PROCESS_COLUMNS)
+        return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
+
+
+class Events(Repository):
+    def for_process(self, process_id: str, *, after: int = 0, limit: int = 100) -> list[EventRecord]:
+        c = t.events.c
+        rows = self.conn.execute(
+            sa.select(c.id, c.process_id, c.type, c.actor, c.payload, c.created_at)
+            .where(c.team_id == self.team_id, c.process_id == process_id, c.id > after)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        return [EventRecord(**r._mapping) for r in rows]
