@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from procession.services.common import Caller
 from procession.services.configuration import add_pod, add_user, define_entity, define_procedure
 from procession.services.teams import create_key, create_team
 from procession.services.templates import DEMO_PODS, DEMO_USERS, install_template
+from procession.store import batch, statement, tenancy
 from procession.store.uow import UnitOfWork
 
 PG_SERVER = os.environ.get("PROCESSION_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -53,11 +55,40 @@ def fresh_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> It
         yield from postgres_database()
 
 
+TESTS = str(Path(__file__).parent) + os.sep
+# what a statement passes through between its sender and the tenancy check
+PLUMBING = (str(Path(sa.__file__).parent) + os.sep, *(str(m.__file__) for m in (statement, batch, tenancy)))
+
+
+def sent_by_tests() -> bool:
+    """Whether the statement being checked was sent by the tests' own code rather than the application's."""
+    # the tests read tables directly, across teams by nature; what the application sends is checked
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(PLUMBING):
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename.startswith(TESTS)
+
+
+def tenancy_kept(path: Path, *, checkers: int = 1) -> None:
+    """At least ``checkers`` processes checked tenancy into ``path`` (a header each); none found a thing."""
+    assert path.exists(), f"the tenancy check was never on: {path} does not exist"
+    lines = path.read_text().splitlines()
+    found = [line for line in lines if not line.startswith(tenancy.HEADER)]
+    assert not found, "statements not scoped to their team:\n" + "\n".join(found)
+    assert len(lines) >= checkers, f"{checkers} processes should have checked tenancy, {len(lines)} did"
+
+
 def services_on(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    """Services on the database at ``url``, migrated."""
-    svc = bootstrap(Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=url))
+    """Services on the database at ``url``, migrated, checking tenancy (the tests' own reads excused)."""
+    data = tmp_path_factory.mktemp("data")
+    checked = tmp_path_factory.mktemp("tenancy") / "violations.txt"
+    svc = bootstrap(Settings(data_dir=data, database_url=url, check_tenancy=checked))
+    auditor = tenancy.auditor_of(svc.engine)
+    assert auditor is not None
+    auditor.excuse = sent_by_tests
     yield svc
     svc.close()
+    tenancy_kept(checked)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from starlette.concurrency import run_in_threadpool
 
 from procession.config import Settings
 from procession.engine.bulk import BULK_CHUNK
@@ -40,12 +39,9 @@ class Services:
         self.writer = Writer(self.uows)
 
     def run(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``use_case(uows, ...)`` here, in transactions of its own: reads, the CLI, long writes."""
+        """``use_case(uows, ...)`` here, in transactions of its own: reads, the CLI, long writes (a bulk
+        submission, from the thread pool)."""
         return use_case(self.uows, *args, **kwargs)
-
-    async def run_async(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``run`` from the event loop, on the thread pool (a bulk submission)."""
-        return await run_in_threadpool(use_case, self.uows, *args, **kwargs)
 
     async def write(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A request's short write: on SQLite together with the others waiting, in one transaction (group
@@ -92,4 +88,5 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
             from procession.engine.distributed import apply_schema
 
             apply_schema(settings.url)
-    return Services(settings=settings, engine=make_engine(settings.url))
+    engine = make_engine(settings.url, check_tenancy=settings.check_tenancy)
+    return Services(settings=settings, engine=engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from typing import Annotated
@@ -12,7 +13,6 @@ from procession.bootstrap import Services, bootstrap
 from procession.domain.errors import ProcessionError
 from procession.services import teams as team_service
 from procession.services.templates import DEMO_SLUG, TEMPLATES, install_template, seed_demo
-from procession.store.repositories.teams import key_by_hash
 
 app = typer.Typer(help="Procession: a process engine for operations teams.", no_args_is_help=True)
 teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
@@ -31,7 +31,8 @@ def _demo_key(svc: Services, team_id: str) -> str:
     path = svc.settings.data_dir / "demo-api-key"
     if path.exists():
         key = path.read_text().strip()
-        if key_by_hash(svc.engine, team_service.hash_key(key)) is not None:
+        with contextlib.suppress(ProcessionError):  # revoked, or of another database: a new one
+            team_service.authenticate(svc.engine, key)
             return key
     key = svc.run(team_service.create_key, team_id, role="admin", username="admin", label="demo")
     path.write_text(key + "\n")

@@ -20,6 +20,11 @@ class Settings(BaseSettings):
         description="apply background work inside serve; default: on for SQLite, off for PostgreSQL",
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="re-wake pending work idle this long")
+    check_tenancy: Path | None = Field(
+        default=None,
+        description="a check for tests and debugging, off by default: every statement on a team's table "
+        "must be scoped to its team; each one that is not is appended to this file and fails",
+    )
 
     @property
     def url(self) -> str:

@@ -9,12 +9,16 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
 from procession.bootstrap import Services
-from tests.conftest import BACKENDS, Team, fresh_database, make_team, services_on
+from tests.conftest import BACKENDS, Team, fresh_database, make_team, services_on, tenancy_kept
+
+CHECKED: dict[str, Path] = {}  # the file every process started here checks tenancy into (``tenancy_checked``)
+STARTED: list[str] = []  # the commands started with it
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -37,10 +41,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tenancy_checked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every process started here checks tenancy into one file of the session, found clean at its end."""
+    # each server (waited for until it is up) must have written its header: the check was on there; a
+    # worker may be stopped before it gets that far
+    CHECKED["file"] = tmp_path_factory.mktemp("tenancy") / "violations.txt"
+    yield
+    if STARTED:
+        tenancy_kept(CHECKED.pop("file"), checkers=max(1, STARTED.count("serve")))
+
+
+def checking() -> dict[str, str]:
+    """The environment that turns the tenancy check on in a process started here."""
+    return {"PROCESSION_CHECK_TENANCY": str(CHECKED["file"])} if "file" in CHECKED else {}
+
+
 def start(command: str, env: dict[str, str], port: int | None = None) -> subprocess.Popen:
-    """``procession <command>`` as a child process."""
+    """``procession <command>`` as a child process, checking tenancy."""
     args = [sys.executable, "-m", "procession.cli", command, *(["--port", str(port)] if port else [])]
-    return subprocess.Popen(args, env={**os.environ, **env})
+    proc = subprocess.Popen(args, env={**os.environ, **checking(), **env})
+    STARTED.append(command)
+    return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -64,6 +86,7 @@ def wait_until_up(url: str) -> None:
 
 def server_env(services: Services) -> dict[str, str]:
     return {
+        **checking(),
         "PROCESSION_DATABASE_URL": services.settings.url,
         "PROCESSION_DATA_DIR": str(services.settings.data_dir),
         "PROCESSION_MAX_BODY_BYTES": str(1024 * 1024),

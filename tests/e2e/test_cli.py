@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import free_port, start, stop, wait_until_up
+from tests.e2e.conftest import checking, free_port, start, stop, wait_until_up
 
 
 def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PROCESSION_DATA_DIR": str(data)}
+    env = {**os.environ, **checking(), "PROCESSION_DATA_DIR": str(data)}
     env.pop("PROCESSION_DATABASE_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "procession.cli", *args], env=env, capture_output=True, text=True, timeout=120

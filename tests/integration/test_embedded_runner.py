@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from procession.bootstrap import Services
 from procession.engine import embedded
 from procession.engine.bulk import BULK_CHUNK
-from procession.engine.embedded import SWITCH_INTERVAL_S, EmbeddedRunner, plan, run_pending
+from procession.engine.embedded import EmbeddedRunner, plan, run_pending
 from procession.engine.tasks import Kinds, run_task
 from procession.services.commands import UpdateProcess
 from procession.services.jobs import CHUNK, abort_job
@@ -26,6 +26,7 @@ from procession.store import tables as t
 from procession.store.sqlite import Checkpointer
 from procession.store.tasks import Task
 from procession.store.uow import UnitOfWork, UnitsOfWork
+from procession.tuning import SWITCH_INTERVAL_S
 from tests.conftest import Team, make_team, redefine
 from tests.integration.bulk import create, drain, entries, job, read, submit, task_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from procession.services.common import gc_paused
+from procession.tuning import gc_paused
 
 
 def test_gc_paused_nests_and_restores_the_collector() -> None:
@@ -20,7 +20,7 @@ def test_gc_paused_nests_and_restores_the_collector() -> None:
 def test_overlapping_pauses_still_collect_cycles_once_they_pile_up(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Two pauses that keep overlapping never re-enable the collector: garbage in cycles is collected
     anyway when one of them ends with enough young objects left."""
-    import procession.services.common as common
+    import procession.tuning as common
 
     monkeypatch.setattr(common, "GC_PILE_UP", 1_000)
 

@@ -9,6 +9,7 @@ import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from procession.api.deps import bound, caller, services
 from procession.api.envelope import documented, reply
@@ -18,6 +19,7 @@ from procession.domain.errors import BadRequest, Invalid
 from procession.services import jobs as job_service
 from procession.services.commands import BulkProcesses
 from procession.services.common import Caller
+from procession.services.idempotency import Once
 
 router = APIRouter(prefix="/v1/ext", tags=["jobs"])
 JobOut = dict[str, Any]
@@ -90,10 +92,17 @@ async def _submit(
     request: Request, svc: Services, who: Caller, short: str, key: str | None, kind: str
 ) -> Response:
     body = await request.body()
-    items = _items(_split(body))
     once = bound(key, f"bulk-{kind} {short}", body)
-    status, job = await svc.run_async(job_service.submit_job, who, short, items, kind=kind, once=once)
+    status, job = await run_in_threadpool(_submit_body, svc, who, short, body, kind, once)
     return reply(job, status=status, meta={"counts": job["counts"]})
+
+
+def _submit_body(
+    svc: Services, who: Caller, short: str, body: bytes, kind: str, once: Once | None
+) -> tuple[int, Any]:
+    """On the thread pool: the body split (checked whole before any database work), then ``submit_job`` of
+    its items, each parsed as it is stored."""
+    return svc.run(job_service.submit_job, who, short, _items(_split(body)), kind=kind, once=once)
 
 
 @router.patch(

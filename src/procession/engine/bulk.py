@@ -32,16 +32,23 @@ def _result(
 
 @dataclass
 class Plan:
-    """A chunk of updates worked out: each entry's result, and the processes' writes, built."""
+    """A chunk of updates worked out: each entry's result, and the processes' writes, built: one ``Saved``
+    per run of entries that can be written in one statement (see ``plan_updates``)."""
 
     job: Job
     procedure_version: int
     results: list[dict[str, Any]]
-    saved: Saved
+    saved: list[Saved]
+    now: int
 
 
 def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: int) -> Plan:
-    """Set-based: one read of the chunk's processes, the rules per entry, the writes built; nothing written."""
+    """Set-based: one read of the chunk's processes, the rules per entry, the writes built; nothing written.
+
+    The entries change the processes in memory, in order, and each process is written once, in one statement
+    for all, unless an entry gives a process a primary-key value that an earlier entry took from another one:
+    one statement writes its rows in any order, and the unique index would meet the value twice. The writes
+    are then cut before that entry, and each part is written after the one before it."""
     procedure = load_procedure(uow, job.procedure_id)
     processes, pk_ids = uow.processes.get_many(
         procedure.id,
@@ -49,15 +56,31 @@ def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: in
         [c["pk"] for _, c in rows if "pk" in c and "id" not in c],
     )
     results: list[dict[str, Any]] = []
-    read: dict[str, tuple[Process, int]] = {}  # the processes changed, by id, with their versions as read
+    parts: list[Saved] = []
+    written = {pid: p.version for pid, p in processes.items()}  # each one's version once the parts so far are
+    read: dict[str, tuple[Process, int]] = {}  # the processes this part changes, by id, with their versions
     events: list[tuple[str, Event]] = []
-    keys_taken: set[str] = set()  # keys the chunk moved processes to (the database knows the others)
+    keys: dict[str, str | None] = {}  # keys the chunk gave (value -> process id) or freed (value -> None)
+    freed: set[str] = set()  # keys this part took from a process
+
+    def cut() -> None:
+        nonlocal read, events, freed
+        if read:
+            parts.append(
+                uow.processes.prepare(procedure, list(read.values()), events, actor=job.created_by, now=now)
+            )
+            written.update((pid, p.version) for pid, (p, _) in read.items())
+        read, events, freed = {}, [], set()
+
+    pk = procedure.primary_key
     for idx, stored in rows:
         pid = stored["id"] if "id" in stored else pk_ids.get(stored["pk"])
         process = processes.get(pid) if pid else None
         if process is not None and process.procedure != procedure.id:
             process = None  # another procedure's: not found
-        version = process.version if process is not None else 0
+        if pk is not None and stored["data"].get(pk) is not None and str(stored["data"][pk]) in freed:
+            cut()
+        old_key = procedure.key_of(process.data) if process is not None else None
         try:
             applied = change_process(
                 uow,
@@ -66,18 +89,20 @@ def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: in
                 stored_change(stored),
                 ref=stored["id"] if "id" in stored else stored["pk"],
                 now=now,
-                keys_taken=keys_taken,
+                keys=keys,
             )
         except ProcessionError as e:
             results.append(_result(idx, "ERROR", process.id if process is not None else None, e))
             continue
         assert process is not None
         if applied:
-            read.setdefault(process.id, (process, version))
+            read.setdefault(process.id, (process, written[process.id]))
             events.extend((process.id, e) for e in applied)
+            if old_key is not None and old_key != procedure.key_of(process.data):
+                freed.add(old_key)
         results.append(_result(idx, "SUCCESS", process.id))
-    saved = uow.processes.prepare(procedure, list(read.values()), events, actor=job.created_by, now=now)
-    return Plan(job, procedure.version, results, saved)
+    cut()
+    return Plan(job, procedure.version, results, parts, now)
 
 
 def _chunk(uow: UnitOfWork, task: Task) -> tuple[Job, list[tuple[int, Any]]] | None:
@@ -98,7 +123,8 @@ def apply_chunk(uow: UnitOfWork, task: Task) -> None:
     job, rows = found
     if job.kind == "update":
         plan = plan_updates(uow, job, rows, now)
-        uow.processes.save_many(plan.saved)
+        for saved in plan.saved:
+            uow.processes.save_many(saved)
         results = plan.results
     else:
         results = apply_creates(uow, job, rows)
@@ -127,8 +153,9 @@ def write_chunk(uow: UnitOfWork, task: Task, plan: Plan | None) -> None:
         or any(r["b_status"] != "SUCCESS" for r in plan.results)
     ):
         raise Stale("the chunk's job, its procedure or an entry's outcome may have changed")
-    uow.processes.save_many(plan.saved)
-    uow.jobs.finish_chunk(job.id, plan.results, plan.saved.now)
+    for saved in plan.saved:
+        uow.processes.save_many(saved)
+    uow.jobs.finish_chunk(job.id, plan.results, plan.now)
 
 
 def apply_creates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:

@@ -17,22 +17,18 @@ task's commit starts it over.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 from procession.domain.clock import now_ms
 from procession.engine.tasks import Kinds, run_task, team_of
-from procession.services.common import gc_paused
 from procession.store.sqlite import checkpoint
 from procession.store.tasks import Queue
 from procession.store.uow import UnitsOfWork
+from procession.tuning import gc_paused, quick_switches
 
 log = logging.getLogger("procession.engine")
-SWITCH_INTERVAL_S = 0.0005
 RESTART_EVERY = 16  # tasks: on SQLite, the WAL is started over after about 25,000 frames
 
 
@@ -89,19 +85,6 @@ def plan(uows: UnitsOfWork, kinds: Kinds, task_id: int) -> Any:
         return None
 
 
-@contextmanager
-def quick_switches() -> Iterator[None]:
-    """While tasks run: the committer thread needs Python's lock back after each call into SQLite, and the
-    runner, working the next task out meanwhile, would keep it up to the switch interval (5 ms by default,
-    on writes of 10 to 20 ms); 0.5 ms bounds that wait. The process's own interval is back afterwards."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, SWITCH_INTERVAL_S))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
-
-
 def run_pending(
     uows: UnitsOfWork, kinds: Kinds, committer: ThreadPoolExecutor, stop: threading.Event
 ) -> bool:
@@ -118,7 +101,7 @@ def run_pending(
             committing.result()  # a failure is recorded: the runner's loop retries
 
     found = 0
-    with quick_switches():
+    with quick_switches():  # the committer needs Python's lock back after each call into SQLite
         try:
             while task_id is not None and not stop.is_set():
                 found += 1

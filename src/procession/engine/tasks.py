@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from procession.domain.clock import now_ms
-from procession.services.common import gc_paused
 from procession.store.tasks import Queue, Task
 from procession.store.uow import UnitOfWork, UnitsOfWork
+from procession.tuning import gc_paused
 
 log = logging.getLogger("procession.engine")
 BACKOFF_MS = 1000  # after the first failed attempt; doubled after each
@@ -57,7 +57,16 @@ class Kinds:
         self._kinds[kind.name] = kind
 
     def __getitem__(self, name: str) -> Kind:
-        return self._kinds[name]
+        """The kind called ``name``; one that fails every attempt if no handler has that name (a task added
+        by a newer version, or of a kind since removed), so that it ends FAILED instead of stopping a loop."""
+        return self._kinds.get(name) or Kind(name, run=_unknown(name))
+
+
+def _unknown(name: str) -> Callable[[UnitOfWork, Task], None]:
+    def run(uow: UnitOfWork, task: Task) -> None:
+        raise LookupError(f"no handler for tasks of kind {name!r}")
+
+    return run
 
 
 def backoff_ms(attempts: int) -> int:

@@ -17,13 +17,14 @@ from procession.domain.errors import FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
 from procession.domain.process import UNSET, ProcessChange
 from procession.services.commands import CreateProcess, UpdateProcess
-from procession.services.common import Caller, gc_paused
+from procession.services.common import Caller
 from procession.services.idempotency import Once, run_once
 from procession.services.processes import load_procedure, resolve_change
 from procession.store.repositories.jobs import Job
 from procession.store.statement import json_text
 from procession.store.tasks import NewTask
 from procession.store.uow import Lookups, UnitOfWork, UnitsOfWork
+from procession.tuning import gc_paused
 
 CHUNK_SIZE = 1000  # entries applied per transaction
 ENTRY_BATCH = 5000  # entries stored per statement at submission

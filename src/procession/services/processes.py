@@ -236,11 +236,15 @@ def change_process(
     *,
     ref: str,
     now: int,
-    keys_taken: set[str] | None = None,
+    keys: dict[str, str | None] | None = None,
 ) -> list[Event]:
     """The one rule set for changing a stored process, a single update's or a bulk entry's: it exists and is
-    not deleted (unless restored), a new primary-key value is no other process's (nor one that
-    ``keys_taken`` holds, which it updates), then the domain's rules (``Process.apply``). Its events."""
+    not deleted (unless restored), a new primary-key value is no other process's, then the domain's rules
+    (``Process.apply``). Its events.
+
+    A batch applies its changes before it writes any: ``keys`` holds the primary-key values its changes so far
+    gave (value -> process id) or freed (value -> None), which the database does not know yet; it is
+    updated, so that each change meets the keys as the ones before it left them."""
     if process is None or process.procedure != procedure.id:
         raise NotFound(f"no {procedure.short_id} process {ref!r}", field="id")
     if process.is_deleted and change.is_deleted is not False:
@@ -249,13 +253,21 @@ def change_process(
             field="id",
             code="deleted",
         )
-    old_key, new_key = procedure.key_of(process.data), procedure.key_of(change.data)
-    if new_key is None or new_key == old_key:
+    old_key = procedure.key_of(process.data)
+    new_key = procedure.key_of(change.data) if procedure.primary_key in change.data else old_key
+    if new_key == old_key:
         return process.apply(procedure, change, now=now)
-    if new_key in (keys_taken or ()) or uow.processes.id_by_pk(procedure.id, new_key):
-        raise duplicate_key(procedure, new_key)
+    if new_key is not None:
+        if keys is not None and new_key in keys:
+            holder = keys[new_key]
+        else:
+            holder = uow.processes.id_by_pk(procedure.id, new_key)
+        if holder is not None and holder != process.id:
+            raise duplicate_key(procedure, new_key)
     events = process.apply(procedure, change, now=now)
-    if keys_taken is not None:  # the key it had before, if the same batch gave it, is free again
-        keys_taken.discard(old_key or "")
-        keys_taken.add(new_key)
+    if keys is not None:
+        if old_key is not None:
+            keys[old_key] = None
+        if new_key is not None:
+            keys[new_key] = process.id
     return events

@@ -16,29 +16,26 @@ import sqlalchemy as sa
 
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
+from procession.store import tables as t
 from procession.store.statement import Statement, json_text
 
-# process field -> (column, PostgreSQL array type); the fields a save may change
+FIXED = {"id", "team", "procedure", "created_by", "created_at", "parent_procedure"}  # set when created
+
+
+def _array_type(column: sa.Column[Any]) -> str:
+    """The PostgreSQL type of a column's values, for its array in ``unnest``."""
+    kind = column.type
+    for python_type, name in ((sa.JSON, "jsonb"), (sa.Boolean, "boolean"), (sa.BigInteger, "bigint")):
+        if isinstance(kind, python_type):
+            return name
+    return "integer" if isinstance(kind, sa.Integer) else "text"
+
+
+# process field -> (column, PostgreSQL array type): the fields a save may change
 MUTABLE = {
-    "status": ("status", "text"),
-    "state": ("state_id", "text"),
-    "data": ("data", "jsonb"),
-    "derived_data": ("derived_data", "jsonb"),
-    "assigned_to": ("assigned_to", "text"),
-    "belongs_to": ("belongs_to", "text"),
-    "entity": ("entity_id", "text"),
-    "record": ("record_id", "text"),
-    "next_action_at": ("next_action_at", "bigint"),
-    "completed_at": ("completed_at", "bigint"),
-    "cancelled_at": ("cancelled_at", "bigint"),
-    "primary_booking": ("primary_booking", "text"),
-    "parent_process": ("parent_process_id", "text"),
-    "first_assigned_to": ("first_assigned_to", "text"),
-    "first_assigned_at": ("first_assigned_at", "bigint"),
-    "last_assigned_at": ("last_assigned_at", "bigint"),
-    "updated_at": ("updated_at", "bigint"),
-    "is_deleted": ("is_deleted", "boolean"),
-    "version": ("version", "integer"),
+    name: (column, _array_type(t.processes.c[column]))
+    for name, column in t.PROCESS_COLUMNS.items()
+    if name not in FIXED
 }
 JSON_FIELDS = ("data", "derived_data")
 

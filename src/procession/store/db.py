@@ -11,46 +11,56 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from procession.store import tenancy
 from procession.store.sqlite import SQLITE_NEEDED, SQLITE_PRAGMAS
 from procession.store.statement import await_reply, execute_on_driver, json_text
 
 HERE = Path(__file__).parent
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine for ``url``: SQLite gets WAL and explicit ``BEGIN [IMMEDIATE]``."""
-    if url.startswith("sqlite"):
-        if sqlite3.sqlite_version_info < SQLITE_NEEDED:
-            raise RuntimeError(
-                f"SQLite {'.'.join(map(str, SQLITE_NEEDED))} or later is needed; this Python has "
-                f"{sqlite3.sqlite_version}: use a Python built with a newer one, or PostgreSQL"
-            )
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            url,
-            json_serializer=json_text,
-            json_deserializer=orjson.loads,
-            pool_size=40,  # kept open: an overflow connection would be opened and closed per checkout
-            max_overflow=0,
-            connect_args={"timeout": 30},
+def make_engine(url: str, *, check_tenancy: Path | None = None) -> sa.Engine:
+    """An engine for ``url`` (SQLite: WAL, explicit ``BEGIN [IMMEDIATE]``); ``tenancy`` checks it if asked."""
+    engine = _sqlite_engine(url) if url.startswith("sqlite") else _postgresql_engine(url)
+    if check_tenancy is not None:
+        tenancy.install(engine, check_tenancy)
+    return engine
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    if sqlite3.sqlite_version_info < SQLITE_NEEDED:
+        raise RuntimeError(
+            f"SQLite {'.'.join(map(str, SQLITE_NEEDED))} or later is needed; this Python has "
+            f"{sqlite3.sqlite_version}: use a Python built with a newer one, or PostgreSQL"
         )
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
+        pool_size=40,  # kept open: an overflow connection would be opened and closed per checkout
+        max_overflow=0,
+        connect_args={"timeout": 30},
+    )
 
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
-            for pragma in SQLITE_PRAGMAS:
-                dbapi_conn.execute(f"PRAGMA {pragma}")
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+        for pragma in SQLITE_PRAGMAS:
+            dbapi_conn.execute(f"PRAGMA {pragma}")
 
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: sa.Connection) -> None:
-            # writers take the lock up front so two writers never deadlock on upgrade; sent on the driver's
-            # connection (no statement to compile, no result to build), errors wrapped as SQLAlchemy's
-            statement = f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}"
-            execute_on_driver(conn.connection.driver_connection, statement, (), sqlite=True)
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # writers take the lock up front so two writers never deadlock on upgrade; sent on the driver's
+        # connection (no statement to compile, no result to build), errors wrapped as SQLAlchemy's
+        statement = f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}"
+        execute_on_driver(conn.connection.driver_connection, statement, (), sqlite=True)
 
-        return engine
+    return engine
+
+
+def _postgresql_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(
         url,
         json_serializer=json_text,

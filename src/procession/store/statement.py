@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -20,6 +20,12 @@ log = logging.getLogger("procession.store")
 # key in a SQLite connection's ``info`` inside ``UnitOfWork.pipelined``: ``send(sql, args, many)``, which runs
 # a write on the pipeline's thread
 BEHIND = "procession.behind"
+# marks a statement that is across teams by design (an API key found by its hash, the task engine's queue):
+# the tenancy check (``tenancy``) lets it pass
+ACROSS_TEAMS = "/* all teams */ "
+# (engine, sql, args) -> None: the tenancy check of statements sent straight to the driver; set only when
+# it is on (``tenancy.install``), so that off it costs one test of a global
+check_sent: Callable[[sa.Engine, str, Any], None] | None = None
 
 
 def json_text(value: Any) -> str:
@@ -81,12 +87,13 @@ class Statement:
             with engine.connect() as conn:
                 return self.first(conn, params)
         sql, order = self._form(engine.dialect, params)
+        args = self._args(order, params, "sqlite")
+        if check_sent is not None:
+            check_sent(engine, sql, args)
         own = _own.__dict__.setdefault("connections", weakref.WeakKeyDictionary())
         if engine not in own:
             own[engine] = engine.raw_connection()  # kept for the thread's life
-        rows = execute_on_driver(
-            own[engine].driver_connection, sql, self._args(order, params, "sqlite"), sqlite=True
-        )
+        rows = execute_on_driver(own[engine].driver_connection, sql, args, sqlite=True)
         return _decoded(rows[:1], self.json_columns)[0] if rows else None
 
     def many(self, conn: sa.Connection, params: list[dict[str, Any]]) -> None:
@@ -131,6 +138,8 @@ class Statement:
         ``reply=False``, inside ``UnitOfWork.pipelined``, it is sent behind the work that follows: on SQLite
         to the pipeline's thread, on PostgreSQL without waiting for its reply (see ``_execute``); its error
         comes when the pipeline settles, and its rowcount is -1."""
+        if check_sent is not None:  # here, on the thread of its unit of work, even if sent behind
+            check_sent(conn.engine, sql, args)
         if not reply and (send := conn.info.get(BEHIND)) is not None:
             send(sql, args, many)
             return [-1]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+
+from procession.domain.process import Process
 
 metadata = sa.MetaData()
 
@@ -146,6 +150,9 @@ processes = sa.Table(
     sa.Index("ix_processes_updated", "procedure_id", "updated_at", "id"),
     sa.Index("ix_processes_created", "procedure_id", "created_at", "id"),
 )
+
+# a Process's field -> its column: the field's name, or with "_id" for a reference (state -> state_id)
+PROCESS_COLUMNS = {f.name: f.name if f.name in processes.c else f"{f.name}_id" for f in fields(Process)}
 
 events = sa.Table(
     "events",

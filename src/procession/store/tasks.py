@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from procession.store import tables as t
 from procession.store.repositories.base import ID, TEAM, Repository
-from procession.store.statement import Statement
+from procession.store.statement import ACROSS_TEAMS, Statement
 
 T = t.tasks.c
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # who finished a task, for operators (and tests)
@@ -69,6 +69,7 @@ _CLOSE = Statement(
     t.tasks.update()
     .where(T.team_id == TEAM, T.id == ID)
     .values(
+        attempts=T.attempts + sa.bindparam("b_failed", type_=sa.Integer),  # the last attempt counts too
         status=sa.bindparam("b_status"),
         done_by=sa.bindparam("b_by"),
         finished_at=sa.bindparam("b_now"),
@@ -128,7 +129,9 @@ class Tasks(Repository):
                     "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM generate_series(1, %s)", (n,)
                 ).scalars()
             )
-        top = int(self.conn.scalar(sa.select(sa.func.coalesce(sa.func.max(T.id), 0))) or 0)
+        # the highest id of every team's: ids are one sequence for all (the engine orders tasks by them)
+        highest = sa.select(sa.func.coalesce(sa.func.max(T.id), 0)).prefix_with(ACROSS_TEAMS)
+        top = int(self.conn.scalar(highest) or 0)
         return list(range(top + 1, top + 1 + n))
 
     def claim(self, task_id: int) -> Task | None:
@@ -144,7 +147,9 @@ class Tasks(Repository):
     def close(self, task: Task, now: int, *, failed: bool = False, error: str | None = None) -> None:
         """The task is done (or, ``failed``, given up)."""
         status = FAILED if failed else DONE
-        self._write(_CLOSE, b_id=task.id, b_status=status, b_by=WORKER, b_now=now, b_error=error)
+        self._write(
+            _CLOSE, b_id=task.id, b_status=status, b_by=WORKER, b_now=now, b_error=error, b_failed=int(failed)
+        )
 
     def retry(self, task: Task, at: int, error: str) -> None:
         """One more failed attempt; due again at ``at``."""
@@ -160,7 +165,7 @@ class Tasks(Repository):
         return [r._asdict() for r in rows]
 
 
-ACROSS_TEAMS = "/* all teams */ "  # the engine's statements: they find work for every team
+# the engine's statements find work for every team: marked, for the tenancy check
 _TEAM_OF = Statement(sa.select(T.team_id).where(T.id == ID).prefix_with(ACROSS_TEAMS))
 _NEXT = Statement(
     sa.select(T.id)

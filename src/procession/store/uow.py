@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+from procession.store import tenancy
 from procession.store.outbox import FollowUp, Outbox
 from procession.store.repositories.files import Files, Idempotency
 from procession.store.repositories.jobs import Jobs
@@ -22,6 +23,7 @@ from procession.store.repositories.teams import Keys, Pods, Users
 from procession.store.sqlite import write_lock
 from procession.store.statement import BEHIND, Statement
 from procession.store.tasks import Tasks
+from procession.tuning import quick_switches
 
 LOCK_TIMEOUT_S = 30
 
@@ -60,6 +62,7 @@ class UnitOfWork:
         self.follow_ups, self.wake = follow_ups, wake
         self._lock: threading.Lock | None = None
         self.tx: sa.RootTransaction | Savepoint
+        self._team: Any = None  # while the tenancy check is on: the token of its team, reset on exit
 
     def __enter__(self) -> UnitOfWork:
         if self.within is not None:
@@ -95,6 +98,8 @@ class UnitOfWork:
         self.idempotency = Idempotency(conn, team)
         self.jobs = Jobs(conn, team)
         self.tasks = Tasks(conn, team)
+        if tenancy.checking:  # entered and left on one thread: its statements are this team's
+            self._team = tenancy.TEAM.set(team)
         return self
 
     def savepoint(self) -> UnitOfWork:
@@ -110,7 +115,7 @@ class UnitOfWork:
         A write's error comes later, as SQLAlchemy's like any other. Yields ``settle()``, which waits for the
         writes so far: call it before the next large one, as what is in flight is kept until it is done."""
         if self.conn.dialect.name != "postgresql":
-            with ThreadPoolExecutor(1, thread_name_prefix="procession-behind") as thread:
+            with quick_switches(), ThreadPoolExecutor(1, thread_name_prefix="procession-behind") as thread:
                 sent: list[Future[Any]] = []
 
                 def settle() -> None:
@@ -159,6 +164,9 @@ class UnitOfWork:
                 self.conn.close()
         finally:
             self._release()
+            if self._team is not None:
+                tenancy.TEAM.reset(self._team)
+                self._team = None
 
     def _release(self) -> None:
         lock, self._lock = self._lock, None

@@ -20,35 +20,7 @@ from procession.store.repositories.base import ID, TEAM, Repository
 from procession.store.search import search_statement
 from procession.store.statement import Statement, driver_rows
 
-_PROCESS_COLUMNS = {
-    "id": "id",
-    "team": "team_id",
-    "procedure": "procedure_id",
-    "created_by": "created_by",
-    "status": "status",
-    "state": "state_id",
-    "created_at": "created_at",
-    "updated_at": "updated_at",
-    "data": "data",
-    "derived_data": "derived_data",
-    "assigned_to": "assigned_to",
-    "belongs_to": "belongs_to",
-    "entity": "entity_id",
-    "record": "record_id",
-    "next_action_at": "next_action_at",
-    "completed_at": "completed_at",
-    "cancelled_at": "cancelled_at",
-    "primary_booking": "primary_booking",
-    "parent_procedure": "parent_procedure_id",
-    "parent_process": "parent_process_id",
-    "first_assigned_to": "first_assigned_to",
-    "first_assigned_at": "first_assigned_at",
-    "last_assigned_at": "last_assigned_at",
-    "is_deleted": "is_deleted",
-    "version": "version",
-}
-
-
+_PROCESS_COLUMNS = t.PROCESS_COLUMNS
 _COLUMN_LIST = ", ".join(_PROCESS_COLUMNS.values())  # in the order of Process's fields
 _JSON_AT = [list(_PROCESS_COLUMNS).index(name) for name in ("data", "derived_data")]
 _INSERTED = [(name, col) for name, col in _PROCESS_COLUMNS.items() if name != "team"]

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from procession.store import tables as t
 from procession.store.repositories.base import REF, TEAM, Repository
-from procession.store.statement import Statement
+from procession.store.statement import ACROSS_TEAMS, Statement
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,10 @@ class ApiKey:
 
 
 _K = t.api_keys.c
-KEY_BY_HASH = Statement(
-    sa.select(_K.id, _K.team_id, _K.role, _K.user_id).where(
-        _K.key_hash == sa.bindparam("b_hash"), _K.revoked_at.is_(None)
-    )
+KEY_BY_HASH = Statement(  # across teams: a request's key is what tells its team
+    sa.select(_K.id, _K.team_id, _K.role, _K.user_id)
+    .where(_K.key_hash == sa.bindparam("b_hash"), _K.revoked_at.is_(None))
+    .prefix_with(ACROSS_TEAMS)
 )
 
 
