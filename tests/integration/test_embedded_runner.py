@@ -38,7 +38,7 @@ def on(team: Team) -> tuple[UnitsOfWork, Kinds]:
 def ahead(team: Team, items: list[dict]) -> tuple[str, Any]:
     """A one-chunk job, worked out ahead as the embedded runner does while the chunk before it commits."""
     j = submit(team, items)
-    return j["id"], plan(team.services.uows, team.services.kinds, task_of(team, j["id"], 0))
+    return j["id"], plan(team.services.uows, team.services.kinds, task_of(team, j["id"], 0))[1]
 
 
 def as_planned(team: Team, job_id: str, planned: Any) -> bool:

@@ -257,7 +257,7 @@ def test_one_bulk_job_swaps_two_keys_through_a_free_one_as_single_updates_would(
         afresh.append(task)
         BULK_CHUNK.run(uow, task)
 
-    planned = plan(uows, team.services.kinds, task_id) if ahead else None
+    planned = plan(uows, team.services.kinds, task_id)[1] if ahead else None
     assert run_task(uows, Kinds(replace(BULK_CHUNK, run=run)), task_id, planned)
     assert bool(afresh) is not ahead
     assert [e["status"] for e in entries(team, job_id)] == ["SUCCESS"] * 4

@@ -17,6 +17,7 @@ from procession.services.commands import CreateProcess
 from procession.services.common import Caller
 from procession.services.jobs import CHUNK, stored_change
 from procession.services.processes import change_process, create_in, load_procedure
+from procession.store.batch import Write
 from procession.store.repositories.jobs import Job
 from procession.store.repositories.processes import Saved, Stale
 from procession.store.tasks import Task
@@ -40,6 +41,7 @@ class Plan:
     results: list[dict[str, Any]]
     saved: list[Saved]
     now: int
+    marks: list[Write]  # the entries' results
 
 
 def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: int) -> Plan:
@@ -102,7 +104,7 @@ def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: in
                 freed.add(old_key)
         results.append(_result(idx, "SUCCESS", process.id))
     cut()
-    return Plan(job, procedure.version, results, parts, now)
+    return Plan(job, procedure.version, results, parts, now, uow.jobs.marks(job.id, results))
 
 
 def _chunk(uow: UnitOfWork, task: Task) -> tuple[Job, list[tuple[int, Any]]] | None:
@@ -155,7 +157,7 @@ def write_chunk(uow: UnitOfWork, task: Task, plan: Plan | None) -> None:
         raise Stale("the chunk's job, its procedure or an entry's outcome may have changed")
     for saved in plan.saved:
         uow.processes.save_many(saved)
-    uow.jobs.finish_chunk(job.id, plan.results, plan.now)
+    uow.jobs.finish_chunk(job.id, plan.results, plan.now, marks=plan.marks)
 
 
 def apply_creates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:

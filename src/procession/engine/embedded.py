@@ -67,22 +67,24 @@ def next_due(uows: UnitsOfWork, *, but: int | None = None) -> int | None:
         return Queue(conn).next_due(now_ms(), but=but)
 
 
-def plan(uows: UnitsOfWork, kinds: Kinds, task_id: int) -> Any:
-    """Task ``task_id`` worked out ahead by its kind, on a reader's connection; None if its kind does not, it
-    is no longer pending, or working it out failed (it is then run afresh, which tells what is wrong)."""
+def plan(uows: UnitsOfWork, kinds: Kinds, task_id: int) -> tuple[str | None, Any]:
+    """Task ``task_id``'s team, and the task worked out ahead by its kind on a reader's connection: None if
+    its kind does not, it is no longer pending, or working it out failed (it is then run afresh, which tells
+    what is wrong)."""
+    team_id = None
     try:
         team_id = team_of(uows, task_id)
         if team_id is None:
-            return None
+            return None, None
         with uows.read(team_id) as uow:
             task = uow.tasks.pending(task_id)
             kind = kinds[task.kind] if task is not None else None
             if task is None or kind is None or kind.plan is None:
-                return None
-            return kind.plan(uow, task)
+                return team_id, None
+            return team_id, kind.plan(uow, task)
     except Exception as e:
         log.info("task %s: run afresh: %r", task_id, e)
-        return None
+        return team_id, None
 
 
 def run_pending(
@@ -106,11 +108,11 @@ def run_pending(
             while task_id is not None and not stop.is_set():
                 found += 1
                 with gc_paused():  # and the plan's objects are gone when it resumes: no collection scans them
-                    planned = plan(uows, kinds, task_id)
+                    team_id, planned = plan(uows, kinds, task_id)
                     settle()
                     if found % RESTART_EVERY == 0:
                         checkpoint(uows.engine)
-                    in_flight = committer.submit(run_task, uows, kinds, task_id, planned)
+                    in_flight = committer.submit(run_task, uows, kinds, task_id, planned, team_id=team_id)
                     del planned
                 running, task_id = task_id, next_due(uows, but=task_id)
                 if task_id is None:

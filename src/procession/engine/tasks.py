@@ -79,11 +79,13 @@ def team_of(uows: UnitsOfWork, task_id: int) -> str | None:
         return Queue(conn).team_of(task_id)
 
 
-def run_task(uows: UnitsOfWork, kinds: Kinds, task_id: int, planned: Any = None) -> bool:
-    """Claim task ``task_id`` and run it, in one transaction: True; False if it is done, taken elsewhere, or
-    waits its turn. With ``planned`` (its kind's ``plan``), write that if it still holds, or else run it
-    afresh. A failure is recorded (``failed``) and raised."""
-    team_id = team_of(uows, task_id)
+def run_task(
+    uows: UnitsOfWork, kinds: Kinds, task_id: int, planned: Any = None, *, team_id: str | None = None
+) -> bool:
+    """Claim task ``task_id`` (of ``team_id``, if known) and run it, in one transaction: True; False if it is
+    done, taken elsewhere, or waits its turn. With ``planned`` (its kind's ``plan``), write that if it still
+    holds, or else run it afresh. A failure is recorded (``failed``) and raised."""
+    team_id = team_id or team_of(uows, task_id)
     if team_id is None:
         return False
     task: Task | None = None
@@ -104,7 +106,7 @@ def run_task(uows: UnitsOfWork, kinds: Kinds, task_id: int, planned: Any = None)
     except Exception as e:
         if planned is not None:  # what it worked out no longer holds, or its commit failed: afresh
             log.info("task %s: run afresh: %r", task_id, e)
-            return run_task(uows, kinds, task_id)
+            return run_task(uows, kinds, task_id, team_id=team_id)
         log.exception("task %s failed", task_id)
         if task is not None:
             failed(uows, kinds, task, e)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.store import tables as t
-from procession.store.batch import OF_TEAM, insert_entries, mark_entries, run
+from procession.store.batch import OF_TEAM, Write, insert_entries, mark_entries, run
 from procession.store.repositories.base import TEAM, Repository
 from procession.store.statement import Statement, driver_rows
 
@@ -126,11 +126,22 @@ class Jobs(Repository):
             json_columns=[1],
         )
 
+    def marks(self, job_id: str, results: list[dict[str, Any]]) -> list[Write]:
+        """The writes that record a chunk's entries' results (built ahead, for ``finish_chunk``)."""
+        return mark_entries(self.conn, self.team_id, job_id, results)
+
     def finish_chunk(
-        self, job_id: str, results: list[dict[str, Any]], now: int, *, failed: bool = False
+        self,
+        job_id: str,
+        results: list[dict[str, Any]],
+        now: int,
+        *,
+        failed: bool = False,
+        marks: list[Write] | None = None,
     ) -> str:
-        """Record a chunk's entries' results and move the job on; the job's new status."""
-        run(self.conn, mark_entries(self.conn, self.team_id, job_id, results))
+        """Record a chunk's entries' results (``marks``, if built ahead) and move the job on; the job's new
+        status."""
+        run(self.conn, self.marks(job_id, results) if marks is None else marks)
         succeeded = sum(r["b_status"] == "SUCCESS" for r in results)
         params = {"b_job": job_id, "b_ok": succeeded, "b_err": len(results) - succeeded}
         return str(self._scalar(_CHUNK_DONE, **params, b_failed=failed, b_now=now))
