@@ -31,8 +31,10 @@ class _Group:
 
 
 class Outbox:
-    def __init__(self, uow: UnitOfWork, follow_ups: tuple[FollowUp, ...]) -> None:
-        self.uow, self.follow_ups = uow, follow_ups
+    """A unit of work's (which it does not reference: no cycle keeps either alive after a request)."""
+
+    def __init__(self, follow_ups: tuple[FollowUp, ...]) -> None:
+        self.follow_ups = follow_ups
         self._groups: list[_Group] = []
 
     def add(
@@ -42,15 +44,15 @@ class Outbox:
         if events:
             self._groups.append(_Group(events, actor, now, writes))
 
-    def flush(self) -> None:
-        """Register the follow-ups of the events so far, then write the events."""
+    def flush(self, uow: UnitOfWork) -> None:
+        """Register the follow-ups of the events so far, then write the events, in ``uow``."""
         groups, self._groups = self._groups, []
         if not groups:
             return
         recorded = [r for g in groups for r in g.events]
         for follow_up in self.follow_ups:
-            follow_up(self.uow, recorded)
-        conn, team = self.uow.conn, self.uow.team_id
+            follow_up(uow, recorded)
+        conn, team = uow.conn, uow.team_id
         for g in groups:
             if g.writes is not None:
                 run(conn, g.writes)

@@ -91,7 +91,7 @@ class UnitOfWork:
         self.procedures = Procedures(conn, team)
         self.entities = Entities(conn, team)
         self.records = Records(conn, team)
-        self.outbox = Outbox(self, self.follow_ups)
+        self.outbox = Outbox(self.follow_ups)
         self.processes = Processes(conn, team, self.outbox)
         self.events = Events(conn, team)
         self.files = Files(conn, team)
@@ -141,7 +141,7 @@ class UnitOfWork:
 
     def commit(self) -> None:
         try:
-            self.outbox.flush()
+            self.outbox.flush(self)
             self.tx.commit()
         finally:
             self._release()
