@@ -14,7 +14,7 @@ _lock = threading.Lock()
 _gc_depth = 0
 GC_PILE_UP = 200_000  # young objects left over by overlapping pauses before they are collected anyway
 _switch_depth, _switch_before = 0, 0.0
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.0002
 
 
 @contextmanager
@@ -40,7 +40,7 @@ def gc_paused() -> Iterator[None]:
 
 @contextmanager
 def quick_switches() -> Iterator[None]:
-    """Switch threads every 0.5 ms at most, while work hands off between two threads, one of them in calls
+    """Switch threads every 0.2 ms at most, while work hands off between two threads, one of them in calls
     into SQLite that hold no Python lock (a bulk submission's entries, the embedded runner's commits): the
     other thread would keep Python's lock up to the switch interval (5 ms by default) before the first can
     take its next step."""

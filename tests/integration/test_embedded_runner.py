@@ -225,7 +225,7 @@ def test_the_embedded_runner_starts_the_sqlite_wal_over_as_it_goes(
 def test_the_embedded_runner_applies_what_it_is_woken_for_and_switches_quickly_only_meanwhile(
     team: Team,
 ) -> None:
-    """While it runs tasks, the process switches threads every 0.5 ms at most (``quick_switches``); idle or
+    """While it runs tasks, the process switches threads every 0.2 ms at most (``quick_switches``); idle or
     stopped, as often as it did before."""
     before = sys.getswitchinterval()
     p = create(team, {})
@@ -249,6 +249,6 @@ def test_the_embedded_runner_applies_what_it_is_woken_for_and_switches_quickly_o
             time.sleep(0.02)
     finally:
         runner.stop()
-    assert seen and set(seen) == {min(before, SWITCH_INTERVAL_S)}
+    assert seen and all(abs(s - min(before, SWITCH_INTERVAL_S)) < 1e-9 for s in seen)
     assert sys.getswitchinterval() == before
     assert read(team, p["id"])["data"]["score"] == 7

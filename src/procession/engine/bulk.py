@@ -80,9 +80,10 @@ def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: in
         process = processes.get(pid) if pid else None
         if process is not None and process.procedure != procedure.id:
             process = None  # another procedure's: not found
-        if pk is not None and stored["data"].get(pk) is not None and str(stored["data"][pk]) in freed:
+        rekeys = pk is not None and pk in stored["data"]  # the entry sets the primary key
+        if rekeys and stored["data"][pk] is not None and str(stored["data"][pk]) in freed:
             cut()
-        old_key = procedure.key_of(process.data) if process is not None else None
+        old_key = procedure.key_of(process.data) if rekeys and process is not None else None
         try:
             applied = change_process(
                 uow,
@@ -147,17 +148,17 @@ def write_chunk(uow: UnitOfWork, task: Task, plan: Plan | None) -> None:
     otherwise."""
     if plan is None:
         return apply_chunk(uow, task)
-    job = uow.jobs.get(task.ref)
+    standing = uow.jobs.standing(task.ref)  # (job status, procedure version), in one read
     if (
-        job is None
-        or job.status == "ABORTED"
-        or load_procedure(uow, job.procedure_id).version != plan.procedure_version
+        standing is None
+        or standing[0] == "ABORTED"
+        or standing[1] != plan.procedure_version
         or any(r["b_status"] != "SUCCESS" for r in plan.results)
     ):
         raise Stale("the chunk's job, its procedure or an entry's outcome may have changed")
     for saved in plan.saved:
         uow.processes.save_many(saved)
-    uow.jobs.finish_chunk(job.id, plan.results, plan.now, marks=plan.marks)
+    uow.jobs.finish_chunk(task.ref, plan.results, plan.now, marks=plan.marks)
 
 
 def apply_creates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:

@@ -253,8 +253,9 @@ def change_process(
             field="id",
             code="deleted",
         )
-    old_key = procedure.key_of(process.data)
-    new_key = procedure.key_of(change.data) if procedure.primary_key in change.data else old_key
+    if procedure.primary_key is None or procedure.primary_key not in change.data:
+        return process.apply(procedure, change, now=now)  # the key stays
+    old_key, new_key = procedure.key_of(process.data), procedure.key_of(change.data)
     if new_key == old_key:
         return process.apply(procedure, change, now=now)
     if new_key is not None:

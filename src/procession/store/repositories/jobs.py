@@ -48,6 +48,12 @@ class Job:
 
 
 _JOB = Statement(sa.select(*t.jobs.c).where(J.team_id == TEAM, J.id == sa.bindparam("b_job")))
+_P = t.procedures.c
+_STANDING = Statement(
+    sa.select(J.status, _P.version)
+    .join(t.procedures, _P.id == J.procedure_id)
+    .where(J.team_id == TEAM, J.id == sa.bindparam("b_job"))
+)
 _done, _failed = J.chunks_done + 1, J.failed | sa.bindparam("b_failed", type_=sa.Boolean)
 _now = sa.bindparam("b_now", type_=sa.BigInteger)
 _CHUNK_DONE = Statement(
@@ -101,6 +107,11 @@ class Jobs(Repository):
     def get(self, job_id: str) -> Job | None:
         row = self._first(_JOB, b_job=job_id)
         return replace(job := Job(*row), failed=bool(job.failed)) if row else None  # SQLite: 0 or 1
+
+    def standing(self, job_id: str) -> tuple[str, int] | None:
+        """The job's status and its procedure's version, in one read."""
+        row = self._first(_STANDING, b_job=job_id)
+        return (row[0], row[1]) if row else None
 
     def entries(self, job_id: str, *, status: str | None, after: int, limit: int) -> list[dict[str, Any]]:
         q = sa.select(E.idx, E.status, E.item, E.process_id, E.error).where(
