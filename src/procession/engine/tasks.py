@@ -95,10 +95,10 @@ def run_task(
             if task is None:
                 return False
             kind = kinds[task.kind]
-            with gc_paused():  # a chunk's thousands of short-lived objects: reference counting frees them
-                if planned is not None and kind.write is not None:
-                    kind.write(uow, task, planned)
-                else:
+            if planned is not None and kind.write is not None:
+                kind.write(uow, task, planned)  # built ahead: it makes few objects
+            else:
+                with gc_paused():  # a chunk's thousands of short-lived objects: reference counting frees them
                     kind.run(uow, task)
             uow.tasks.close(task, now_ms())
             uow.commit()
