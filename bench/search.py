@@ -133,7 +133,13 @@ class Sql:
             self.captured = []
             caller = Caller(self.demo.team_id, "admin", self.demo.admin_id)
             if call.body is not None:
-                self.svc.run(list_processes, caller, "lead", ListProcesses.model_validate(call.body))
+                self.svc.run(
+                    list_processes,
+                    caller,
+                    "lead",
+                    ListProcesses.model_validate(call.body),
+                    cursor_key=self.svc.cursor_key,
+                )
             else:
                 self.svc.run(get_process, caller, "lead", call.ref)
             self.cache[key], self.captured = self.captured, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -31,17 +32,27 @@ class Services:
     follow_ups: tuple[FollowUp, ...] = FOLLOW_UPS
     runner: Any = None  # wakes background work after a commit: the embedded runner or procrastinate's
     checkpointer: Checkpointer | None = None  # SQLite: keeps the WAL short, off the writers' path
-    uows: UnitsOfWork = field(init=False)
+    reconciler: Any = None  # PostgreSQL: wakes due tasks whose wake-up was lost, as the workers do
+    uows: UnitsOfWork = field(init=False)  # background work's: statements unbounded
+    requests: UnitsOfWork = field(init=False)  # requests': each statement bounded (statement_timeout_ms)
     writer: Writer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups)
-        self.writer = Writer(self.uows)
+        self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups, deadline_ms=0)
+        self.requests = UnitsOfWork(
+            self.engine, follow_ups=self.follow_ups, deadline_ms=self.settings.statement_timeout_ms
+        )
+        self.writer = Writer(self.requests)
+
+    @cached_property
+    def cursor_key(self) -> bytes:
+        """The key list cursors are signed with (``Settings.secret``)."""
+        return self.settings.secret()
 
     def run(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``use_case(uows, ...)`` here, in transactions of its own: reads, the CLI, long writes (a bulk
-        submission, from the thread pool)."""
-        return use_case(self.uows, *args, **kwargs)
+        """``use_case(uows, ...)`` here, in transactions of its own, each statement bounded as a request's:
+        reads, the CLI, long writes (a bulk submission, from the thread pool)."""
+        return use_case(self.requests, *args, **kwargs)
 
     async def write(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A request's short write: on SQLite together with the others waiting, in one transaction (group
@@ -60,16 +71,20 @@ class Services:
             self.runner = EmbeddedRunner(self.uows, self.kinds)
             self.runner.start()
         elif not self.settings.is_sqlite:
-            from procession.engine.distributed import DistributedWaker
+            from procession.engine.distributed import DistributedWaker, Reconciler
 
             self.runner = DistributedWaker(self.uows, self.settings.url, self.lease_ms)
-        self.uows.waker = self.runner
+            self.reconciler = Reconciler(self.runner)  # the workers' reconciler, here too
+            self.reconciler.start()
+        self.uows.waker = self.requests.waker = self.runner
 
     @property
     def lease_ms(self) -> int:
         return int(self.settings.lease_seconds * 1000)
 
     def close(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.stop()
         if self.runner is not None:
             self.runner.stop()
         if self.checkpointer is not None:
@@ -88,5 +103,9 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
             from procession.engine.distributed import apply_schema
 
             apply_schema(settings.url)
-    engine = make_engine(settings.url, check_tenancy=settings.check_tenancy)
-    return Services(settings=settings, engine=engine)
+    engine = make_engine(
+        settings.url, check_tenancy=settings.check_tenancy, statement_timeout_ms=settings.statement_timeout_ms
+    )
+    services = Services(settings=settings, engine=engine)
+    services.cursor_key  # noqa: B018 (read or made now: a data folder that cannot hold it fails at start)
+    return services

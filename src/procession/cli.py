@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
+import signal
 from typing import Annotated
 
 import typer
@@ -73,21 +75,46 @@ def serve(
         svc.close()
 
 
+class _Stopped(BaseException):
+    """SIGINT/SIGTERM before the worker's own handlers are in place."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
 @app.command()
 def worker(
     concurrency: Annotated[
         int, typer.Option(min=1, help="chunks applied at once (2: one computes while the other's SQL runs)")
     ] = 2,
 ) -> None:
-    """Apply background work (PostgreSQL): run on as many machines as needed."""
+    """Apply background work (PostgreSQL): run on as many machines as needed. A lost database is waited
+    for (at start too), however long; the command exits 1 only on what waiting cannot fix."""
+    from procession.config import Settings
     from procession.engine.distributed import run_worker
+    from procession.engine.retry import describe, retry
 
-    svc = bootstrap()
-    if svc.settings.is_sqlite:
-        typer.echo("error: on SQLite, `procession serve` applies background work itself", err=True)
-        raise typer.Exit(2)
-    _settle_gc()
-    run_worker(svc.uows, svc.kinds, svc.settings.url, concurrency=concurrency, lease_ms=svc.lease_ms)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for signum in (signal.SIGINT, signal.SIGTERM):  # until run_worker's own: stop, status 0
+        signal.signal(signum, _raise_stopped)
+    try:
+        settings = Settings()
+        if settings.is_sqlite:
+            typer.echo("error: on SQLite, `procession serve` applies background work itself", err=True)
+            raise typer.Exit(2)
+        svc = retry(lambda: bootstrap(settings), what="procession worker: start")
+        assert svc is not None  # no stop event: until it succeeds (or raises)
+        _settle_gc()
+        run_worker(svc.uows, svc.kinds, svc.settings.url, concurrency=concurrency, lease_ms=svc.lease_ms)
+    except _Stopped:
+        return
+    except typer.Exit:
+        raise
+    except Exception as e:  # fatal: bad settings, a schema that migrations cannot fix
+        logging.getLogger("procession.engine").critical("procession worker: fatal error", exc_info=True)
+        typer.echo(f"error: {describe(e)}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

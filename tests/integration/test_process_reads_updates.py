@@ -8,7 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from procession.domain.errors import Conflict, Invalid, NotFound
+from procession.domain.errors import BadRequest, Conflict, Invalid, NotFound
 from procession.domain.process import ProcessChange
 from procession.services.commands import (
     CreateProcess,
@@ -35,7 +35,13 @@ def update(team: Team, ref: tuple[str, ...], body: dict, version: int | None = N
 
 
 def search(team: Team, **body) -> tuple[list[dict], dict]:
-    return team.services.run(list_processes, team.caller, "lead", ListProcesses.model_validate(body))
+    return team.services.run(
+        list_processes,
+        team.caller,
+        "lead",
+        ListProcesses.model_validate(body),
+        cursor_key=team.services.cursor_key,
+    )
 
 
 def scores(team: Team, where: dict) -> list[int]:
@@ -135,9 +141,9 @@ def test_paging_to_the_end_has_no_duplicates_or_gaps(team: Team) -> None:
 
 def test_a_cursor_is_bound_to_its_query(ten: Team) -> None:
     _, meta = search(ten, limit=2)
-    with pytest.raises(Invalid):
+    with pytest.raises(BadRequest, match="cursor"):  # a 400 invalid_cursor
         search(ten, limit=2, cursor=meta["nextCursor"], where={"city": "Goa"})
-    with pytest.raises(Invalid):
+    with pytest.raises(BadRequest, match="cursor"):
         search(ten, cursor="garbage")
 
 

@@ -33,11 +33,38 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > self.limit:  # raised to whoever reads the body (``errors.http_error``: FastAPI)
                 raise TooLarge(f"the body exceeds {self.limit} bytes")
             return message
 
         return await self.app(scope, counted, send)
+
+
+class Guard:
+    """The outermost middleware: an exception that no handler answered (``errors.install``) gets the 500
+    envelope here (``errors.unexpected``: a request id, one log line). Without it, Starlette's server-error
+    middleware answers and then raises it again to the server, which logs it whole (a statement and its
+    parameters with it) and closes the connection, so the client's next request on it fails."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            response = errors.unexpected(scope, exc)
+            if not started:  # else the reply is cut short: the server ends the connection
+                await response(scope, receive, send)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -58,4 +85,5 @@ def create_app(services: Services) -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, limit=services.settings.max_body_bytes)
+    app.add_middleware(Guard)  # added last: the outermost
     return app

@@ -8,6 +8,8 @@ import orjson
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from procession.domain.text import shown
+
 T = TypeVar("T")
 
 
@@ -34,16 +36,36 @@ def reply(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def failure(status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None) -> Response:
-    """An error reply."""
-    body = orjson.dumps({"_data": None, "_meta": {}, "_errors": errors})
+def failure(
+    status: int,
+    errors: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+    *,
+    meta: dict[str, Any] | None = None,
+) -> Response:
+    """An error reply. Text it quotes from the request that UTF-8 cannot encode is shown with U+FFFD."""
+    envelope = {"_data": None, "_meta": meta or {}, "_errors": errors}
+    try:
+        body = orjson.dumps(envelope)
+    except TypeError:  # a lone surrogate, say
+        body = orjson.dumps(_encodable(envelope), default=str)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def documented(model: Any, status: int = 200, *extra: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route: its success envelope and the error envelopes it can give."""
     out: dict[int | str, dict[str, Any]] = {status: {"model": Envelope[model]}}
-    for code in (400, 401, 403, 404, 413, 422, *extra):
+    for code in (400, 401, 403, 404, 413, 422, 503, *extra):
         out[code] = {"model": Envelope[None], "description": ERROR_DESCRIPTIONS[code]}
     return out
 
@@ -55,5 +77,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found (also another team's ids)",
     409: "Conflict: duplicate primary key, idempotency mismatch, stale version",
     413: "Request body too large",
-    422: "A value or transition that breaks the procedure's rules",
+    422: "A value or transition that breaks the procedure's rules; text UTF-8 cannot encode "
+    "(invalid_character); a query past a limit (too_complex)",
+    503: "A statement ran past the request's deadline (statement_timeout): retry later",
 }

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import traceback
+import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from procession.api.envelope import failure
 from procession.domain import errors as e
+from procession.store.db import timed_out
 
 log = logging.getLogger("procession.api")
 
@@ -23,6 +27,7 @@ STATUS: dict[type[e.ProcessionError], int] = {
     e.Conflict: 409,
     e.TooLarge: 413,
     e.Invalid: 422,
+    e.Unavailable: 503,
 }
 
 
@@ -61,15 +66,19 @@ def _field_error(err: Any) -> dict[str, Any]:
     return {"code": "invalid", "message": f"{where or 'body'}: {err['msg']}", "field": where}
 
 
-async def http_error(_: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return failure(
-        exc.status_code, [{"code": "http_error", "message": str(exc.detail)}], dict(exc.headers or {})
-    )
+    code, message, cause = "http_error", str(exc.detail), exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, e.ProcessionError):
+        return await procession_error(request, cause)  # FastAPI's "error parsing the body": the body limit
+    if exc.status_code == 400 and isinstance(cause, ValueError | RecursionError):
+        # the same: bytes that are not UTF-8, nesting past the decoder's depth
+        code, message = "malformed_json", f"the body is not valid JSON: {_short(cause)}"
+    return failure(exc.status_code, [{"code": code, "message": message}], dict(exc.headers or {}))
 
 
 async def integrity_error(_: Request, exc: Exception) -> Response:
-    log.info("integrity error: %s", exc)
+    log.info("integrity error: %s", _described(exc))
     return failure(
         409, [{"code": "conflict", "message": "a concurrent change conflicts with this one; retry"}]
     )
@@ -87,15 +96,71 @@ async def data_error(_: Request, exc: Exception) -> Response:
     return failure(422, [{"code": "unstorable_value", "message": message}])
 
 
-async def unexpected_error(_: Request, exc: Exception) -> Response:
-    log.exception("unexpected error", exc_info=exc)
-    return failure(500, [{"code": "internal", "message": "internal error"}])
+async def operational_error(request: Request, exc: Exception) -> Response:
+    """A statement stopped at the request's deadline (``Settings.statement_timeout_ms``): a 503 naming it;
+    any other operational failure is unexpected."""
+    if not timed_out(exc):
+        return unexpected(request.scope, exc)
+    limit = request.app.state.services.settings.statement_timeout_ms
+    log.info("statement timeout: %s %s", request.method, request.url.path)
+    unavailable = e.Unavailable(
+        f"a statement ran past the {limit:,} ms deadline (PROCESSION_STATEMENT_TIMEOUT_MS) and was "
+        "stopped: narrow the query, or retry later",
+        code="statement_timeout",
+    )
+    return await procession_error(request, unavailable)
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    return unexpected(request.scope, exc)
+
+
+def unexpected(scope: Any, exc: BaseException) -> Response:
+    """The reply to an exception nothing expected: a 500 with a request id, logged on one line with the
+    exception's type, message (short, without any statement or parameters) and where it was raised."""
+    request_id = uuid.uuid4().hex[:16]
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    log.error(
+        "unexpected error, request %s (%s %s): %s%s",
+        request_id,
+        scope.get("method"),
+        scope.get("path"),
+        _described(exc),
+        where,
+    )
+    body = [{"code": "internal", "message": f"internal error (request {request_id})"}]
+    return failure(500, body, {"X-Request-Id": request_id}, meta={"requestId": request_id})
+
+
+LOGGED_CHARS = 500  # of an exception's message in the log
+
+
+def _described(exc: BaseException) -> str:
+    """``Type: message``, on one line and short: a database error's own message, never its statement nor
+    its parameters (SQLAlchemy's text holds both: a bulk statement's are whole batches)."""
+    shown: Any = exc
+    while isinstance(shown, DBAPIError) and shown.orig is not None:  # the driver's error, not SQLAlchemy's
+        shown = shown.orig
+    if shown is exc:
+        return f"{type(exc).__name__}: {_short(exc)}"
+    first_line = (str(shown).splitlines() or [""])[0]  # PostgreSQL's next lines quote the statement
+    return f"{type(exc).__name__} ({type(shown).__name__}): {_short(first_line)}"
+
+
+def _short(exc: BaseException | str) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= LOGGED_CHARS else text[:LOGGED_CHARS] + "…"
 
 
 def install(app: FastAPI) -> None:
+    """Handlers by exception class; what none takes (any other exception) is ``unexpected``, answered by
+    ``app.Guard`` (not Starlette's server-error middleware, which raises it again to the server: it would
+    log it whole and close the connection)."""
     app.add_exception_handler(e.ProcessionError, procession_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(DataError, data_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(OperationalError, operational_error)
+    app.add_exception_handler(DBAPIError, database_error)

@@ -48,7 +48,7 @@ def search(
 ) -> Response:
     """List and search: ``where`` (operators ``= != > >= < <=``, arrays for "one of", ``and``/``or``),
     ``skip``/``limit`` (default 10, at most 100), ``sort``, and ``cursor`` (``_meta.nextCursor``) for deep paging."""
-    page, meta = svc.run(list_processes, who, procedureShortId, body)
+    page, meta = svc.run(list_processes, who, procedureShortId, body, cursor_key=svc.cursor_key)
     return reply(page, meta=meta)
 
 
@@ -56,7 +56,7 @@ def search(
 def history(
     procedureShortId: str,
     processId: str,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, lt=2**63)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),

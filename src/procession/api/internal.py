@@ -27,5 +27,5 @@ def search(
     procedureId: str, body: ListProcesses, who: Caller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
     """List and search as in ``/v1/ext``; ``where`` and ``sort`` also take attribute ids."""
-    page, meta = svc.run(list_processes, who, procedureId, body, external=False)
+    page, meta = svc.run(list_processes, who, procedureId, body, external=False, cursor_key=svc.cursor_key)
     return reply(page, meta=meta)

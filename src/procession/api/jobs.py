@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from procession.api.envelope import documented, reply
 from procession.api.ext import IdempotencyKey
 from procession.bootstrap import Services
 from procession.domain.errors import BadRequest, Invalid
+from procession.domain.text import check_encodable
 from procession.services import jobs as job_service
 from procession.services.commands import BulkProcesses
 from procession.services.common import Caller
@@ -56,8 +58,19 @@ def _split(body: bytes) -> list[msgspec.Raw]:
         raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels", code="too_deep") from None
     except msgspec.ValidationError as e:
         raise Invalid.one("invalid", f'send {{"processes": [...]}}: {e}', "processes") from None
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        _unencodable(body)  # a lone surrogate (msgspec says "truncated"): refused as in every route
         raise BadRequest(f"the body is not valid JSON: {e}", code="malformed_json") from None
+
+
+def _unencodable(body: bytes, path: str = "") -> None:
+    """``Invalid`` naming where ``body``, which msgspec refused, holds a lone surrogate, if that is why:
+    read again by Python's decoder, which keeps them (slower, and only for a body already refused)."""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return
+    check_encodable(decoded, path)
 
 
 def _deeper_than(value: Any, levels: int) -> bool:
@@ -80,7 +93,8 @@ def _items(raws: list[Any]) -> Iterator[Any]:
         text = bytes(raw)
         try:
             item = orjson.loads(text)  # as every stored JSON is read (an integer past 64 bits is a float)
-        except orjson.JSONDecodeError as e:  # e.g. a number no float holds
+        except orjson.JSONDecodeError as e:  # e.g. a number no float holds, or a surrogate's bytes
+            _unencodable(text, f"processes.{i}")
             raise BadRequest(f"the body is not valid JSON: {e}", code="malformed_json") from None
         # an item nests at most as deep as it has brackets: count them (fast) before measuring
         if text.count(b"{") + text.count(b"[") > MAX_DEPTH - 2 and _deeper_than(item, MAX_DEPTH - 2):
@@ -151,7 +165,7 @@ def get_job(jobId: str, who: Caller = Depends(caller), svc: Services = Depends(s
 def get_entries(
     jobId: str,
     status: Annotated[Literal["INVALID", "NOT_STARTED", "SUCCESS", "ERROR"] | None, Query()] = None,
-    after: Annotated[int, Query(ge=-1)] = -1,
+    after: Annotated[int, Query(ge=-1, lt=2**63)] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),

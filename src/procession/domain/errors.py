@@ -7,8 +7,10 @@ ProcessionError(code, message, field=None)
 ├── NotFound        unknown id or shortId, or another team's          -> 404
 ├── Conflict        duplicate primary key, idempotency mismatch, ...  -> 409
 ├── TooLarge        request body over the limit                       -> 413
-└── Invalid         values or transitions that break the rules        -> 422
-                    (carries one FieldError per offending field)
+├── Invalid         values or transitions that break the rules        -> 422
+│                   (carries one FieldError per offending field; ``too_complex`` for a query past a
+│                   limit, ``invalid_character`` for text that is not Unicode)
+└── Unavailable     the database did not answer in time (``statement_timeout``)  -> 503
 The HTTP mapping lives in one table, ``procession.api.errors``.
 """
 
@@ -92,3 +94,9 @@ class Invalid(ProcessionError):
     @property
     def errors(self) -> list[FieldError]:
         return self._errors
+
+
+class Unavailable(ProcessionError):
+    """The request was not done: the database did not answer in time, say. Retrying later may succeed."""
+
+    code = "unavailable"

@@ -3,10 +3,15 @@
 
     Query   = { <field>: RHS, "or": [Query], "and": [Query] }       (keys of one object are ANDed)
     RHS     = value | [values] (one of) | { "=" | "!=" | ">" | ">=" | "<" | "<=": value }
+
+A query is bounded (``too_complex`` past a limit): it becomes one SQL statement, which each database
+bounds in its own way (SQLite's parser stack and expression depth, PostgreSQL's 65,535 bound parameters),
+and whose cost grows with it. The limits are far above what a screen or a report asks for.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +38,11 @@ REFS = {
     "belongsTo": ("belongs_to", "pod"),
 }
 IDS = {"id": "id", "record": "record_id", "entity": "entity_id", "parentProcess": "parent_process_id"}
+MAX_NODES = 100  # comparisons and and/or groups in one ``where``
+MAX_DEPTH = 10  # and/or groups nested in one another
+MAX_VALUES = 1_000  # values of one "one of" array
+MAX_ALL_VALUES = 2_000  # values in the whole ``where`` (each a bound parameter; lookups for references)
+MAX_SORT_KEYS = 5  # ``sort`` keys (``id`` is added to break ties)
 NUMERIC = ("integer", "float", "decimal", "number", "integerEnum", "integerId", "datetime")
 
 
@@ -94,6 +104,14 @@ class Parser:
 
     def __init__(self, procedure: Procedure, refs: Refs) -> None:
         self.procedure, self.refs = procedure, refs
+        self.nodes = self.values = 0  # counted against MAX_NODES and MAX_ALL_VALUES as the query is read
+
+    def _count(self, nodes: int, values: int, where: str) -> None:
+        self.nodes, self.values = self.nodes + nodes, self.values + values
+        if self.nodes > MAX_NODES:
+            raise _too_complex(f"where holds more than {MAX_NODES} comparisons and and/or groups", "where")
+        if self.values > MAX_ALL_VALUES:
+            raise _too_complex(f"where holds more than {MAX_ALL_VALUES:,} values in all", where)
 
     def field(self, name: str, where: str) -> tuple[Field, Any]:
         """The field called ``name`` and the function that turns a client value into a stored one."""
@@ -114,7 +132,14 @@ class Parser:
         if name == "status":
             return Field("status"), lambda v: Status(v).value
         if name == "state":
-            return Field("state_id"), lambda v: self.procedure.state_id(v, field_name=where)
+            return (
+                Field("state_id"),
+                lambda v: (
+                    self.procedure.state_id(v, field_name=where)
+                    if isinstance(v, str)
+                    else self._bad(v, "a state")
+                ),
+            )
         if name == "isDeleted":
             return Field(
                 "is_deleted", kind="boolean"
@@ -140,16 +165,21 @@ class Parser:
     def _bad(value: Any, expected: str) -> Any:
         raise ValueError(f"{value!r} is not {expected}")
 
-    def where(self, query: Any, path: str = "where") -> Both:
+    def where(self, query: Any, path: str = "where", depth: int = 0) -> Both:
         if not isinstance(query, dict):
             raise Invalid.one("invalid_query", "must be an object", path)
+        if not query and depth:
+            self._count(1, 0, path)  # an empty query in a group (true) is a node too
         parts: list[Any] = []
         for key, rhs in query.items():
             where = f"{path}.{key}"
             if key in ("or", "and"):
                 if not isinstance(rhs, list) or not rhs:
                     raise Invalid.one("invalid_query", f"{key} must be a non-empty list of queries", where)
-                subs = tuple(self.where(q, f"{where}[{i}]") for i, q in enumerate(rhs))
+                if depth == MAX_DEPTH:
+                    raise _too_complex(f"and/or groups nest more than {MAX_DEPTH} deep", where)
+                self._count(1, 0, where)
+                subs = tuple(self.where(q, f"{where}[{i}]", depth + 1) for i, q in enumerate(rhs))
                 parts.append(Either(subs) if key == "or" else Both(subs))
             else:
                 parts.extend(self.compare(key, rhs, where))
@@ -162,15 +192,22 @@ class Parser:
             if v is None:
                 return None
             try:
-                return convert(v)
+                out = convert(v)
             except ValueError as e:
                 raise Invalid.one("invalid_value", f"{name}: {e}", where) from None
+            if not _comparable(out):  # a list (of a multi-valued attribute, say), an object, past 64 bits
+                raise Invalid.one("invalid_value", f"{name}: {repr(v)[:100]} cannot be compared", where)
+            return out
 
         if isinstance(rhs, list):
+            if len(rhs) > MAX_VALUES:
+                raise _too_complex(f"a list of values holds at most {MAX_VALUES:,}", where)
+            self._count(1, len(rhs), where)
             return [Compare(field, "in", tuple(value(v) for v in rhs))]
         if isinstance(rhs, dict):
             if not rhs:
                 raise Invalid.one("invalid_query", "an operator object needs at least one operator", where)
+            self._count(len(rhs), len(rhs), where)
             unknown = [op for op in rhs if op not in OPERATORS]
             if unknown:
                 raise Invalid.one(
@@ -184,9 +221,12 @@ class Parser:
                     raise Invalid.one("invalid_value", f"{name}: {op} needs a value, not null", where)
                 out.append(Compare(field, op, value(v)))
             return out
+        self._count(1, 1, where)
         return [Compare(field, "=", value(rhs))]
 
     def sort(self, keys: list[Any]) -> list[SortKey]:
+        if len(keys) > MAX_SORT_KEYS:
+            raise _too_complex(f"sort takes at most {MAX_SORT_KEYS} keys", "sort")
         out = []
         for i, key in enumerate(keys):
             where = f"sort[{i}]"
@@ -201,3 +241,16 @@ class Parser:
                 )
             out.append(SortKey(self.field(key["field"], where)[0], key.get("dir", "asc") == "desc"))
         return out
+
+
+def _too_complex(what: str, field: str) -> Invalid:
+    return Invalid.one("too_complex", f"the query is too complex: {what}", field)
+
+
+def _comparable(value: Any) -> bool:
+    """Whether a value can be bound into SQL and compared, on both databases."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, str)

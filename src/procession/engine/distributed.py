@@ -4,19 +4,36 @@ Tasks are rows written with the work they do (nothing accepted is lost); a procr
 task N", and ``run_task`` claims it with ``FOR UPDATE SKIP LOCKED`` in the transaction that runs it. Every
 wake-up leases its task for a while; the periodic reconciler wakes the due tasks whose lease ran out (a
 worker was killed, the database restarted, a wake-up was never sent) or that have none (due again after a
-back-off).
+back-off). It runs in the workers (a procrastinate periodic task) and in ``procession serve`` (a thread,
+``Reconciler``), so that tasks are woken however long every worker was gone.
+
+Workers outlive their database. procrastinate's worker stops, and returns as if asked to, when one of its
+side tasks fails: its listener reconnects once at once and fails while the database is still restarting,
+and its heartbeat and periodic deferrer fail on a lost connection; a lost connection in its fetch loop is
+raised. ``run_worker`` runs it in *sessions* (a new connection pool, whatever was left pending woken, a
+worker until it stops) and starts a new session after any stop it did not ask for, with a back-off while
+the database is away; it returns only once stopped by SIGINT/SIGTERM, and raises only what waiting cannot
+fix (bad settings, a missing table).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import procrastinate
+import procrastinate.worker
+import psycopg
 import sqlalchemy as sa
 
 from procession.domain.clock import now_ms
+from procession.engine.retry import Lost, retry, retry_async
 from procession.engine.tasks import Kinds, run_task
 from procession.store.tasks import Queue
 from procession.store.uow import UnitsOfWork
@@ -24,6 +41,11 @@ from procession.store.uow import UnitsOfWork
 log = logging.getLogger("procession.engine")
 QUEUE = "procession"
 TASK = "procession:run_task"
+RECONCILE_SECONDS = 5.0  # the reconciler's round, in the workers and in the serve process
+PING_TIMEOUT = 5  # seconds a session's first connection may take
+POOL_TIMEOUT = 5.0  # seconds a worker's procrastinate query waits for a connection before it fails
+HEALTHY_SECONDS = 30.0  # a worker session that ran this long before it failed starts the back-off over
+Leased = Callable[[Queue, int], list[int]]
 
 
 def conninfo(url: str) -> str:
@@ -64,12 +86,30 @@ def make_app(url: str) -> procrastinate.App:
     return app
 
 
-def wake(app: procrastinate.App, uows: UnitsOfWork, leased: object) -> None:
-    """Defer one procrastinate job per task that ``leased(queue, now)`` leases (in its own transaction)."""
+def lease(uows: UnitsOfWork, leased: Leased) -> list[int]:
+    """The tasks ``leased(queue, now)`` leases, in its own transaction."""
     with uows.engine.begin() as conn:
-        ids = leased(Queue(conn), now_ms())  # type: ignore[operator]
+        return leased(Queue(conn), now_ms())
+
+
+def _jobs(ids: list[int]) -> list[dict[str, Any]]:
+    """The arguments of one ``run_task`` job per task."""
+    return [{"task_id": i} for i in ids]
+
+
+def wake(app: procrastinate.App, uows: UnitsOfWork, leased: Leased) -> None:
+    """Defer one procrastinate job per task that ``leased(queue, now)`` leases (in its own transaction)."""
+    ids = lease(uows, leased)
     if ids:
-        app.tasks[TASK].batch_defer(*({"task_id": i} for i in ids))
+        app.tasks[TASK].batch_defer(*_jobs(ids))
+        log.info("woke %d task(s)", len(ids))
+
+
+async def wake_async(app: procrastinate.App, uows: UnitsOfWork, leased: Leased) -> None:
+    """``wake`` on an event loop (the lease on a thread)."""
+    ids = await asyncio.to_thread(lease, uows, leased)
+    if ids:
+        await app.tasks[TASK].batch_defer_async(*_jobs(ids))
         log.info("woke %d task(s)", len(ids))
 
 
@@ -86,23 +126,147 @@ class DistributedWaker:
         except Exception:  # the reconciler wakes them once their lease is over
             log.exception("could not wake %s %s; the reconciler will", kind, ref)
 
+    def reconcile(self) -> None:
+        """Wake the due tasks whose lease ran out, or that have none (the reconciler's round)."""
+        wake(self.app, self.uows, lambda q, now: q.lease_due(now, self.lease_ms))
+
     def stop(self) -> None:
         self.app.close()
 
 
+class Reconciler:
+    """The reconciler in the serve process (PostgreSQL): every ``every`` seconds, the waker's ``reconcile``,
+    riding out a lost database with the back-off; so tasks are woken even after every worker was gone for a
+    while and came back."""
+
+    def __init__(self, waker: DistributedWaker, *, every: float = RECONCILE_SECONDS) -> None:
+        self.waker, self.every = waker, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="procession-reconciler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                retry(self.waker.reconcile, what="reconciler", stop=self._stop)
+            except Exception:  # not the database away: said, and tried again next round
+                log.exception("reconciler: could not wake due tasks")
+
+
+class _Worker(procrastinate.worker.Worker):
+    """procrastinate's worker, keeping why it stopped: a side task (the listener, the heartbeat, the periodic
+    deferrer) that fails stops it (its error logged) as if it had been asked to."""
+
+    failure: BaseException | None = None
+
+    async def _monitor_side_tasks(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        await super()._monitor_side_tasks(side_tasks)
+        for task in side_tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                self.failure = task.exception()
+                return
+
+
+class WorkerLoop:
+    """A procrastinate worker run in sessions until SIGINT/SIGTERM (see the module's docstring)."""
+
+    def __init__(self, uows: UnitsOfWork, kinds: Kinds, url: str, *, concurrency: int, lease_ms: int) -> None:
+        self.uows, self.url, self.concurrency, self.lease_ms = uows, url, concurrency, lease_ms
+        self.app = make_app(url)
+        self.context = {"procession": Context(uows, kinds, lease_ms)}
+        self.stopping = asyncio.Event()
+        self.worker: _Worker | None = None
+        self.sessions = 0
+
+    def stop(self) -> None:
+        """Stop: the running worker finishes its jobs; no new session starts."""
+        if not self.stopping.is_set():
+            log.info("procession worker: stopping")
+        self.stopping.set()
+        if self.worker is not None:
+            self.worker.stop()
+
+    async def run(self) -> None:
+        loop, signals = asyncio.get_running_loop(), (signal.SIGINT, signal.SIGTERM)
+        before = {signum: signal.getsignal(signum) for signum in signals}
+        for signum in signals:
+            loop.add_signal_handler(signum, self.stop)
+        try:
+            await retry_async(
+                self.session, what="procession worker", stop=self.stopping, reset_after=HEALTHY_SECONDS
+            )
+        finally:
+            for signum, handler in before.items():
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, handler)
+
+    async def session(self) -> None:
+        """One session: a new connection pool, whatever was left pending woken, a worker until it stops.
+        Returns once stopped; raises if the worker stopped by itself (its failure, or ``Lost``)."""
+        await self._ping()  # fails at once while the database is away
+        if self.stopping.is_set():
+            return
+        connector = procrastinate.PsycopgConnector(conninfo=conninfo(self.url), timeout=POOL_TIMEOUT)
+        with self.app.replace_connector(connector):
+            try:
+                await asyncio.wait_for(connector.open_async(), 2 * POOL_TIMEOUT)
+                # whatever was left pending: a killed worker's, or woken while no worker listened
+                await wake_async(self.app, self.uows, lambda q, now: q.lease_due(now, self.lease_ms))
+                if self.stopping.is_set():
+                    return
+                self.sessions += 1
+                if self.sessions > 1:
+                    log.warning("procession worker: database reachable again: session %d", self.sessions)
+                worker = self.worker = _Worker(
+                    app=self.app,
+                    queues=[QUEUE],
+                    concurrency=self.concurrency,
+                    name="procession-worker",
+                    delete_jobs="successful",
+                    additional_context=self.context,
+                    install_signal_handlers=False,  # ours stop the worker and the sessions
+                )
+                try:
+                    await worker.run()
+                finally:
+                    self.worker = None
+            finally:
+                await _close(connector)
+        if self.stopping.is_set():
+            return
+        if worker.failure is not None:
+            raise worker.failure
+        raise Lost("the procrastinate worker stopped by itself")
+
+    async def _ping(self) -> None:
+        """A connection of its own (on the event loop, bounded: SIGTERM never waits long for it)."""
+        connect = psycopg.AsyncConnection.connect(conninfo(self.url), connect_timeout=PING_TIMEOUT)
+        async with await asyncio.wait_for(connect, PING_TIMEOUT + 1) as conn:
+            await conn.execute("SELECT 1")
+
+
+async def _close(connector: procrastinate.PsycopgConnector) -> None:
+    try:
+        await asyncio.wait_for(connector.close_async(), 2 * POOL_TIMEOUT)
+    except Exception as e:  # a pool of lost connections: nothing more to do with it
+        log.debug("closing a worker's pool: %r", e)
+
+
 def run_worker(uows: UnitsOfWork, kinds: Kinds, url: str, *, concurrency: int, lease_ms: int) -> None:
-    """Run a procrastinate worker for this database until it is stopped (SIGINT/SIGTERM)."""
-    app = make_app(url)
-    context = {"procession": Context(uows, kinds, lease_ms)}
-    with app.open():
-        wake(app, uows, lambda q, now: q.lease_due(now, lease_ms))  # whatever was left pending
-    app.run_worker(
-        queues=[QUEUE],
-        concurrency=concurrency,
-        name="procession-worker",
-        delete_jobs="successful",
-        additional_context=context,
-    )
+    """Run a procrastinate worker for this database until it is stopped (SIGINT/SIGTERM), through any number
+    of database restarts; raises only what waiting does not fix."""
+
+    async def main() -> None:
+        await WorkerLoop(uows, kinds, url, concurrency=concurrency, lease_ms=lease_ms).run()
+
+    asyncio.run(main())
 
 
 def apply_schema(url: str) -> None:

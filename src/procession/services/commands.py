@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from procession.domain.process import Status
+from procession.domain.text import check_encodable
 
 
 class Command(BaseModel):
+    """Every request body's model: unknown fields refused, and text that UTF-8 cannot encode (a lone
+    surrogate, anywhere in the body) refused before any field is read, naming where it is."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encodable(cls, data: Any) -> Any:
+        check_encodable(data)  # raises Invalid, which pydantic lets through: a 422 naming the field
+        return data
 
 
 class RecordInput(Command):

@@ -34,16 +34,23 @@ def get_process_by_id(uows: UnitsOfWork, caller: Caller, process_id: str) -> dic
 
 
 def list_processes(
-    uows: UnitsOfWork, caller: Caller, procedure_ref: str, cmd: ListProcesses, *, external: bool = True
+    uows: UnitsOfWork,
+    caller: Caller,
+    procedure_ref: str,
+    cmd: ListProcesses,
+    *,
+    cursor_key: bytes,
+    external: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One page: ``where`` filtered, sorted (stable: ``id`` breaks ties), from ``cursor`` then ``skip``."""
+    """One page: ``where`` filtered, sorted (stable: ``id`` breaks ties), from ``cursor`` then ``skip``.
+    Cursors are signed with ``cursor_key`` (``Settings.secret``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
         parser = Parser(procedure, Lookups(uow))
         where = parser.where(cmd.where)
         keys = with_tiebreak(parser.sort(cmd.sort))
-        sig = signature(keys, (where, cmd.includeDeleted))
-        after = decode_cursor(cmd.cursor, sig, len(keys)) if cmd.cursor else None
+        sig = signature(keys, (procedure.id, where, cmd.includeDeleted))
+        after = decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None
         rows = uow.processes.search(
             procedure.id,
             where=where,
@@ -58,7 +65,7 @@ def list_processes(
             "skip": cmd.skip,
             "limit": cmd.limit,
             "hasMore": more,
-            "nextCursor": encode_cursor(sig, page[-1][1]) if more else None,
+            "nextCursor": encode_cursor(cursor_key, sig, page[-1][1]) if more else None,
         }
         return [process_view(p, procedure, external=external) for p, _ in page], meta
 

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
 from procession.store import tenancy
-from procession.store.sqlite import SQLITE_NEEDED, SQLITE_PRAGMAS
+from procession.store.sqlite import SQLITE_NEEDED, SQLITE_PRAGMAS, Connection
 from procession.store.statement import await_reply, execute_on_driver, json_text
 
 HERE = Path(__file__).parent
 
 
-def make_engine(url: str, *, check_tenancy: Path | None = None) -> sa.Engine:
-    """An engine for ``url`` (SQLite: WAL, explicit ``BEGIN [IMMEDIATE]``); ``tenancy`` checks it if asked."""
-    engine = _sqlite_engine(url) if url.startswith("sqlite") else _postgresql_engine(url)
+def make_engine(url: str, *, check_tenancy: Path | None = None, statement_timeout_ms: int = 0) -> sa.Engine:
+    """An engine for ``url`` (SQLite: WAL, explicit ``BEGIN [IMMEDIATE]``); ``tenancy`` checks it if asked.
+    On PostgreSQL its connections bound each statement to ``statement_timeout_ms`` (0: none) unless a
+    transaction says otherwise (``uow.UnitOfWork``); SQLite's can be bounded (``sqlite.bound``)."""
+    if url.startswith("sqlite"):
+        engine = _sqlite_engine(url)
+    else:
+        engine = _postgresql_engine(url, statement_timeout_ms)
     if check_tenancy is not None:
         tenancy.install(engine, check_tenancy)
     return engine
@@ -41,7 +48,7 @@ def _sqlite_engine(url: str) -> sa.Engine:
         json_deserializer=orjson.loads,
         pool_size=40,  # kept open: an overflow connection would be opened and closed per checkout
         max_overflow=0,
-        connect_args={"timeout": 30},
+        connect_args={"timeout": 30, "factory": Connection},
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -60,7 +67,7 @@ def _sqlite_engine(url: str) -> sa.Engine:
     return engine
 
 
-def _postgresql_engine(url: str) -> sa.Engine:
+def _postgresql_engine(url: str, statement_timeout_ms: int) -> sa.Engine:
     engine = sa.create_engine(
         url,
         json_serializer=json_text,
@@ -74,7 +81,33 @@ def _postgresql_engine(url: str) -> sa.Engine:
     def _on_execute(conn: sa.Connection, *_: Any) -> None:
         await_reply(conn.connection.driver_connection)
 
+    if statement_timeout_ms:
+        DEFAULT_TIMEOUT[engine] = statement_timeout_ms
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # the session's default, once per connection: no statement more per transaction
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+            dbapi_conn.commit()
+
     return engine
+
+
+# PostgreSQL: the statement timeout an engine's connections start with (none when absent)
+DEFAULT_TIMEOUT: weakref.WeakKeyDictionary[sa.Engine, int] = weakref.WeakKeyDictionary()
+
+
+def timed_out(error: BaseException | None) -> bool:
+    """Whether ``error`` (SQLAlchemy's, or what it wraps) is a statement stopped at its deadline: PostgreSQL's
+    ``statement_timeout`` (query_canceled) or SQLite's progress handler (``interrupted``)."""
+    while error is not None:
+        if isinstance(error, psycopg.errors.QueryCanceled):
+            return True
+        if isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted":
+            return True
+        error = getattr(error, "orig", None)
+    return False
 
 
 def alembic_config(url: str) -> Config:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import math
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from procession.domain.errors import Invalid
+from procession.domain.errors import BadRequest
 from procession.domain.query import Both, Compare, Either, Field, SortKey
 from procession.store import tables as t
 
@@ -82,21 +84,70 @@ def signature(keys: list[SortKey], where: Any) -> str:
     return hashlib.sha256(orjson.dumps([repr(keys), repr(where)])).hexdigest()[:16]
 
 
-def encode_cursor(sig: str, values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"s": sig, "v": values})).decode()
+# A cursor is ``<payload>.<tag>`` (URL-safe base64, unpadded): the payload holds the query's signature and
+# the last row's sort values, the tag is its HMAC-SHA256 under the server's secret key, so that only cursors
+# this server (or one sharing its key) made are taken, and their values, bound into SQL, are its own.
+_CONTEXT = b"procession list cursor\n"
 
 
-def decode_cursor(cursor: str, sig: str, width: int) -> list[Any]:
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _tag(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, _CONTEXT + payload, hashlib.sha256).digest()
+
+
+def encode_cursor(key: bytes, sig: str, values: list[Any]) -> str:
+    payload = orjson.dumps({"s": sig, "v": values})
+    return f"{_b64(payload)}.{_b64(_tag(key, payload))}"
+
+
+def decode_cursor(key: bytes, cursor: str, sig: str, keys: list[SortKey]) -> list[Any]:
+    """The sort values of ``cursor``, made by ``encode_cursor`` with ``key`` for the query ``sig`` sorted by
+    ``keys``; anything else (edited, made with another key, for another query) is ``invalid_cursor``."""
+    values: Any = None
     try:
-        decoded = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        ok = decoded["s"] == sig and len(decoded["v"]) == width
-    except Exception:
-        ok = False
-    if not ok:
-        raise Invalid.one(
-            "invalid_cursor", "the cursor is malformed or belongs to another query or sort", "cursor"
+        payload, _, tag = cursor.partition(".")
+        raw = _unb64(payload)
+        if hmac.compare_digest(_unb64(tag), _tag(key, raw)):
+            decoded = orjson.loads(raw)
+            if isinstance(decoded, dict) and decoded.get("s") == sig:
+                values = decoded.get("v")
+    except ValueError:  # not base64, not JSON, not ASCII
+        pass
+    if (
+        not isinstance(values, list)
+        or len(values) != len(keys)
+        or not all(_fits(k, v) for k, v in zip(keys, values, strict=True))
+    ):
+        raise BadRequest(
+            "the cursor is not one this server made for this query and sort: send the _meta.nextCursor "
+            "of the previous page as it came",
+            field="cursor",
+            code="invalid_cursor",
         )
-    return list(decoded["v"])
+    return values
+
+
+def _fits(key: SortKey, value: Any) -> bool:
+    """Whether ``value`` is of the type the sort key's column gives (a JSON text attribute on SQLite may
+    give a number stored before its type changed); numbers within 64 bits and finite."""
+    if value is None:
+        return key.field.nullable
+    if isinstance(value, float):
+        number = math.isfinite(value)
+    else:
+        number = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    if key.field.kind == "number":
+        return number
+    if key.field.kind == "boolean":
+        return isinstance(value, bool)
+    return isinstance(value, str) or (key.field.key is not None and number)
 
 
 def with_tiebreak(keys: list[SortKey]) -> list[SortKey]:

@@ -114,4 +114,59 @@ def _leave_checkpoints(dbapi_conn: Any, _: Any) -> None:
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
+class Connection(sqlite3.Connection):
+    """Every SQLite connection of an engine (``db.make_engine``): one that can bound how long each statement
+    runs (``bound``). Its cursors mark when each statement starts (``started``), whoever sends it (SQLAlchemy
+    or ``statement.execute_on_driver``); while bounded, a progress handler, called every ``PROGRESS_STEPS``
+    steps of SQLite's machine, interrupts the statement once it has run longer than the limit: it fails with
+    ``interrupted`` (``db.timed_out``)."""
+
+    limit = 0.0  # seconds a statement may run while bounded
+    started = 0.0  # time.monotonic() when the statement running, or the last one, started
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or Cursor)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, seq_of_parameters)
+
+    def over(self) -> bool:
+        return time.monotonic() - self.started > self.limit
+
+
+class Cursor(sqlite3.Cursor):
+    """Marks when each statement starts, for ``Connection``'s bound."""
+
+    connection: Connection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        self.connection.started = time.monotonic()
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
+        self.connection.started = time.monotonic()
+        return super().executemany(sql, seq_of_parameters)
+
+
+# steps between two calls of the handler, about 15 ms here: rare enough that the handler, which takes the
+# GIL, costs nothing, even to a statement sent from a second thread to run without it
+PROGRESS_STEPS = 1_000_000
+
+
+def bound(driver: Any, limit_ms: int) -> None:
+    """Bound each statement of the connection ``driver`` to ``limit_ms`` (0: no bound) until ``unbound``."""
+    if limit_ms and isinstance(driver, Connection):
+        driver.limit, driver.started = limit_ms / 1000, time.monotonic()
+        driver.set_progress_handler(driver.over, PROGRESS_STEPS)
+
+
+def unbound(driver: Any) -> None:
+    if isinstance(driver, Connection) and driver.limit:
+        driver.limit = 0.0
+        driver.set_progress_handler(None, 0)
+
+
 SQLITE_NEEDED = (3, 35)  # RETURNING (3.35), UPDATE ... FROM (3.33)

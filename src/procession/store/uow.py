@@ -13,6 +13,7 @@ import psycopg
 import sqlalchemy as sa
 
 from procession.store import tenancy
+from procession.store.db import DEFAULT_TIMEOUT
 from procession.store.outbox import FollowUp, Outbox
 from procession.store.repositories.files import Files, Idempotency
 from procession.store.repositories.jobs import Jobs
@@ -20,7 +21,7 @@ from procession.store.repositories.processes import Events, Processes
 from procession.store.repositories.records import Records
 from procession.store.repositories.schemas import Entities, Procedures
 from procession.store.repositories.teams import Keys, Pods, Users
-from procession.store.sqlite import write_lock
+from procession.store.sqlite import bound, unbound, write_lock
 from procession.store.statement import BEHIND, Statement
 from procession.store.tasks import Tasks
 from procession.tuning import quick_switches
@@ -46,6 +47,9 @@ class UnitOfWork:
 
     ``within`` runs it inside a transaction already open on that connection, as a savepoint: its commit
     keeps its changes for that transaction's commit, and a rollback undoes them alone (group commit).
+
+    ``deadline_ms`` bounds each of its statements (a request's: ``Settings.statement_timeout_ms``); 0 leaves
+    them unbounded (background work), None as the engine's connections are (``db.make_engine``).
     """
 
     def __init__(
@@ -57,10 +61,12 @@ class UnitOfWork:
         within: sa.Connection | None = None,
         follow_ups: tuple[FollowUp, ...] = (),
         wake: Wake = _no_wake,
+        deadline_ms: int | None = None,
     ) -> None:
         self.engine, self.team_id, self.write, self.within = engine, team_id, write, within
-        self.follow_ups, self.wake = follow_ups, wake
+        self.follow_ups, self.wake, self.deadline_ms = follow_ups, wake, deadline_ms
         self._lock: threading.Lock | None = None
+        self._bounded = False  # its connection's statements are bounded (``deadline_ms``)
         self.tx: sa.RootTransaction | Savepoint
         self._team: Any = None  # while the tenancy check is on: the token of its team, reset on exit
 
@@ -81,6 +87,9 @@ class UnitOfWork:
                 self.conn = conn
                 conn.info.pop(WOKEN, None)  # left by a transaction that rolled back
                 self.tx = conn.begin()
+                if self.deadline_ms is not None:
+                    _bound(conn, self.deadline_ms)
+                    self._bounded = True
             except BaseException:
                 self._release()
                 raise
@@ -161,6 +170,9 @@ class UnitOfWork:
             if self.tx.is_active:
                 self.tx.rollback()
             if self.within is None:
+                if self._bounded and self.conn.dialect.name == "sqlite":
+                    self._bounded = False
+                    unbound(self.conn.connection.driver_connection)
                 self.conn.close()
         finally:
             self._release()
@@ -183,23 +195,35 @@ class UnitsOfWork:
         *,
         follow_ups: tuple[FollowUp, ...] = (),
         within: sa.Connection | None = None,
+        deadline_ms: int | None = None,
     ) -> None:
         self.engine, self.follow_ups, self.within = engine, follow_ups, within
+        self.deadline_ms = deadline_ms  # each statement's bound (``UnitOfWork``)
         self.waker: Any = None  # the task engine's, set when it starts
 
     def write(self, team_id: str) -> UnitOfWork:
         """A unit of work that writes (on SQLite it takes the file's write lock)."""
         return UnitOfWork(
-            self.engine, team_id, within=self.within, follow_ups=self.follow_ups, wake=self.wake
+            self.engine,
+            team_id,
+            within=self.within,
+            follow_ups=self.follow_ups,
+            wake=self.wake,
+            deadline_ms=self.deadline_ms,
         )
 
     def read(self, team_id: str) -> UnitOfWork:
         """A unit of work that only reads."""
-        return UnitOfWork(self.engine, team_id, write=False, within=self.within)
+        return UnitOfWork(self.engine, team_id, write=False, within=self.within, deadline_ms=self.deadline_ms)
 
     def nested(self, conn: sa.Connection) -> UnitsOfWork:
         """The same, each unit of work a savepoint of the transaction open on ``conn``."""
-        return UnitsOfWork(self.engine, follow_ups=self.follow_ups, within=conn)
+        return UnitsOfWork(self.engine, follow_ups=self.follow_ups, within=conn, deadline_ms=self.deadline_ms)
+
+    def bound(self, conn: sa.Connection) -> None:
+        """Bound the statements of ``conn``, which opened a transaction of its own, as this one's are."""
+        if self.deadline_ms is not None:
+            _bound(conn, self.deadline_ms)
 
     def wake(self, kind: str, ref: str) -> None:
         """Tasks of ``kind`` for ``ref`` were committed: the engine runs them."""
@@ -210,6 +234,16 @@ class UnitsOfWork:
         """Wake what the savepoints of ``conn``'s transaction, just committed, added."""
         for kind, ref in sorted(conn.info.pop(WOKEN, ())):
             self.wake(kind, ref)
+
+
+def _bound(conn: sa.Connection, deadline_ms: int) -> None:
+    """Each statement of ``conn``'s transaction runs at most ``deadline_ms`` (0: unbounded): on SQLite until
+    ``unbound`` (``UnitOfWork.__exit__``), on PostgreSQL for the transaction (``SET LOCAL``, sent only where
+    the connection's default differs: background work on a server's engine)."""
+    if conn.dialect.name == "sqlite":
+        bound(conn.connection.driver_connection, deadline_ms)
+    elif deadline_ms != DEFAULT_TIMEOUT.get(conn.engine, 0):
+        Statement.on_driver(conn, f"SET LOCAL statement_timeout = {int(deadline_ms)}", (), many=False)
 
 
 class SavepointLost(Exception):

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
-from procession.store.sqlite import write_lock
+from procession.store.sqlite import unbound, write_lock
 from procession.store.uow import LOCK_TIMEOUT_S, WOKEN, SavepointLost, UnitsOfWork
 
 T = TypeVar("T")
@@ -115,31 +115,38 @@ class Writer:
                 finally:
                     if not wait:
                         driver.execute(f"PRAGMA busy_timeout = {LOCK_TIMEOUT_S * 1000}")
-                outcomes: list[tuple[bool, Any]] = []
-                conn.info.pop(WOKEN, None)  # left by a group whose commit failed
-                nested = self.uows.nested(conn)
-                for n, (work, _) in enumerate(group):
-                    try:
-                        outcomes.append((True, work(nested)))
-                    except Exception as e:
-                        outcomes.append((False, e))
-                        if isinstance(e, SavepointLost) or not driver.in_transaction:
-                            # SQLite rolled the whole transaction back (disk full, I/O error), or a call's
-                            # changes could not be undone: none of the group is kept, the rest is not run
-                            lost = sa.exc.OperationalError("the group's transaction was lost", None, e)
-                            conn.rollback()
-                            return [(False, lost) if ok else (ok, v) for ok, v in outcomes] + [
-                                (False, lost)
-                            ] * (len(group) - n - 1)
+                self.uows.bound(conn)  # each call's statements, as a request's
                 try:
-                    conn.commit()
-                except Exception as e:  # nothing of the group is kept
-                    return [(False, e) if ok else (ok, value) for ok, value in outcomes]
-                self.uows.wake_committed(conn)
-                return outcomes
+                    return self._calls(conn, driver, group)
+                finally:
+                    unbound(driver)
         finally:
             if lock is not None:
                 lock.release()
+
+    def _calls(self, conn: sa.Connection, driver: Any, group: list[Call]) -> list[tuple[bool, Any]]:
+        """The group's calls in the transaction open on ``conn``, each in a savepoint, then its commit."""
+        outcomes: list[tuple[bool, Any]] = []
+        conn.info.pop(WOKEN, None)  # left by a group whose commit failed
+        nested = self.uows.nested(conn)
+        for n, (work, _) in enumerate(group):
+            try:
+                outcomes.append((True, work(nested)))
+            except Exception as e:
+                outcomes.append((False, e))
+                if isinstance(e, SavepointLost) or not driver.in_transaction:
+                    # SQLite rolled the whole transaction back (disk full, I/O error), or a call's
+                    # changes could not be undone: none of the group is kept, the rest is not run
+                    lost = sa.exc.OperationalError("the group's transaction was lost", None, e)
+                    conn.rollback()
+                    rest = [(False, lost)] * (len(group) - n - 1)
+                    return [(False, lost) if ok else (ok, v) for ok, v in outcomes] + rest
+        try:
+            conn.commit()
+        except Exception as e:  # nothing of the group is kept
+            return [(False, e) if ok else (ok, value) for ok, value in outcomes]
+        self.uows.wake_committed(conn)
+        return outcomes
 
 
 class _Busy(Exception):
