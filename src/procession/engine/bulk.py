@@ -142,12 +142,10 @@ def plan_chunk(uow: UnitOfWork, task: Task) -> Plan | None:
     return plan_updates(uow, *found, now_ms())
 
 
-def write_chunk(uow: UnitOfWork, task: Task, plan: Plan | None) -> None:
+def write_chunk(uow: UnitOfWork, task: Task, plan: Plan) -> None:
     """Write what ``plan_chunk`` worked out, if it still holds (its job and procedure as read, every entry a
     success: what refused one may have changed since, and each process at the version read); ``Stale``
     otherwise."""
-    if plan is None:
-        return apply_chunk(uow, task)
     standing = uow.jobs.standing(task.ref)  # (job status, procedure version), in one read
     if (
         standing is None

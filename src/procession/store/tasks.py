@@ -227,5 +227,6 @@ class Queue:
 
     def lease_lane(self, task_id: int, now: int, lease_ms: int) -> list[int]:
         """Once task ``task_id`` is done: the tasks of its lane that it held back and may run now."""
-        lane = sa.select(t.tasks.alias("done").c.lane).where(sa.literal_column("done.id") == task_id)
-        return self.lease(sa.and_(T.lane == lane.scalar_subquery(), T.id != task_id), now, lease_ms)
+        done = t.tasks.alias("done")
+        lane = sa.select(done.c.lane).where(done.c.id == task_id).scalar_subquery()
+        return self.lease(sa.and_(T.lane == lane, T.id != task_id), now, lease_ms)
