@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from procession.config import Settings
+from procession.connectors.outbound import Outbound
 from procession.engine.bulk import BULK_CHUNK
+from procession.engine.runs import AutomationRuns, register_runs
 from procession.engine.tasks import Kind, Kinds
 from procession.store.db import make_engine, migrate
 from procession.store.outbox import FollowUp
@@ -20,15 +22,15 @@ from procession.store.uow import UnitsOfWork
 from procession.store.writer import Writer
 
 T = TypeVar("T")
-KINDS: tuple[Kind, ...] = (BULK_CHUNK,)  # every kind of background work
-FOLLOW_UPS: tuple[FollowUp, ...] = ()  # rows written for the events of every save, with them
+KINDS: tuple[Kind, ...] = (BULK_CHUNK,)  # every kind of background work (and automation runs, below)
+FOLLOW_UPS: tuple[FollowUp, ...] = (register_runs,)  # rows written for the events of every save, with them
 
 
 @dataclass
 class Services:
     settings: Settings
     engine: sa.Engine
-    kinds: Kinds = field(default_factory=lambda: Kinds(*KINDS))
+    kinds: Kinds = field(init=False)
     follow_ups: tuple[FollowUp, ...] = FOLLOW_UPS
     runner: Any = None  # wakes background work after a commit: the embedded runner or procrastinate's
     checkpointer: Checkpointer | None = None  # SQLite: keeps the WAL short, off the writers' path
@@ -38,11 +40,18 @@ class Services:
     writer: Writer = field(init=False)
 
     def __post_init__(self) -> None:
+        self.kinds = Kinds(*KINDS, AutomationRuns(lambda: self.outbound).kind())
         self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups, deadline_ms=0)
         self.requests = UnitsOfWork(
             self.engine, follow_ups=self.follow_ups, deadline_ms=self.settings.statement_timeout_ms
         )
         self.writer = Writer(self.requests)
+
+    @cached_property
+    def outbound(self) -> Outbound:
+        """Calls to external services (automation steps), refused to private addresses but the allowed."""
+        allow = [a.strip() for a in self.settings.outbound_allow.split(",") if a.strip()]
+        return Outbound(allow=allow)
 
     @cached_property
     def cursor_key(self) -> bytes:
@@ -90,6 +99,8 @@ class Services:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.writer.close()
+        if "outbound" in self.__dict__:
+            self.outbound.close()
         self.engine.dispose()
 
 

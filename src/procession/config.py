@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="a request's SQL statement runs at most this long, or the request gets a 503 "
         "(0: no limit); background work is not bounded",
     )
+    outbound_allow: str = Field(
+        default="",
+        description="addresses automations may call although they are private (loopback, private networks, "
+        "link-local, ...): comma-separated addresses, networks (10.1.0.0/16) or host:port pairs",
+    )
     check_tenancy: Path | None = Field(
         default=None,
         description="a check for tests and debugging, off by default: every statement on a team's table "

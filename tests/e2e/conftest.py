@@ -91,6 +91,7 @@ def server_env(services: Services) -> dict[str, str]:
         "PROCESSION_DATA_DIR": str(services.settings.data_dir),
         "PROCESSION_MAX_BODY_BYTES": str(1024 * 1024),
         "PROCESSION_LEASE_SECONDS": "1",
+        "PROCESSION_OUTBOUND_ALLOW": "127.0.0.1",
     }
 
 

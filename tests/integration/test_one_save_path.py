@@ -23,7 +23,7 @@ from procession.services.commands import CreateProcess, UpdateProcess
 from procession.services.processes import create_in, create_process, update_process
 from procession.services.views import FIELD_NAMES, process_view
 from procession.store import tables as t
-from procession.store.outbox import Recorded
+from procession.store.outbox import Saves
 from procession.store.tasks import NewTask, Task
 from procession.store.uow import UnitOfWork, UnitsOfWork
 from tests.conftest import Team
@@ -270,11 +270,11 @@ def test_one_bulk_job_swaps_two_keys_through_a_free_one_as_single_updates_would(
 FOLLOW_UP = "test.followup"
 
 
-def follow_up(uow: UnitOfWork, recorded: list[Recorded]) -> None:
+def follow_up(uow: UnitOfWork, saves: list[Saves]) -> None:
     """A task per process.created or process.updated event, naming its process and the event."""
     parts: dict[str, int] = {}
     tasks = []
-    for process_id, event in recorded:
+    for process_id, event in (r for s in saves for r in s.events):
         if event.type in ("process.created", "process.updated"):
             if process_id not in parts:
                 parts[process_id] = len(uow.tasks.of(FOLLOW_UP, process_id))
@@ -283,9 +283,9 @@ def follow_up(uow: UnitOfWork, recorded: list[Recorded]) -> None:
     uow.tasks.add(FOLLOW_UP, tasks, now=now_ms())
 
 
-def refuse_atlantis(uow: UnitOfWork, recorded: list[Recorded]) -> None:
+def refuse_atlantis(uow: UnitOfWork, saves: list[Saves]) -> None:
     """Refuses, after the save and after ``follow_up`` wrote its rows, any change that moves to Atlantis."""
-    for _, event in recorded:
+    for _, event in (r for s in saves for r in s.events):
         if "Atlantis" in [new for _, new in event.payload.get("changes", {}).values()]:
             raise Invalid.one("refused", "nothing moves to Atlantis")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from procession.api import admin, errors, ext, internal, jobs
+from procession.api import admin, automations, errors, ext, internal, jobs
 from procession.api.envelope import failure
 from procession.bootstrap import Services
 from procession.domain.errors import TooLarge
@@ -79,6 +79,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(internal.router)
     app.include_router(jobs.router)
+    app.include_router(automations.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

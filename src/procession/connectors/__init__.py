@@ -1,0 +1,1 @@
+"""Calls from the service to the outside: safe outbound HTTP and signed webhooks."""

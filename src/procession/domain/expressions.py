@@ -23,3 +23,14 @@ def evaluate(source: str, variables: dict[str, Any]) -> Any:
         return compile_formula(source).execute(variables)
     except Exception:
         return None
+
+
+def compute(source: str, variables: dict[str, Any]) -> Any:
+    """The expression's value; ``ValueError`` saying why when it cannot be computed (a missing value, a
+    type mismatch): for automations, where that is the run's failure, recorded with its input."""
+    try:
+        return compile_formula(source).execute(variables)
+    except ValueError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{source}: {type(e).__name__}: {e}") from None

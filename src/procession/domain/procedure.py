@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from procession.domain.attributes import Attribute, Lookups
+from procession.domain.automations import Automation
 from procession.domain.errors import FieldError, Invalid
 from procession.domain.expressions import evaluate
 
@@ -161,6 +162,7 @@ class Procedure(Schema):
     entity: str | None = None  # entity id of the records processes are created for
     parent: str | None = None  # parent procedure id
     version: int = 1
+    automations: list[Automation] = field(default_factory=list)  # kept here: a save reads them with the rest
 
     @cached_property
     def states_by_short(self) -> dict[str, State]:
@@ -184,6 +186,10 @@ class Procedure(Schema):
         state = self.states_by_id.get(state_id) if state_id else None
         return state.short_id if state else None
 
+    def automation(self, ref: str) -> Automation | None:
+        """The automation with this id or name."""
+        return next((a for a in self.automations if ref in (a.id, a.name)), None)
+
     def can_move(self, source: str | None, target: str) -> bool:
         """Whether the state graph allows ``source`` -> ``target`` (staying put is always allowed)."""
         return source is None or source == target or target in self.transitions.get(source, [])
@@ -198,6 +204,7 @@ class Procedure(Schema):
             "transitions": self.transitions,
             "entity": self.entity,
             "parent": self.parent,
+            "automations": [a.stored() for a in self.automations],
         }
 
     @classmethod
@@ -211,6 +218,7 @@ class Procedure(Schema):
             transitions=definition.get("transitions", {}),
             entity=definition.get("entity"),
             parent=definition.get("parent"),
+            automations=[Automation.from_stored(a) for a in definition.get("automations", ())],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,4 +236,5 @@ class Procedure(Schema):
             "transitions": {short(k): [short(t) for t in v] for k, v in self.transitions.items()},
             "entity": self.entity,
             "parentProcedure": self.parent,
+            "automations": [a.public(self) for a in self.automations],
         }

@@ -33,7 +33,12 @@ class Kind:
     """A kind of task: ``run(uow, task)`` does it in the claiming transaction (raise to roll it back);
     ``give_up(uow, task, error)`` records that it never will, in the transaction that marks it FAILED.
     ``plan(uow, task)`` and ``write(uow, task, plan)``, if given, split ``run`` for the embedded runner:
-    ``write`` raises if what ``plan`` read has changed, and the task is then run afresh."""
+    ``write`` raises if what ``plan`` read has changed, and the task is then run afresh.
+
+    A kind that waits on the outside world (``hold`` and ``outside``) holds no transaction meanwhile: ``hold``
+    takes what it will do in the claiming transaction (marking it as taken, with a lease, and making the task
+    due again after that lease, so that a worker that dies leaves it to another), and ``outside`` then does
+    it, recording what happened in short transactions of its own, and closes or reschedules the task."""
 
     name: str
     run: Callable[[UnitOfWork, Task], None]
@@ -41,6 +46,8 @@ class Kind:
     max_attempts: int = 5
     plan: Callable[[UnitOfWork, Task], Any] | None = None
     write: Callable[[UnitOfWork, Task, Any], None] | None = None
+    hold: Callable[[UnitOfWork, Task], Any] | None = None
+    outside: Callable[[UnitsOfWork, Task, Any], None] | None = None
 
 
 class Kinds:
@@ -89,19 +96,25 @@ def run_task(
     if team_id is None:
         return False
     task: Task | None = None
+    held: Any = None
     try:
         with uows.write(team_id) as uow:
             task = uow.tasks.claim(task_id)
             if task is None:
                 return False
             kind = kinds[task.kind]
-            if planned is not None and kind.write is not None:
+            if kind.hold is not None:
+                held = kind.hold(uow, task)  # what it takes, with a lease: done below, outside
+            elif planned is not None and kind.write is not None:
                 kind.write(uow, task, planned)  # built ahead: it makes few objects
             else:
                 with gc_paused():  # a chunk's thousands of short-lived objects: reference counting frees them
                     kind.run(uow, task)
-            uow.tasks.close(task, now_ms())
+            if kind.hold is None:
+                uow.tasks.close(task, now_ms())
             uow.commit()
+        if held is not None and kind.outside is not None:
+            kind.outside(uows, task, held)
         return True
     except Exception as e:
         if planned is not None:  # what it worked out no longer holds, or its commit failed: afresh

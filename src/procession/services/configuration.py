@@ -152,6 +152,7 @@ def define_procedure(
             transitions=transitions,
             entity=entity,
             parent=parent,
+            automations=existing.automations if existing else [],  # edited on their own (``automations``)
         )
         if parent == procedure.id:
             raise Invalid.one("invalid_parent", "a procedure cannot be its own parent", "parentProcedure")

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from procession.domain.process import Event
+from procession.domain.procedure import Procedure
+from procession.domain.process import Event, Process
 from procession.store import tables as t
 from procession.store.batch import Write, insert_events, run
 from procession.store.statement import Statement
@@ -17,17 +18,23 @@ if TYPE_CHECKING:
     from procession.store.uow import UnitOfWork
 
 Recorded = tuple[str, Event]  # (process id, event)
-FollowUp = Callable[["UnitOfWork", list[Recorded]], None]  # writes rows for events, in their transaction
 INSERT_EVENTS = Statement(t.events.insert(), json_params=["payload"])
 FEW = 8  # events written one statement each, below this: a batch's statement text differs per count
 
 
 @dataclass
-class _Group:
+class Saves:
+    """Processes of one procedure saved together, as they are now, with their events in order."""
+
+    procedure: Procedure
+    processes: dict[str, Process]
     events: list[Recorded]
     actor: str | None
     now: int
     writes: list[Write] | None  # built ahead, or None
+
+
+FollowUp = Callable[["UnitOfWork", list[Saves]], None]  # writes rows for saves, in their transaction
 
 
 class Outbox:
@@ -35,23 +42,30 @@ class Outbox:
 
     def __init__(self, follow_ups: tuple[FollowUp, ...]) -> None:
         self.follow_ups = follow_ups
-        self._groups: list[_Group] = []
+        self._groups: list[Saves] = []
 
     def add(
-        self, events: list[Recorded], *, actor: str | None, now: int, writes: list[Write] | None = None
+        self,
+        procedure: Procedure,
+        processes: dict[str, Process],
+        events: list[Recorded],
+        *,
+        actor: str | None,
+        now: int,
+        writes: list[Write] | None = None,
     ) -> None:
-        """Events saved with their change, by ``actor`` at ``now`` (``writes``: their insert, built ahead)."""
+        """Events of ``processes`` saved with their change, by ``actor`` at ``now`` (``writes``: their insert,
+        built ahead)."""
         if events:
-            self._groups.append(_Group(events, actor, now, writes))
+            self._groups.append(Saves(procedure, processes, events, actor, now, writes))
 
     def flush(self, uow: UnitOfWork) -> None:
         """Register the follow-ups of the events so far, then write the events, in ``uow``."""
         groups, self._groups = self._groups, []
         if not groups:
             return
-        recorded = [r for g in groups for r in g.events]
         for follow_up in self.follow_ups:
-            follow_up(uow, recorded)
+            follow_up(uow, groups)
         conn, team = uow.conn, uow.team_id
         for g in groups:
             if g.writes is not None:

@@ -248,3 +248,70 @@ tasks = sa.Table(  # durable background work of every kind; the task engine only
     sa.Index("ix_tasks_pending", "status", "wake_at"),
     sa.Index("ix_tasks_lane", "lane", "status", "id"),
 )
+
+automation_versions = sa.Table(  # every saved version of an automation, as it was: what a run ran
+    "automation_versions",
+    metadata,
+    sa.Column("automation_id", ID, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    _team(),
+    sa.Column("procedure_id", ID, nullable=False),
+    sa.Column("definition", JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+runs = sa.Table(  # one execution of an automation for one process
+    "runs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _team(),
+    sa.Column("automation_id", ID, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),  # of the automation, the one it runs
+    sa.Column("procedure_id", ID, nullable=False),
+    sa.Column("process_id", ID, nullable=False),
+    # what fired it, once: "v<process version>" for an event, "at:<ms>" for a time; None when run by hand
+    sa.Column("trigger_key", sa.String(40)),
+    sa.Column("event", JSON, nullable=False),  # the triggering event (type, payload), or how it was started
+    sa.Column("depth", sa.Integer, nullable=False),  # runs whose saves led to this one
+    sa.Column("status", sa.String(12), nullable=False),  # PENDING RUNNING WAITING SUCCEEDED FAILED CANCELLED
+    sa.Column("step", sa.Integer, nullable=False),  # the next step to run
+    sa.Column("attempts", sa.Integer, nullable=False),  # failed attempts of that step so far
+    sa.Column("outputs", JSON, nullable=False),  # step name -> output
+    sa.Column("error", sa.Text),
+    sa.Column("wake_at", sa.BigInteger, nullable=False),  # due from
+    sa.Column("lease_until", sa.BigInteger),  # RUNNING: held by ``held_by`` until then
+    sa.Column("held_by", sa.String(100)),
+    sa.Column(
+        "task_ref", sa.String(40), nullable=False
+    ),  # the task that runs it (with the others of its save)
+    sa.Column("job_id", ID),  # the batch it belongs to, if any, and its entry there
+    sa.Column("job_idx", sa.Integer),
+    sa.Column("rerun_of", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.UniqueConstraint("automation_id", "process_id", "trigger_key", name="ux_runs_trigger"),
+    sa.Index("ix_runs_process", "team_id", "process_id", "id"),
+    sa.Index("ix_runs_task", "task_ref", "id"),
+    sa.Index("ix_runs_automation", "team_id", "automation_id", "id"),
+    sa.Index("ix_runs_job", "job_id", "job_idx"),
+)
+
+run_attempts = sa.Table(  # every attempt of every step: what was sent, what came back
+    "run_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _team(),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(12), nullable=False),  # OK RETRY FAILED SKIPPED WAIT
+    sa.Column("request", JSON),  # the computed input
+    sa.Column("status_code", sa.Integer),
+    sa.Column("excerpt", sa.Text),  # of the reply's body, bounded
+    sa.Column("output", JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index("ix_run_attempts_run", "run_id", "id"),
+)

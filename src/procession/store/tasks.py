@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.store import tables as t
-from procession.store.repositories.base import ID, TEAM, Repository
+from procession.store.repositories.base import ID, TEAM, Repository, new_ids
 from procession.store.statement import ACROSS_TEAMS, Statement
 
 T = t.tasks.c
@@ -44,6 +44,7 @@ class NewTask:
     part: int = 0
     args: dict[str, Any] | None = None
     after: int | None = None
+    wake_at: int | None = None  # due from (None: now)
 
 
 @cache
@@ -86,6 +87,11 @@ _RETRY = Statement(
         last_error=sa.bindparam("b_error"),
     )
 )
+_SCHEDULE = Statement(
+    t.tasks.update()
+    .where(T.team_id == TEAM, T.id == ID, T.status == PENDING)
+    .values(wake_at=sa.bindparam("b_at"), lease_until=None)
+)
 
 
 class Tasks(Repository):
@@ -100,7 +106,7 @@ class Tasks(Repository):
         """Add ``tasks`` of ``kind``, due now, in order (their ids grow with their position)."""
         if not tasks:
             return
-        ids = self._new_ids(len(tasks))
+        ids = new_ids(self.conn, t.tasks, len(tasks))
         rows = [
             {
                 "id": ids[n],
@@ -111,7 +117,7 @@ class Tasks(Repository):
                 "args": task.args or {},
                 "status": PENDING,
                 "attempts": 0,
-                "wake_at": now,
+                "wake_at": now if task.wake_at is None else task.wake_at,
                 "lane": lane,
                 "after_id": (ids[0] - 1 if task.after is None else ids[task.after]) if lane else None,
                 "created_at": now,
@@ -120,19 +126,6 @@ class Tasks(Repository):
         ]
         self.conn.execute(t.tasks.insert(), rows)
         self.added.update((kind, task.ref) for task in tasks)
-
-    def _new_ids(self, n: int) -> list[int]:
-        """``n`` ids, growing, each above every id taken before (SQLite: writers take turns)."""
-        if self.conn.dialect.name == "postgresql":
-            return list(
-                self.conn.exec_driver_sql(
-                    "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM generate_series(1, %s)", (n,)
-                ).scalars()
-            )
-        # the highest id of every team's: ids are one sequence for all (the engine orders tasks by them)
-        highest = sa.select(sa.func.coalesce(sa.func.max(T.id), 0)).prefix_with(ACROSS_TEAMS)
-        top = int(self.conn.scalar(highest) or 0)
-        return list(range(top + 1, top + 1 + n))
 
     def claim(self, task_id: int) -> Task | None:
         """Lock this pending task for this transaction; None if it is taken, done, or waits its turn."""
@@ -154,6 +147,19 @@ class Tasks(Repository):
     def retry(self, task: Task, at: int, error: str) -> None:
         """One more failed attempt; due again at ``at``."""
         self._write(_RETRY, b_id=task.id, b_at=at, b_error=error[:2000])
+
+    def schedule(self, task_id: int, at: int) -> None:
+        """Due again at ``at`` (no failed attempt: the task's kind keeps its own schedule)."""
+        self._write(_SCHEDULE, b_id=task_id, b_at=at)
+
+    def wake_ref(self, kind: str, ref: str, at: int) -> None:
+        """The pending tasks of ``kind`` for ``ref`` are due at ``at`` (woken once committed)."""
+        self.conn.execute(
+            t.tasks.update()
+            .where(T.team_id == self.team_id, T.kind == kind, T.ref == ref, T.status == PENDING)
+            .values(wake_at=at, lease_until=None)
+        )
+        self.added.add((kind, ref))
 
     def of(self, kind: str, ref: str) -> list[dict[str, Any]]:
         """The tasks of ``kind`` for ``ref``, by part: their state, for people and tests."""

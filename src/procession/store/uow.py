@@ -19,6 +19,7 @@ from procession.store.repositories.files import Files, Idempotency
 from procession.store.repositories.jobs import Jobs
 from procession.store.repositories.processes import Events, Processes
 from procession.store.repositories.records import Records
+from procession.store.repositories.runs import Runs
 from procession.store.repositories.schemas import Entities, Procedures
 from procession.store.repositories.teams import Keys, Pods, Users
 from procession.store.sqlite import bound, unbound, write_lock
@@ -69,6 +70,7 @@ class UnitOfWork:
         self._bounded = False  # its connection's statements are bounded (``deadline_ms``)
         self.tx: sa.RootTransaction | Savepoint
         self._team: Any = None  # while the tenancy check is on: the token of its team, reset on exit
+        self.depth = 0  # automation runs whose saves led to this unit of work's (see ``engine.runs``)
 
     def __enter__(self) -> UnitOfWork:
         if self.within is not None:
@@ -107,13 +109,16 @@ class UnitOfWork:
         self.idempotency = Idempotency(conn, team)
         self.jobs = Jobs(conn, team)
         self.tasks = Tasks(conn, team)
+        self.runs = Runs(conn, team)
         if tenancy.checking:  # entered and left on one thread: its statements are this team's
             self._team = tenancy.TEAM.set(team)
         return self
 
     def savepoint(self) -> UnitOfWork:
         """A unit of work inside this one's transaction: its rollback undoes its own changes alone."""
-        return UnitOfWork(self.engine, self.team_id, within=self.conn, follow_ups=self.follow_ups)
+        inner = UnitOfWork(self.engine, self.team_id, within=self.conn, follow_ups=self.follow_ups)
+        inner.depth = self.depth
+        return inner
 
     @contextmanager
     def pipelined(self) -> Iterator[Callable[[], None]]:

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.domain.procedure import MAX_KEY, Schema
-from procession.store.statement import Statement
+from procession.store.statement import ACROSS_TEAMS, Statement
 
 # The statements every create runs are built once, here, with their values as bound parameters, and run
 # as ``statement.Statement``s (no statement and cache key rebuilt per call). The team's parameter is ``b_team``,
@@ -58,3 +58,18 @@ class Repository:
     def _write(self, stmt: Statement, **params: Any) -> None:
         params["b_team"] = self.team_id
         stmt.rows(self.conn, params)
+
+
+def new_ids(conn: sa.Connection, table: sa.Table, n: int) -> list[int]:
+    """``n`` ids for ``table``, growing, each above every id taken before (SQLite: writers take turns)."""
+    if conn.dialect.name == "postgresql":
+        return list(
+            conn.exec_driver_sql(
+                f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, %s)",
+                (n,),
+            ).scalars()
+        )
+    # the highest id of every team's: ids are one sequence for all
+    highest = sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0)).prefix_with(ACROSS_TEAMS)
+    top = int(conn.scalar(highest) or 0)
+    return list(range(top + 1, top + 1 + n))

@@ -66,6 +66,8 @@ class Saved:
     """Processes of one procedure changed by a batch of work, with their writes built (``Processes.prepare``):
     written by ``Processes.save_many``, each only if still at the version it was read at."""
 
+    procedure: Procedure
+    processes: dict[str, Process]  # as they will be written
     events: list[tuple[str, Event]]  # (process id, event), in order
     writes: list[Write]
     count: int  # processes the writes must change
@@ -106,7 +108,13 @@ class Processes(Repository):
             ):
                 raise duplicate_key(procedure, pk_value) from None
             raise
-        self.outbox.add([(process.id, e) for e in events], actor=actor, now=process.updated_at)
+        self.outbox.add(
+            procedure,
+            {process.id: process},
+            [(process.id, e) for e in events],
+            actor=actor,
+            now=process.updated_at,
+        )
 
     def prepare(
         self,
@@ -128,14 +136,23 @@ class Processes(Repository):
         versions = {p.id: version for p, version in read}
         writes = update_processes(self.conn, procedure, processes, columns, versions)
         appends = insert_events(self.conn, self.team_id, events, actor=actor, now=now)
-        return Saved(events, writes, len(processes), appends, actor, now)
+        return Saved(
+            procedure, {p.id: p for p in processes}, events, writes, len(processes), appends, actor, now
+        )
 
     def save_many(self, saved: Saved) -> None:
         """Write what ``prepare`` built and hand its events over; ``Stale`` if a process is no longer at the
         version it was read at (some rows may be written: roll back)."""
         if run(self.conn, saved.writes) != saved.count:
             raise Stale(f"{saved.count} processes to write, some changed since they were read")
-        self.outbox.add(saved.events, actor=saved.actor, now=saved.now, writes=saved.event_writes)
+        self.outbox.add(
+            saved.procedure,
+            saved.processes,
+            saved.events,
+            actor=saved.actor,
+            now=saved.now,
+            writes=saved.event_writes,
+        )
 
     def exists(self, process_id: str, procedure_id: str | None = None) -> bool:
         if procedure_id:
@@ -161,6 +178,15 @@ class Processes(Repository):
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt).first()
         return Process(*row) if row else None
+
+    def get_all(self, ids: list[str]) -> dict[str, Process]:
+        """The processes with these ids (of any procedure), by id."""
+        rows: Any = self.conn.execute(self._select().where(t.processes.c.id.in_(ids))) if ids else []
+        out = {}
+        for row in rows:
+            process = out[row[0]] = Process(*row)
+            process.is_deleted = bool(process.is_deleted)
+        return out
 
     def get_many(
         self, procedure_id: str, ids: list[str], pks: list[str]
