@@ -40,7 +40,9 @@ class Services:
     writer: Writer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.kinds = Kinds(*KINDS, AutomationRuns(lambda: self.outbound).kind())
+        self.kinds = Kinds(
+            *KINDS, AutomationRuns(lambda: self.outbound, self.settings.run_lease_seconds).kind()
+        )
         self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups, deadline_ms=0)
         self.requests = UnitsOfWork(
             self.engine, follow_ups=self.follow_ups, deadline_ms=self.settings.statement_timeout_ms

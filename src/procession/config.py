@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="a request's SQL statement runs at most this long, or the request gets a 503 "
         "(0: no limit); background work is not bounded",
     )
+    run_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a worker holds the automation runs it took this long; if it dies, another takes them "
+        "up after it (a step's call is cut at half of it, whatever its own timeout)",
+    )
     outbound_allow: str = Field(
         default="",
         description="addresses automations may call although they are private (loopback, private networks, "

@@ -75,7 +75,7 @@ class _Protocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {HANG_UP: self.transport.close}
+        self.scope["extensions"] = {HANG_UP: self.transport.close}  # type: ignore[dict-item]
 
 
 class Receiver:

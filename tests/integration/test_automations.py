@@ -13,10 +13,12 @@ import standardwebhooks
 
 from procession.domain.errors import Conflict, Invalid
 from procession.services.automations import RunAgain, cancel_run, get_run, rerun, resume_run, run_automation
+from procession.services.batches import BatchInput, FailedOf, submit_batch
+from procession.services.jobs import abort_job
 from tests.conftest import Team
 from tests.fakes.receiver import Drop, Hang, Receiver, Reply
 from tests.integration.automation import create, define, post, runs, update, work
-from tests.integration.bulk import submit
+from tests.integration.bulk import entries, job, submit
 
 QUICK = {"maxAttempts": 4, "backoffSeconds": 0.05}
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -56,8 +58,6 @@ def test_a_bulk_job_moving_1000_leads_gives_exactly_1000_runs(team: Team, receiv
     define(team, converted(f"{receiver.url}/crm"))
     created = submit(team, [{"data": {"score": n}} for n in range(1000)], kind="create")
     work(team)
-    from tests.integration.bulk import entries
-
     ids = [e["processId"] for e in entries(team, created["id"])]
     submit(team, [{"id": pid, "state": "CONVERTED"} for pid in ids])
     work(team, until=120)
@@ -244,3 +244,47 @@ def test_a_timed_trigger_waits_and_a_changed_time_skips_the_old_run(team: Team, 
     work(team)
     assert [r["status"] for r in runs(team)] == ["SKIPPED", "SUCCEEDED"]
     assert receiver.count("/due") == 1
+
+
+def test_a_batch_over_a_filter_and_a_batch_over_its_failed_runs(team: Team, receiver: Receiver) -> None:
+    define(team, {"trigger": {"type": "manual"}, "retry": {"maxAttempts": 1},
+                  "steps": [post(f"{receiver.url}/{{{{ string(process.data.score) }}}}")]})  # fmt: skip
+    for score in range(10):
+        create(team, {"data": {"score": score, "city": "Lyon" if score < 8 else "Paris"}})
+    receiver.script("/3", Reply(500))
+    receiver.script("/5", Reply(500))
+    batch = team.services.run(submit_batch, team.caller, "lead", "a", BatchInput(where={"city": "Lyon"}))
+    assert batch["kind"] == "run" and batch["total"] == 8 and batch["counts"]["NOT_STARTED"] == 8
+    work(team)
+    done = job(team, batch["id"])
+    assert done["status"] == "COMPLETED" and done["counts"] | {} == {
+        "INVALID": 0,
+        "NOT_STARTED": 0,
+        "SUCCESS": 6,
+        "ERROR": 2,
+    }
+    failed = entries(team, batch["id"], "ERROR")
+    assert sorted(e["processId"] for e in failed) == sorted(
+        r["processId"] for r in runs(team, status="FAILED")
+    )
+    assert all(e["errors"][0]["code"] == "run_failed" for e in failed)
+    again = team.services.run(
+        submit_batch, team.caller, "lead", "a", BatchInput(failedOf=FailedOf(job=batch["id"]), mode="resume")
+    )
+    assert again["total"] == 2
+    work(team)
+    assert job(team, again["id"])["counts"]["SUCCESS"] == 2
+    assert {r["status"] for r in runs(team)} == {"SUCCEEDED"} and len(runs(team)) == 8  # resumed, not new
+    assert receiver.count("/3") == 2 and receiver.count("/9") == 0
+
+
+def test_aborting_a_batch_cancels_its_runs(team: Team, receiver: Receiver) -> None:
+    define(team, {"trigger": {"type": "manual"}, "steps": [{"name": "pause", "type": "wait", "seconds": 60}]})
+    ids = [create(team)["id"] for _ in range(3)]
+    batch = team.services.run(submit_batch, team.caller, "lead", "a", BatchInput(ids=ids))
+    work(team, settle=False)
+    assert {r["status"] for r in runs(team)} == {"WAITING"}
+    assert team.services.run(abort_job, team.caller, batch["id"])["status"] == "ABORTED"
+    assert {r["status"] for r in runs(team)} == {"CANCELLED"}
+    with pytest.raises(Invalid):
+        team.services.run(submit_batch, team.caller, "lead", "a", BatchInput(ids=["nope"]))

@@ -4,6 +4,7 @@ checked hop by hop, the deadline, dropped connections, replies worth a retry, th
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -52,6 +53,7 @@ INSIDE = [
     "0.0.0.0",
     "[::]",
 ]
+REASONS = "loopback|private|link-local|metadata|shared|unique-local|multicast|unspecified"
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +104,7 @@ def test_every_spelling_of_an_inside_address_is_refused_before_anything_is_sent(
 ) -> None:
     with pytest.raises(Refused) as refused:
         call(guarded, f"http://{host}:{receiver.port}/x")
-    assert any(
-        word in str(refused.value)
-        for word in (
-            "loopback",
-            "private",
-            "link-local",
-            "metadata",
-            "shared",
-            "unique-local",
-            "multicast",
-            "unspecified",
-        )
-    )
+    assert re.search(REASONS, str(refused.value)), refused.value
     assert receiver.count() == 0
 
 
@@ -213,7 +203,7 @@ def test_a_hanging_endpoint_is_cut_at_the_deadline_and_its_connection_closed(
         call(allowed, f"{receiver.url}/slow", deadline_s=0.3)
     elapsed = time.monotonic() - started
     assert cut.value.timed_out
-    assert 0.3 <= elapsed < 0.5
+    assert 0.3 <= elapsed < 0.3 + 0.25
     assert receiver.received("/slow")[0].hung_up.wait(1.0)  # the server saw the connection go
 
 
@@ -281,7 +271,8 @@ def test_close_cancels_the_calls_still_running(receiver: Receiver) -> None:
     receiver.script("/held", Hang(10))
     outbound = Outbound(allow=["127.0.0.1"])
     future = outbound.submit(Call("GET", f"{receiver.url}/held", {}, None, 10.0))
-    while receiver.count("/held") == 0:
+    arrived_by = time.monotonic() + 2
+    while receiver.count("/held") == 0 and time.monotonic() < arrived_by:
         time.sleep(0.005)
     outbound.close()
     assert future.cancelled()

@@ -13,6 +13,7 @@ from procession.api.envelope import documented, reply
 from procession.bootstrap import Services
 from procession.services import automations as auto
 from procession.services.automations import AutomationInput, RunAgain
+from procession.services.batches import BatchInput, submit_batch
 from procession.services.common import Caller
 
 router = APIRouter(tags=["automations"])
@@ -138,3 +139,21 @@ def rerun(
 ) -> Response:
     """A new run from the first step, for the same process and event."""
     return reply(svc.run(auto.rerun, who.team_id, runId, body or RunAgain()), status=202)
+
+
+@router.post(
+    "/v1/ext/procedure/{procedureShortId}/automations/{automationId}/batch",
+    status_code=202,
+    responses=documented(Doc, 202),
+)
+def run_batch(
+    procedureShortId: str,
+    automationId: str,
+    body: BatchInput,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """Run an automation for many processes (the control panel): those ``where`` finds, a list of ``ids``, or
+    the ``failedOf`` a batch or the automation (``mode``: rerun or resume). A background job, one entry per
+    run, followed at ``/v1/ext/background-job/{id}`` (progress, entries, abort)."""
+    return reply(svc.run(submit_batch, who, procedureShortId, automationId, body), status=202)

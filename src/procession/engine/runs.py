@@ -32,6 +32,7 @@ from procession.domain.errors import Invalid, ProcessionError
 from procession.domain.expressions import compute
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
+from procession.engine.batches import finish_entries
 from procession.engine.steps import Active, process_vars
 from procession.engine.tasks import Kind
 from procession.services.commands import CreateProcess, UpdateProcess
@@ -53,8 +54,6 @@ from procession.store.uow import UnitOfWork, UnitsOfWork
 
 log = logging.getLogger("procession.engine")
 KIND = "automation.runs"
-LEASE_MS = 60_000  # a worker holds the runs it took this long; every call's deadline is well inside it
-BUDGET_MS = 20_000  # a worker works on the runs it took this long, then hands back what is left
 MAX_TAKE = 1000  # runs one worker takes at once
 MAX_DEPTH = 5  # runs started by saves that runs made, in a chain: deeper is an error of the run
 HEADS = ("process.created", "process.updated")  # the first event of each save
@@ -254,8 +253,10 @@ def plan_batch(uow: UnitOfWork, task_ref: str, now: int) -> tuple[list[Run], int
 class AutomationRuns:
     """The kind: its calls go through ``outbound()`` (made when first needed)."""
 
-    def __init__(self, outbound: Callable[[], Outbound]) -> None:
+    def __init__(self, outbound: Callable[[], Outbound], lease_seconds: float = 60.0) -> None:
         self.outbound = outbound
+        self.lease_ms = int(lease_seconds * 1000)  # a worker holds the runs it took this long
+        self.budget_ms = self.lease_ms // 3  # and works on them this long, then hands back what is left
 
     def kind(self) -> Kind:
         return Kind(KIND, run=_never, hold=self.hold, outside=self.outside, give_up=give_up, max_attempts=20)
@@ -271,8 +272,8 @@ class AutomationRuns:
                 uow.tasks.schedule(task.id, max(wake, now + 1))
             return None
         token = f"{WORKER}/{uuid.uuid4().hex[:12]}"
-        uow.runs.hold([r.id for r in take], token=token, until=now + LEASE_MS, now=now)
-        uow.tasks.schedule(task.id, min(wake or now + LEASE_MS, now + LEASE_MS))
+        uow.runs.hold([r.id for r in take], token=token, until=now + self.lease_ms, now=now)
+        uow.tasks.schedule(task.id, min(wake or now + self.lease_ms, now + self.lease_ms))
         return Held(token, _actives(uow, take, now), now)
 
     def outside(self, uows: UnitsOfWork, task: Task, held: Held) -> None:
@@ -284,11 +285,12 @@ class AutomationRuns:
             if not first:
                 _drop_lost(uows, task.team_id, held.token, live)
             first, now = False, now_ms()
-            if now >= held.started + BUDGET_MS:  # hand the rest back, due at once
+            if now >= held.started + self.budget_ms:  # hand the rest back, due at once
                 for a in live:
                     a.park(PENDING, now, a.run.error)
                 break
             for a in live:
+                a.cut_ms = self.lease_ms // 2
                 a.next_call(now)
                 while a.needs_local:
                     _local(uows, task.team_id, held.token, a)
@@ -310,13 +312,16 @@ def _never(uow: UnitOfWork, task: Task) -> None:
 
 def give_up(uow: UnitOfWork, task: Task, error: str) -> None:
     """The task failed every attempt (a fault of the worker, not of a step): its runs fail with it."""
-    now = now_ms()
+    now, runs = now_ms(), uow.runs.of_task(task.ref)
+    for run in runs:
+        run.status, run.error, run.finished_at = FAILED, f"could not be run: {error}", now
     uow.runs.update(
         [
-            {"b_id": r.id, "status": FAILED, "error": f"could not be run: {error}", "finished_at": now}
-            for r in uow.runs.of_task(task.ref)
+            {"b_id": r.id, "status": r.status, "error": r.error, "finished_at": now, "held_by": None}
+            for r in runs
         ]
     )
+    finish_entries(uow, runs, now)
 
 
 def _within_limits(uow: UnitOfWork, take: list[Run], now: int) -> list[Run]:
@@ -467,11 +472,7 @@ def _record(uows: UnitsOfWork, task: Task, held: Held) -> None:
         uow.runs.update(changes)
         for ref in uow.runs.later_tasks(sorted({r.process_id for r in moved})) - {task.ref}:
             uow.tasks.wake_ref(KIND, ref, now)
-        finished = [r for r in moved if r.finished_at is not None and r.job_id is not None]
-        if finished:
-            from procession.engine.batches import finish_entries
-
-            finish_entries(uow, finished, now)
+        finish_entries(uow, [r for r in moved if r.finished_at is not None and r.job_id is not None], now)
         take, wake = plan_batch(uow, task.ref, now)
         wake = now if take else wake
         if wake is None:

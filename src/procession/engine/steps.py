@@ -61,6 +61,7 @@ class Active:
     call: Call | None = None  # the step's call, made this round
     request: dict[str, Any] | None = None  # the call as recorded
     started: int = 0
+    cut_ms: int = 30_000  # no call lasts longer (well inside the lease its worker holds the run by)
     done: bool = False  # nothing more this round: finished, parked, or lost
     lost: bool = False  # no longer held by this worker (cancelled, or taken over after its lease)
 
@@ -202,7 +203,7 @@ def build_call(
     run, config = active.run, step.config
     url = render(config["url"], variables)
     key = f"run-{run.id}-step-{run.step}"
-    deadline = step.timeout_ms / 1000
+    deadline = min(step.timeout_ms, active.cut_ms) / 1000
     if step.type == "webhook":
         body = orjson.dumps(
             {

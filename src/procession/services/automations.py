@@ -14,6 +14,7 @@ from procession.domain.automations import Automation, Trigger, parse_automation
 from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, NotFound
 from procession.domain.procedure import Procedure
+from procession.engine.batches import finish_entries
 from procession.engine.runs import KIND, add_runs, new_run
 from procession.services.commands import Command
 from procession.services.common import Caller
@@ -174,12 +175,15 @@ def cancel_run(uows: UnitsOfWork, team_id: str, run_id: int) -> dict[str, Any]:
         uow.runs.update(
             [{"b_id": run_id, "status": CANCELLED, "finished_at": now, "held_by": None, "lease_until": None}]
         )
+        run.status, run.error = CANCELLED, "cancelled"
+        finish_entries(uow, [run], now)  # its batch's entry, if it has one
         uow.commit()
     return get_run(uows, team_id, run_id)
 
 
 def resume_run(uows: UnitsOfWork, team_id: str, run_id: int, cmd: RunAgain) -> dict[str, Any]:
-    """Run a failed (or cancelled) run on from the step it stopped at, its outputs so far kept."""
+    """Run a failed (or cancelled) run on from the step it stopped at, its outputs so far kept (no longer
+    an entry of the batch it was in, if any: that entry keeps its outcome)."""
     with uows.write(team_id) as uow:
         run = _run(uow, run_id, for_update=True)
         if run.status not in (FAILED, CANCELLED):
@@ -191,7 +195,7 @@ def resume_run(uows: UnitsOfWork, team_id: str, run_id: int, cmd: RunAgain) -> d
         uow.runs.update(
             [
                 {"b_id": run_id, "status": PENDING, "attempts": 0, "error": None, "finished_at": None,
-                 "wake_at": now, "task_ref": ref, "version": version}
+                 "wake_at": now, "task_ref": ref, "version": version, "job_id": None, "job_idx": None}
             ]
         )  # fmt: skip
         uow.tasks.add(KIND, [NewTask(ref)], now=now)

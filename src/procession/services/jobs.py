@@ -317,10 +317,14 @@ def job_entries(
 
 
 def abort_job(uows: UnitsOfWork, caller: Caller, job_id: str) -> dict[str, Any]:
-    """Stop a job: entries not yet applied stay NOT_STARTED."""
+    """Stop a job: entries not yet applied stay NOT_STARTED (the runs of a batch not yet finished are
+    cancelled)."""
     with uows.write(caller.team_id) as uow:
-        if uow.jobs.get(job_id) is None:
+        job = uow.jobs.get(job_id)
+        if job is None:
             raise NotFound(f"no job {job_id!r}")
-        uow.jobs.abort(job_id, now_ms())
+        now = now_ms()
+        if uow.jobs.abort(job_id, now) and job.kind == "run":  # its runs not finished are cancelled
+            uow.runs.cancel_job(job_id, now)
         uow.commit()
         return job_view(uow, job_id)

@@ -54,7 +54,8 @@ _STANDING = Statement(
     .join(t.procedures, _P.id == J.procedure_id)
     .where(J.team_id == TEAM, J.id == sa.bindparam("b_job"))
 )
-_done, _failed = J.chunks_done + 1, J.failed | sa.bindparam("b_failed", type_=sa.Boolean)
+_done = J.chunks_done + sa.bindparam("b_n", type_=sa.Integer)
+_failed = J.failed | sa.bindparam("b_failed", type_=sa.Boolean)
 _now = sa.bindparam("b_now", type_=sa.BigInteger)
 _CHUNK_DONE = Statement(
     t.jobs.update()
@@ -155,7 +156,15 @@ class Jobs(Repository):
         run(self.conn, self.marks(job_id, results) if marks is None else marks)
         succeeded = sum(r["b_status"] == "SUCCESS" for r in results)
         params = {"b_job": job_id, "b_ok": succeeded, "b_err": len(results) - succeeded}
-        return str(self._scalar(_CHUNK_DONE, **params, b_failed=failed, b_now=now))
+        return str(self._scalar(_CHUNK_DONE, **params, b_failed=failed, b_now=now, b_n=1))
+
+    def finish_entries(self, job_id: str, results: list[dict[str, Any]], now: int) -> str:
+        """Record entries' results, each counting as a part done (a batch of runs: one entry a run); the
+        job's new status."""
+        run(self.conn, self.marks(job_id, results))
+        succeeded = sum(r["b_status"] == "SUCCESS" for r in results)
+        params = {"b_job": job_id, "b_ok": succeeded, "b_err": len(results) - succeeded, "b_n": len(results)}
+        return str(self._scalar(_CHUNK_DONE, **params, b_failed=False, b_now=now))
 
     def abort(self, job_id: str, now: int) -> bool:
         result = self.conn.execute(

@@ -186,6 +186,14 @@ class Runs(Repository):
             changes,
         )
 
+    def cancel_job(self, job_id: str, now: int) -> None:
+        """Cancel the unfinished runs of a batch."""
+        self.conn.execute(
+            t.runs.update()
+            .where(R.team_id == self.team_id, R.job_id == job_id, R.status.in_(UNFINISHED))
+            .values(status=CANCELLED, finished_at=now, held_by=None, lease_until=None)
+        )
+
     def add_attempts(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.conn.execute(t.run_attempts.insert(), [{**r, "team_id": self.team_id} for r in rows])
