@@ -288,3 +288,17 @@ def test_aborting_a_batch_cancels_its_runs(team: Team, receiver: Receiver) -> No
     assert {r["status"] for r in runs(team)} == {"CANCELLED"}
     with pytest.raises(Invalid):
         team.services.run(submit_batch, team.caller, "lead", "a", BatchInput(ids=["nope"]))
+
+
+def test_steps_read_the_record_and_a_refused_save_leaves_no_run(team: Team, receiver: Receiver) -> None:
+    body = "{'email': process.record.email, 'lead': process.data.lead_id}"
+    define(team, {"trigger": {"type": "created"}, "steps": [post(f"{receiver.url}/crm", body=body)]})
+    record = {"data": {"phone_number": "+33612345678", "email": "ada@example.com"}}
+    lead = create(team, {"record": record, "data": {"lead_id": "L-1"}})
+    with pytest.raises(Conflict):  # the same primary key: the save is refused, so is its run
+        create(team, {"record": record, "data": {"lead_id": "L-1"}})
+    work(team)
+    (run,) = runs(team)
+    assert run["processId"] == lead["id"]
+    (request,) = receiver.received("/crm")
+    assert orjson.loads(request.body) == {"email": "ada@example.com", "lead": "L-1"}

@@ -30,6 +30,7 @@ from procession.tuning import gc_paused, quick_switches
 
 log = logging.getLogger("procession.engine")
 RESTART_EVERY = 16  # tasks: on SQLite, the WAL is started over after about 25,000 frames
+OUTSIDE_THREADS = 4  # tasks waiting on the outside world (automation runs' calls) at once, beside the rest
 
 
 class EmbeddedRunner:
@@ -51,10 +52,13 @@ class EmbeddedRunner:
         self._wake.set()
 
     def _loop(self) -> None:
-        with ThreadPoolExecutor(1, thread_name_prefix="procession-commit") as committer:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="procession-commit") as committer,
+            ThreadPoolExecutor(OUTSIDE_THREADS, thread_name_prefix="procession-outside") as outside,
+        ):
             while not self._stop.is_set():
                 try:
-                    if run_pending(self.uows, self.kinds, committer, self._stop):
+                    if run_pending(self.uows, self.kinds, committer, self._stop, outside.submit):
                         continue
                 except Exception:
                     log.exception("runner: will retry")
@@ -88,9 +92,15 @@ def plan(uows: UnitsOfWork, kinds: Kinds, task_id: int) -> tuple[str | None, Any
 
 
 def run_pending(
-    uows: UnitsOfWork, kinds: Kinds, committer: ThreadPoolExecutor, stop: threading.Event
+    uows: UnitsOfWork,
+    kinds: Kinds,
+    committer: ThreadPoolExecutor,
+    stop: threading.Event,
+    elsewhere: Any = None,
 ) -> bool:
-    """Run the pending tasks as they come due until none is left or ``stop``; False if it ran none."""
+    """Run the pending tasks as they come due until none is left or ``stop``; False if it ran none. The
+    outside part of a task that waits on the world goes to ``elsewhere`` (``run_task``), so that it holds up
+    no other task."""
     task_id = next_due(uows)
     if task_id is None:
         return False
@@ -112,7 +122,9 @@ def run_pending(
                     settle()
                     if found % RESTART_EVERY == 0:
                         checkpoint(uows.engine)
-                    in_flight = committer.submit(run_task, uows, kinds, task_id, planned, team_id=team_id)
+                    in_flight = committer.submit(
+                        run_task, uows, kinds, task_id, planned, team_id=team_id, elsewhere=elsewhere
+                    )
                     del planned
                 running, task_id = task_id, next_due(uows, but=task_id)
                 if task_id is None:

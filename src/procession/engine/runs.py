@@ -347,6 +347,7 @@ def _within_limits(uow: UnitOfWork, take: list[Run], now: int) -> list[Run]:
 
 def _actives(uow: UnitOfWork, runs: list[Run], now: int) -> list[Active]:
     processes = uow.processes.get_all(sorted({r.process_id for r in runs}))
+    records = uow.records.data_of(sorted({p.record for p in processes.values() if p.record}))
     out = []
     for run in runs:
         automation, procedure = _automation(uow, run), uow.procedures.get(run.procedure_id)
@@ -356,6 +357,10 @@ def _actives(uow: UnitOfWork, runs: list[Run], now: int) -> list[Active]:
             active.finish(FAILED, now, "its automation, procedure or process no longer exists")
         else:
             active = Active(run, automation, procedure, process)
+            if process.record in records:
+                entity_id, data = records[process.record]
+                entity = uow.entities.get(entity_id)
+                active.record = entity.to_short(data) if entity is not None else {}
             if "at" in run.event and run.step == 0 and due_at(automation.trigger, process) != run.event["at"]:
                 active.finish(SKIPPED, now, "the time it was due for has changed")
         out.append(active)

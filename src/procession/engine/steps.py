@@ -30,7 +30,8 @@ MAX_RETRY_AFTER_MS = 24 * 3600 * 1000
 
 
 def process_vars(procedure: Procedure, process: Process) -> dict[str, Any]:
-    """A process as CEL sees it: data by shortId, state by shortId."""
+    """A process as CEL sees it: data by shortId, state by shortId (and, added by who has read it, its
+    record's data as ``record``)."""
     return {
         "id": process.id,
         "procedure": procedure.short_id,
@@ -57,6 +58,7 @@ class Active:
     automation: Automation
     procedure: Procedure
     process: Process
+    record: dict[str, Any] = field(default_factory=dict)  # its record's data, by shortId
     attempts: list[dict[str, Any]] = field(default_factory=list)  # not yet written
     call: Call | None = None  # the step's call, made this round
     request: dict[str, Any] | None = None  # the call as recorded
@@ -72,7 +74,7 @@ class Active:
     def variables(self, now: int) -> dict[str, Any]:
         run = self.run
         return {
-            "process": process_vars(self.procedure, self.process),
+            "process": process_vars(self.procedure, self.process) | {"record": self.record},
             "event": run.event,
             "steps": run.outputs,
             "run": {"id": run.id, "automation": self.automation.name, "attempt": run.attempts + 1},

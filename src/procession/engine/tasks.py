@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from procession.domain.clock import now_ms
@@ -87,11 +88,19 @@ def team_of(uows: UnitsOfWork, task_id: int) -> str | None:
 
 
 def run_task(
-    uows: UnitsOfWork, kinds: Kinds, task_id: int, planned: Any = None, *, team_id: str | None = None
+    uows: UnitsOfWork,
+    kinds: Kinds,
+    task_id: int,
+    planned: Any = None,
+    *,
+    team_id: str | None = None,
+    elsewhere: Callable[[Callable[[], None]], Any] | None = None,
 ) -> bool:
     """Claim task ``task_id`` (of ``team_id``, if known) and run it, in one transaction: True; False if it is
     done, taken elsewhere, or waits its turn. With ``planned`` (its kind's ``plan``), write that if it still
-    holds, or else run it afresh. A failure is recorded (``failed``) and raised."""
+    holds, or else run it afresh. A failure is recorded (``failed``) and raised. The outside part of a kind
+    that waits on the world runs here, or on ``elsewhere`` (a thread pool's ``submit``: its failure is
+    recorded there)."""
     team_id = team_id or team_of(uows, task_id)
     if team_id is None:
         return False
@@ -113,9 +122,6 @@ def run_task(
             if kind.hold is None:
                 uow.tasks.close(task, now_ms())
             uow.commit()
-        if held is not None and kind.outside is not None:
-            kind.outside(uows, task, held)
-        return True
     except Exception as e:
         if planned is not None:  # what it worked out no longer holds, or its commit failed: afresh
             log.info("task %s: run afresh: %r", task_id, e)
@@ -123,6 +129,24 @@ def run_task(
         log.exception("task %s failed", task_id)
         if task is not None:
             failed(uows, kinds, task, e)
+        raise
+    if held is not None:  # its failure is recorded by ``_outside``
+        work = partial(_outside, uows, kinds, task, held)
+        if elsewhere is None:
+            work()
+        else:
+            elsewhere(work)
+    return True
+
+
+def _outside(uows: UnitsOfWork, kinds: Kinds, task: Task, held: Any) -> None:
+    kind = kinds[task.kind]
+    assert kind.outside is not None
+    try:
+        kind.outside(uows, task, held)
+    except Exception as e:
+        log.exception("task %s failed", task.id)
+        failed(uows, kinds, task, e)
         raise
 
 

@@ -50,6 +50,16 @@ class Records(Repository):
         ).first()
         return row._asdict() if row else None
 
+    def data_of(self, record_ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Record id -> (entity id, data), for the records that exist."""
+        if not record_ids:
+            return {}
+        c = t.records.c
+        rows = self.conn.execute(
+            sa.select(c.id, c.entity_id, c.data).where(c.team_id == self.team_id, c.id.in_(record_ids))
+        )
+        return {record_id: (entity_id, data) for record_id, entity_id, data in rows}
+
     def add(self, *, id: str, entity_id: str, pk_value: str | None, data: dict[str, Any], now: int) -> None:
         row = {
             "id": id,
