@@ -16,18 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from procession.connectors.outbound import (
-    Call,
-    Outbound,
-    Refused,
-    Reply,
-    Unreachable,
-    check_url,
-    forbidden,
-    literal_ip,
-    retry_after_ms,
-    transient,
-)
+from procession.connectors.addresses import check_url, forbidden, literal_ip
+from procession.connectors.errors import Refused, Unreachable
+from procession.connectors.outbound import Call, Outbound, Reply, retry_after_ms, transient
 from tests.fakes.receiver import Drop, Hang, Receiver
 from tests.fakes.receiver import Reply as Answer
 

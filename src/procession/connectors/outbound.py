@@ -20,34 +20,26 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import http.cookiejar
-import ipaddress
-import re
-import socket
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
-from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 import uvloop
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from procession.connectors.addresses import Allow, check_url, url_parts
+from procession.connectors.errors import Refused, Unreachable
+from procession.connectors.pool import KEEPALIVE_S, _Guard, _Pool, _Transport
+
+__all__ = ["Call", "Outbound", "Refused", "Reply", "Unreachable", "check_url"]  # what callers need, here
+
 DAY_MS = 86_400_000
-DNS_TTL_S = 5.0  # an answer is reused this long at most: a host's addresses may move
-KEEPALIVE_S = 4.0  # below the 5 s many servers keep an idle connection, so we rarely reuse one they close
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CREDENTIALS = ("authorization", "proxy-authorization", "cookie")  # not carried to another origin
 BODY_HEADERS = ("content-type", "content-length", "transfer-encoding")
-# names that reach a cloud provider's instance metadata whatever they resolve to from here
-METADATA_NAMES = frozenset(
-    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
-)
 
 
 @dataclass(frozen=True)
@@ -70,19 +62,6 @@ class Reply:
     body: bytes
     truncated: bool
     duration_ms: int
-
-
-class Refused(Exception):
-    """The address or URL is not allowed (the message says which and why), or the call cannot be made as
-    written; trying again cannot help."""
-
-
-class Unreachable(Exception):
-    """No reply: a transient failure worth retrying. ``timed_out`` when the deadline cut the call."""
-
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
 
 
 def transient(status: int) -> bool:
@@ -109,171 +88,6 @@ def retry_after_ms(headers: Mapping[str, str], now_ms: int) -> int | None:
     return min(max(wait, 0), DAY_MS)
 
 
-def _ranges(*table: tuple[str, str]) -> tuple[tuple[int, int, str], ...]:
-    nets = [(ipaddress.ip_network(net), what) for net, what in table]
-    return tuple((int(net[0]), int(net[-1]), what) for net, what in nets)
-
-
-# first match wins, so a narrower network comes before the one holding it
-_V4 = _ranges(
-    ("0.0.0.0/32", "the unspecified address"),
-    ("0.0.0.0/8", "a 'this network' address"),
-    ("127.0.0.0/8", "a loopback address"),
-    ("10.0.0.0/8", "a private address"),
-    ("172.16.0.0/12", "a private address"),
-    ("192.168.0.0/16", "a private address"),
-    ("100.64.0.0/10", "a shared (CGNAT) address"),
-    ("169.254.169.254/32", "the cloud metadata address"),
-    ("169.254.0.0/16", "a link-local address"),
-    ("224.0.0.0/4", "a multicast address"),
-    ("255.255.255.255/32", "the broadcast address"),
-    ("240.0.0.0/4", "a reserved address"),
-    ("192.0.0.0/24", "an IETF protocol address"),
-    ("192.0.2.0/24", "a documentation address"),
-    ("198.51.100.0/24", "a documentation address"),
-    ("203.0.113.0/24", "a documentation address"),
-    ("198.18.0.0/15", "a benchmarking address"),
-    ("192.88.99.0/24", "a 6to4 relay address"),
-)
-_V6 = _ranges(
-    ("::/128", "the unspecified address"),
-    ("::1/128", "a loopback address"),
-    ("64:ff9b:1::/48", "a local-use NAT64 address"),
-    ("fc00::/7", "a unique-local address"),
-    ("fe80::/10", "a link-local address"),
-    ("fec0::/10", "a site-local address"),
-    ("ff00::/8", "a multicast address"),
-    ("2001:db8::/32", "a documentation address"),
-    ("2001::/23", "an IETF protocol address (Teredo among them)"),
-)
-_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_COMPATIBLE = ipaddress.ip_network("::/96")
-
-
-def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 form carries (mapped, compatible, NAT64, 6to4), which is where it leads."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in _NAT64 or (ip in _COMPATIBLE and int(ip) > 1):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip.sixtofour
-
-
-def forbidden(ip: IPAddress) -> str | None:
-    """Why a call may not go to this address (e.g. "127.0.0.1 is a loopback address"), or None."""
-    inner = _embedded(ip) if isinstance(ip, ipaddress.IPv6Address) else None
-    what = _kind(inner if inner is not None else ip)
-    if what is None:
-        return None
-    return f"{ip} is {what}" if inner is None else f"{ip} leads to {inner}, {what}"
-
-
-def _kind(ip: IPAddress) -> str | None:
-    n = int(ip)
-    for low, high, what in _V4 if ip.version == 4 else _V6:
-        if low <= n <= high:
-            return what
-    if ip.version == 6 and ip not in _GLOBAL_UNICAST_V6:
-        return "not a global unicast address"
-    return None
-
-
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
-
-
-def literal_ip(host: str) -> IPAddress | None:
-    """The address a host names without DNS, in every form resolvers accept (``inet_aton``'s decimal, hex,
-    octal and short forms, bracketed IPv6 with a zone), or None for a name to look up."""
-    host = host.strip("[]").split("%", 1)[0]
-    if ":" in host:
-        try:
-            return ipaddress.IPv6Address(host)
-        except ValueError:
-            return None
-    parts = host.removesuffix(".").split(".")
-    if len(parts) > 4 or not all(_NUMBER.fullmatch(p) for p in parts):
-        return None
-    numbers = [
-        int(p[2:] or "0", 16) if p[:2] in ("0x", "0X") else int(p, 8 if p[0] == "0" else 10) for p in parts
-    ]
-    *head, last = numbers
-    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
-        return None
-    for i, n in enumerate(head):
-        last += n << (24 - 8 * i)
-    return ipaddress.IPv4Address(last)
-
-
-@dataclass(frozen=True)
-class Allow:
-    """Destinations let through although forbidden: networks (a single address is one), ``host:port``
-    pairs (the host an address or a name) and bare names; for a test receiver or an internal service."""
-
-    networks: tuple[IPNetwork, ...] = ()
-    endpoints: frozenset[tuple[str, int]] = frozenset()
-    names: frozenset[str] = frozenset()
-
-    @classmethod
-    def parse(cls, entries: Iterable[str]) -> Allow:
-        """From strings like "10.1.2.3", "10.0.0.0/8", "[::1]:8080", "127.0.0.1:9000", "hooks.internal"."""
-        networks: list[IPNetwork] = []
-        endpoints: set[tuple[str, int]] = set()
-        names: set[str] = set()
-        for entry in (e.strip() for e in entries):
-            try:
-                if "/" in entry:
-                    networks.append(ipaddress.ip_network(entry, strict=False))
-                elif (ip := literal_ip(entry)) is not None and not entry.startswith("["):
-                    networks.append(ipaddress.ip_network(ip))
-                elif entry.count(":") == 1 or entry.startswith("["):
-                    host, _, port = entry.rpartition(":")
-                    endpoints.add((_normal(host), int(port)))
-                elif entry and ":" not in entry:
-                    names.add(_normal(entry))
-                else:
-                    raise ValueError("not an address, a network, host:port or a name")
-            except ValueError as e:
-                raise ValueError(f"allowlist entry {entry!r}: {e}") from None
-        return cls(tuple(networks), frozenset(endpoints), frozenset(names))
-
-    def admits(self, host: str, ip: IPAddress | None, port: int) -> bool:
-        """Whether a call to ``host`` (connecting to ``ip``, when known) on ``port`` is let through."""
-        name = _normal(host)
-        if name in self.names or (name, port) in self.endpoints:
-            return True
-        return ip is not None and ((str(ip), port) in self.endpoints or any(ip in n for n in self.networks))
-
-
-def _normal(host: str) -> str:
-    """A host as the allowlist compares it: an address in its canonical text, a name lower-case."""
-    ip = literal_ip(host)
-    return str(ip) if ip is not None else host.lower().removesuffix(".")
-
-
-def _parts(url: str) -> tuple[str, str, int]:
-    """The scheme, host and port of an outbound URL, or a ValueError saying what is wrong with it."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as e:
-        raise ValueError(f"{url!r} is not a valid URL: {e}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError(f"{url!r}: the scheme must be http or https, not {scheme or 'missing'}")
-    if not parts.hostname:
-        raise ValueError(f"{url!r} has no host")
-    if "@" in parts.netloc:
-        raise ValueError(f"{url!r} carries credentials (user:pass@); send them in a header instead")
-    return scheme, parts.hostname, port or (443 if scheme == "https" else 80)
-
-
-def check_url(url: str) -> None:
-    """Raise ValueError for a URL that can never be called (what can be told without DNS), so an automation
-    is refused when it is saved rather than failing at every run."""
-    _parts(url)
-
-
 def _next_hop(
     method: str, body: bytes | None, headers: dict[str, str], status: int, same_origin: bool
 ) -> tuple[str, bytes | None, dict[str, str]]:
@@ -287,180 +101,6 @@ def _next_hop(
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
-
-
-class _Guard(httpcore.AsyncNetworkBackend):
-    """The pool's network backend: a new connection goes only to an address resolved and judged here."""
-
-    def __init__(self, allow: Allow) -> None:
-        self._allow = allow
-        self._inner = httpcore.AnyIOBackend()
-        self._answers: dict[str, tuple[float, tuple[IPAddress, ...]]] = {}
-
-    def screen(self, host: str, port: int) -> IPAddress | None:
-        """Refuse a host judged without DNS (a metadata name, a forbidden literal); its address if literal."""
-        ip = literal_ip(host)
-        if ip is not None:
-            self._judge(host, ip, port)
-        elif _normal(host) in METADATA_NAMES and not self._allow.admits(host, None, port):
-            raise Refused(f"{host} is a cloud metadata name")
-        return ip
-
-    def _judge(self, host: str, ip: IPAddress, port: int) -> None:
-        reason = forbidden(ip)
-        if reason and not self._allow.admits(host, ip, port):
-            raise Refused(reason if host.strip("[]").lower() == str(ip) else f"{host}: {reason}")
-
-    async def addresses(self, host: str, port: int) -> tuple[IPAddress, ...]:
-        """The addresses to try for a host, every one judged: one forbidden answer refuses the host."""
-        literal = self.screen(host, port)
-        if literal is not None:
-            return (literal,)
-        now = time.monotonic()
-        expires, ips = self._answers.get(host, (0.0, ()))
-        if expires <= now:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as e:
-                raise Unreachable(f"{host}: DNS lookup failed ({e})") from None
-            ips = tuple(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
-            if len(self._answers) > 10_000:
-                self._answers.clear()
-            self._answers[host] = (now + DNS_TTL_S, ips)
-        for ip in ips:
-            self._judge(host, ip, port)
-        return ips
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        failure: Exception = Unreachable(f"{host}: no address to connect to")
-        for ip in await self.addresses(host, port):
-            try:
-                return await self._inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as e:
-                failure = e
-        raise failure
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _Pool:
-    """Kept-alive connections by origin, in place of httpcore's pool, whose every request rescans all its
-    connections and queued requests (encode/httpcore#1035: throughput collapses past a few dozen
-    connections). Here a request takes its origin's most recent idle connection or opens one. At most
-    ``size`` requests are in flight, and at most ``size`` idle connections are kept."""
-
-    def __init__(self, guard: _Guard, size: int, keepalive_s: float) -> None:
-        self._guard, self._size, self._keepalive_s = guard, size, keepalive_s
-        self._ssl = httpx.create_ssl_context(trust_env=False)
-        self._slots = asyncio.Semaphore(size)
-        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncHTTPConnection]] = {}
-        self._idle_count = 0
-        self._next_sweep = 0.0
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        origin = request.url.origin
-        await self._slots.acquire()
-        connection = None
-        try:
-            await self._sweep()
-            connection = await self._take(origin) or httpcore.AsyncHTTPConnection(
-                origin, self._ssl, self._keepalive_s, network_backend=self._guard
-            )
-            response = await connection.handle_async_request(request)
-        except BaseException:
-            self._slots.release()
-            if connection is not None:
-                await connection.aclose()
-            raise
-        assert isinstance(response.stream, AsyncIterable)
-        body = _Body(response.stream, lambda: self._give_back(origin, connection))
-        return httpcore.Response(
-            response.status, headers=response.headers, content=body, extensions=response.extensions
-        )
-
-    async def _take(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection | None:
-        """The origin's most recent idle connection still open, closing those found expired. The loop is
-        single-threaded, so a connection found available here is still available when the request starts."""
-        stack = self._idle.get(_key(origin))
-        while stack:
-            connection = stack.pop()
-            self._idle_count -= 1
-            if connection.is_available() and not connection.has_expired():
-                return connection
-            await connection.aclose()
-        return None
-
-    async def _give_back(self, origin: httpcore.Origin, connection: httpcore.AsyncHTTPConnection) -> None:
-        self._slots.release()
-        if connection.is_available() and self._idle_count < self._size:
-            self._idle.setdefault(_key(origin), []).append(connection)
-            self._idle_count += 1
-        else:
-            await connection.aclose()
-
-    async def _sweep(self) -> None:
-        """Close idle connections past their keep-alive or closed by the server, once a keep-alive period."""
-        now = time.monotonic()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + self._keepalive_s
-        for key, stack in list(self._idle.items()):
-            keep = [c for c in stack if c.is_available() and not c.has_expired()]
-            self._idle_count -= len(stack) - len(keep)
-            self._idle[key] = keep
-            for connection in stack:
-                if connection not in keep:
-                    await connection.aclose()
-            if not keep:
-                del self._idle[key]
-
-    async def aclose(self) -> None:
-        idle, self._idle, self._idle_count = self._idle, {}, 0
-        for stack in idle.values():
-            for connection in stack:
-                await connection.aclose()
-
-
-def _key(origin: httpcore.Origin) -> tuple[bytes, bytes, int]:
-    return origin.scheme, origin.host, origin.port
-
-
-class _Body:
-    """A response body that gives its connection back to the pool once closed."""
-
-    def __init__(self, stream: AsyncIterable[bytes], done: Callable[[], Awaitable[None]]) -> None:
-        self._stream, self._done, self._closed = stream, done, False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            closer = getattr(self._stream, "aclose", None)  # httpcore's bodies have one
-            if closer is not None:
-                await closer()
-        finally:
-            await self._done()
-
-
-class _Transport(httpx.AsyncHTTPTransport):
-    """httpx's transport (its request and error mapping) over ``_Pool``."""
-
-    def __init__(self, pool: _Pool) -> None:
-        super().__init__(trust_env=False)
-        self._pool = pool  # type: ignore[assignment]
 
 
 class Outbound:
@@ -540,7 +180,7 @@ class Outbound:
     def _target(self, url: str) -> httpx.URL:
         """The URL to request, refused early when its host can be judged without DNS."""
         try:
-            _, host, port = _parts(url)
+            _, host, port = url_parts(url)
             self._guard.screen(host, port)
             return httpx.URL(url)
         except (ValueError, httpx.InvalidURL) as e:
