@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from procession.config import Settings
 from procession.connectors.outbound import Outbound
 from procession.engine.bulk import BULK_CHUNK
-from procession.engine.runs import AutomationRuns, register_runs
+from procession.engine.registration import register_runs
+from procession.engine.runs import AutomationRuns
 from procession.engine.tasks import Kind, Kinds
 from procession.store.db import make_engine, migrate
 from procession.store.outbox import FollowUp

@@ -1,10 +1,4 @@
-"""Automation runs on the task engine (kind ``automation.runs``).
-
-*Registered with the save.* ``register_runs`` is a follow-up of the single save path: for every save it
-writes one run per automation its events trigger, in the save's transaction (a rolled-back save leaves no
-run; a committed one always has its runs), and one task for the runs of that commit. A run names the
-process version its save made (``trigger_key``): a second run for the same automation and event cannot
-exist.
+"""Automation runs on the task engine (kind ``automation.runs``; they are registered by ``registration``).
 
 *Run outside any transaction.* A worker takes the task's due runs in one short transaction (``hold``: each
 marked RUNNING with a lease, and the task due again when the lease ends, so that a worker killed mid-run
@@ -19,26 +13,25 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from procession.connectors.outbound import Outbound
-from procession.domain.attributes import epoch_ms
-from procession.domain.automations import TIMED, Automation, Trigger
+from procession.domain.automations import Automation, Trigger
 from procession.domain.clock import now_ms
-from procession.domain.errors import Invalid, ProcessionError
+from procession.domain.errors import ProcessionError
 from procession.domain.expressions import compute
 from procession.domain.procedure import Procedure
-from procession.domain.process import Event, Process
+from procession.domain.process import Process
+from procession.domain.triggers import due_at
 from procession.engine.batches import finish_entries
-from procession.engine.steps import Active, process_vars
+from procession.engine.registration import KIND
+from procession.engine.steps import Active
 from procession.engine.tasks import Kind
 from procession.services.commands import CreateProcess, UpdateProcess
 from procession.services.common import Caller
 from procession.services.processes import change_process, create_in, load_procedure, resolve_change
-from procession.store.outbox import Saves
 from procession.store.repositories.runs import (
     BLOCKED_MS,
     CANCELLED,
@@ -46,177 +39,13 @@ from procession.store.repositories.runs import (
     PENDING,
     RUNNING,
     SKIPPED,
-    WAITING,
     Run,
 )
-from procession.store.tasks import WORKER, NewTask, Task
+from procession.store.tasks import WORKER, Task
 from procession.store.uow import UnitOfWork, UnitsOfWork
 
 log = logging.getLogger("procession.engine")
-KIND = "automation.runs"
 MAX_TAKE = 1000  # runs one worker takes at once
-MAX_DEPTH = 5  # runs started by saves that runs made, in a chain: deeper is an error of the run
-HEADS = ("process.created", "process.updated")  # the first event of each save
-
-
-# --- registered with the save -----------------------------------------------------------------------------
-
-
-def register_runs(uow: UnitOfWork, saves: list[Saves]) -> None:
-    """The follow-up: a run per automation the saves' events trigger, and a task for them."""
-    rows: list[dict[str, Any]] = []
-    now = now_ms()
-    for s in saves:
-        automations = [a for a in s.procedure.automations if a.enabled and a.trigger.type != "manual"]
-        if not automations:
-            continue
-        heads = Counter(pid for pid, e in s.events if e.type in HEADS)
-        for pid, event in s.events:
-            if event.type in HEADS:
-                heads[pid] -= 1
-            process = s.processes[pid]
-            if process.is_deleted:
-                continue
-            version = process.version - heads[pid]  # the version this event's save made
-            for automation in automations:
-                at = fires(automation.trigger, event, process, s.procedure)
-                if at is None or not _condition(automation, s.procedure, process, event):
-                    continue
-                timed = automation.trigger.type in TIMED
-                rows.append(
-                    new_run(
-                        automation,
-                        s.procedure.id,
-                        pid,
-                        event=thin(event, version) | ({"at": at} if timed else {}),
-                        trigger_key=f"v{version}",
-                        depth=uow.depth,
-                        wake_at=at if timed else now,
-                        now=now,
-                    )
-                )
-    if rows:
-        if uow.depth > MAX_DEPTH:
-            raise Invalid.one(
-                "automation_depth", f"automations started by automations, {MAX_DEPTH} deep: no deeper", "id"
-            )
-        add_runs(uow, rows, now)
-
-
-def new_run(
-    automation: Automation,
-    procedure_id: str,
-    process_id: str,
-    *,
-    event: dict[str, Any],
-    trigger_key: str | None,
-    depth: int = 0,
-    wake_at: int,
-    now: int,
-    job: tuple[str, int] | None = None,
-    rerun_of: int | None = None,
-) -> dict[str, Any]:
-    return {
-        "automation_id": automation.id,
-        "version": automation.version,
-        "procedure_id": procedure_id,
-        "process_id": process_id,
-        "trigger_key": trigger_key,
-        "event": event,
-        "depth": depth,
-        "status": WAITING if wake_at > now else PENDING,
-        "step": 0,
-        "attempts": 0,
-        "outputs": {},
-        "error": None,
-        "wake_at": wake_at,
-        "lease_until": None,
-        "held_by": None,
-        "task_ref": "",
-        "job_id": job[0] if job else None,
-        "job_idx": job[1] if job else None,
-        "rerun_of": rerun_of,
-        "created_at": now,
-        "started_at": None,
-        "finished_at": None,
-    }
-
-
-def add_runs(uow: UnitOfWork, rows: list[dict[str, Any]], now: int) -> list[int]:
-    """Write runs and the task that runs them (woken once committed)."""
-    ref = uuid.uuid4().hex
-    for row in rows:
-        row["task_ref"] = ref
-    ids = uow.runs.add(rows)
-    uow.tasks.add(KIND, [NewTask(ref, wake_at=min(r["wake_at"] for r in rows))], now=now)
-    return ids
-
-
-def fires(trigger: Trigger, event: Event, process: Process, procedure: Procedure) -> int | None:
-    """When ``event`` makes the trigger fire: 0 for now, a time for a timed trigger; None if it does not."""
-    kind, payload = trigger.type, event.payload
-    created = event.type == "process.created"
-    if kind == "created":
-        return 0 if created else None
-    if kind in ("state_reached", "status_reached"):
-        name = kind.split("_")[0]
-        wanted = trigger.state if name == "state" else trigger.status
-        if created:
-            return 0 if payload["snapshot"][name] == wanted else None
-        return 0 if event.type == f"process.{name}_changed" and payload["to"] == wanted else None
-    field = "next_action_at" if kind == "next_action_due" else f"data.{trigger.attribute}"
-    if created:
-        snapshot = payload["snapshot"]
-        value = (
-            snapshot["next_action_at"]
-            if kind == "next_action_due"
-            else snapshot["data"].get(trigger.attribute)
-        )
-    elif event.type == "process.updated" and field in payload["changes"]:
-        value = payload["changes"][field][1]
-    else:
-        return None
-    if value is None or (kind == "attribute_changed" and trigger.has_to and value != trigger.to):
-        return None
-    if kind == "attribute_changed":
-        return 0
-    return time_of(value) + trigger.offset_ms
-
-
-def time_of(value: Any) -> int:
-    """Epoch ms of a stored date or date-time value (a date: its midnight, UTC)."""
-    return (
-        value
-        if isinstance(value, int)
-        else epoch_ms(f"{value}T00:00:00Z" if len(str(value)) == 10 else value)
-    )
-
-
-def due_at(trigger: Trigger, process: Process) -> int | None:
-    """When a timed trigger fires for the process as it is now."""
-    if trigger.type == "next_action_due":
-        value: Any = process.next_action_at
-    else:
-        value = process.data.get(trigger.attribute or "")
-    return None if value is None else time_of(value) + trigger.offset_ms
-
-
-def thin(event: Event, version: int) -> dict[str, Any]:
-    """What a run keeps of its event (CEL's ``event``): its type, the version, and what moved."""
-    out: dict[str, Any] = {"type": event.type, "version": version}
-    if "from" in event.payload:
-        out["from"], out["to"] = event.payload["from"], event.payload["to"]
-    return out
-
-
-def _condition(automation: Automation, procedure: Procedure, process: Process, event: Event) -> bool:
-    if automation.condition is None:
-        return True
-    variables = {"process": process_vars(procedure, process), "event": {"type": event.type}, "now": now_ms()}
-    try:
-        return compute(automation.condition, variables) is True
-    except ValueError:  # a value it reads is missing: the condition does not hold
-        return False
 
 
 # --- run by a worker --------------------------------------------------------------------------------------
@@ -490,4 +319,4 @@ def _record(uows: UnitsOfWork, task: Task, held: Held) -> None:
     log.debug("task %s: %d runs recorded", task.id, len(held.actives))
 
 
-__all__ = ["CANCELLED", "KIND", "AutomationRuns", "add_runs", "new_run", "register_runs"]
+__all__ = ["CANCELLED", "KIND", "AutomationRuns"]

@@ -15,7 +15,7 @@ from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, NotFound
 from procession.domain.procedure import Procedure
 from procession.engine.batches import finish_entries
-from procession.engine.runs import KIND, add_runs, new_run
+from procession.engine.registration import KIND, add_runs, new_run
 from procession.services.commands import Command
 from procession.services.common import Caller
 from procession.services.processes import find_process, load_procedure

@@ -13,7 +13,7 @@ from procession.domain.automations import Automation
 from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Invalid, NotFound
 from procession.domain.query import Parser
-from procession.engine.runs import KIND, add_runs, new_run
+from procession.engine.registration import KIND, add_runs, new_run
 from procession.services.automations import _automation
 from procession.services.commands import Command
 from procession.services.common import Caller
