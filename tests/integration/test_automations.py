@@ -302,3 +302,15 @@ def test_steps_read_the_record_and_a_refused_save_leaves_no_run(team: Team, rece
     assert run["processId"] == lead["id"]
     (request,) = receiver.received("/crm")
     assert orjson.loads(request.body) == {"email": "ada@example.com", "lead": "L-1"}
+
+
+def test_an_automation_runs_at_most_its_concurrency_at_once(team: Team, receiver: Receiver) -> None:
+    receiver.script("/limited", *[Hang(0.3)] * 6)
+    define(team, converted(f"{receiver.url}/limited", concurrency=2))
+    ids = [create(team)["id"] for _ in range(6)]
+    submit(team, [{"id": pid, "state": "CONVERTED"} for pid in ids])
+    work(team)
+    assert {r["status"] for r in runs(team)} == {"SUCCEEDED"} and receiver.count("/limited") == 6
+    arrivals = sorted(r.at for r in receiver.received("/limited"))
+    together = [sum(1 for other in arrivals if abs(other - at) < 0.15) for at in arrivals]
+    assert max(together) == 2  # two at a time, each pair after the one before had its reply

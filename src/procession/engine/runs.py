@@ -93,7 +93,10 @@ class AutomationRuns:
     def hold(self, uow: UnitOfWork, task: Task) -> Held | None:
         now = now_ms()
         take, wake = plan_batch(uow, task.ref, now)
-        take = _within_limits(uow, take, now)
+        allowed = _within_limits(uow, take, now)
+        if len(allowed) < len(take):  # the others wait for room under their automation's limit
+            wake = min(wake or now + BLOCKED_MS, now + BLOCKED_MS)
+        take = allowed
         if not take:
             if wake is None:
                 uow.tasks.close(task, now)
