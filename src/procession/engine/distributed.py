@@ -114,11 +114,14 @@ async def wake_async(app: procrastinate.App, uows: UnitsOfWork, leased: Leased) 
 
 
 class DistributedWaker:
-    """The API side: once tasks are committed, defer a procrastinate job for each that may run."""
+    """Once tasks are committed, defer a procrastinate job for each that may run: on the API side (``serve``,
+    which opens the app), and in workers, for the tasks their own tasks add (a bulk chunk's automation runs:
+    the worker's app, open while a session runs)."""
 
-    def __init__(self, uows: UnitsOfWork, url: str, lease_ms: int) -> None:
+    def __init__(self, uows: UnitsOfWork, url: str, lease_ms: int, *, open_app: bool = True) -> None:
         self.uows, self.app, self.lease_ms = uows, make_app(url), lease_ms
-        self.app.open()
+        if open_app:
+            self.app.open()
 
     def wake(self, kind: str, ref: str) -> None:
         try:
@@ -180,6 +183,7 @@ class WorkerLoop:
     def __init__(self, uows: UnitsOfWork, kinds: Kinds, url: str, *, concurrency: int, lease_ms: int) -> None:
         self.uows, self.url, self.concurrency, self.lease_ms = uows, url, concurrency, lease_ms
         self.app = make_app(url)
+        uows.waker = DistributedWaker(uows, url, lease_ms, open_app=False)
         self.context = {"procession": Context(uows, kinds, lease_ms)}
         self.stopping = asyncio.Event()
         self.worker: _Worker | None = None
