@@ -304,3 +304,15 @@ def test_a_run_id_that_is_not_a_number_is_a_422(api: Api, run_id: str) -> None:
 def test_an_unknown_run_id_is_a_404(api: Api) -> None:
     assert api.http.get(f"/v1/ext/runs/{2**63 - 1}").status_code == 404
     assert api.http.post(f"/v1/ext/runs/{2**63 - 1}/cancel").status_code == 404
+
+
+def test_a_retry_goes_out_after_its_back_off_not_at_the_next_poll(api: Api, receiver: Receiver) -> None:
+    """A run due again in 0.1 s is woken then: by the embedded runner (SQLite), or by a procrastinate job
+    scheduled then (PostgreSQL), not at the runner's next poll (1 s) or the reconciler's round (5 s)."""
+    receiver.script("/soon", Reply(500), Reply(500))
+    automation = define(api, manual(f"{receiver.url}/soon", retry={"maxAttempts": 3, "backoffSeconds": 0.1}))
+    run = run_now(api, create_lead(api)["id"], automation["id"])
+    settled(api, run["id"])
+    arrivals = [r.at for r in receiver.received("/soon")]
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(arrivals) == 3 and max(gaps) < 0.8, gaps

@@ -129,6 +129,19 @@ class DistributedWaker:
         except Exception:  # the reconciler wakes them once their lease is over
             log.exception("could not wake %s %s; the reconciler will", kind, ref)
 
+    def wake_at(self, task_id: int, at: int) -> None:
+        """Task ``task_id`` is due at ``at``: woken then by a timer of this process (the reconciler's round,
+        which wakes it if this process is gone by then, is coarser)."""
+        timer = threading.Timer(max(0.0, (at - now_ms()) / 1000), self._wake_task, args=(task_id,))
+        timer.daemon = True
+        timer.start()
+
+    def _wake_task(self, task_id: int) -> None:
+        try:
+            wake(self.app, self.uows, lambda q, now: q.lease_task(task_id, now, self.lease_ms))
+        except Exception:  # the reconciler wakes it once due
+            log.exception("could not wake task %s; the reconciler will", task_id)
+
     def reconcile(self) -> None:
         """Wake the due tasks whose lease ran out, or that have none (the reconciler's round)."""
         wake(self.app, self.uows, lambda q, now: q.lease_due(now, self.lease_ms))

@@ -37,6 +37,7 @@ class EmbeddedRunner:
     def __init__(self, uows: UnitsOfWork, kinds: Kinds, *, poll_seconds: float = 1.0) -> None:
         self.uows, self.kinds, self.poll_seconds = uows, kinds, poll_seconds
         self._wake, self._stop = threading.Event(), threading.Event()
+        self._next_at: float | None = None  # epoch ms: the earliest time a task was rescheduled for
         self._thread = threading.Thread(target=self._loop, name="procession-runner", daemon=True)
 
     def start(self) -> None:
@@ -51,6 +52,12 @@ class EmbeddedRunner:
         """Tasks of ``kind`` for ``ref`` were committed."""
         self._wake.set()
 
+    def wake_at(self, task_id: int, at: int) -> None:
+        """Task ``task_id`` is due at ``at``: the runner looks again then, not at its next poll."""
+        if self._next_at is None or at < self._next_at:
+            self._next_at = at
+            self._wake.set()  # to sleep until then instead
+
     def _loop(self) -> None:
         with (
             ThreadPoolExecutor(1, thread_name_prefix="procession-commit") as committer,
@@ -62,8 +69,15 @@ class EmbeddedRunner:
                         continue
                 except Exception:
                     log.exception("runner: will retry")
-                self._wake.wait(self.poll_seconds)
+                self._wake.wait(self._sleep())
                 self._wake.clear()
+
+    def _sleep(self) -> float:
+        """Seconds until the next poll, or sooner, the earliest time a task was rescheduled for."""
+        at, self._next_at = self._next_at, None
+        if at is None:
+            return self.poll_seconds
+        return min(self.poll_seconds, max(0.0, (at - now_ms()) / 1000))
 
 
 def next_due(uows: UnitsOfWork, *, but: int | None = None) -> int | None:

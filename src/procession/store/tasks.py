@@ -101,6 +101,7 @@ class Tasks(Repository):
     def __init__(self, conn: sa.Connection, team_id: str) -> None:
         super().__init__(conn, team_id)
         self.added: set[tuple[str, str]] = set()
+        self.later: dict[int, int] = {}  # task id -> when it is due, rescheduled for later
 
     def add(self, kind: str, tasks: list[NewTask], *, lane: str | None = None, now: int) -> None:
         """Add ``tasks`` of ``kind``, due now, in order (their ids grow with their position)."""
@@ -149,8 +150,9 @@ class Tasks(Repository):
         self._write(_RETRY, b_id=task.id, b_at=at, b_error=error[:2000])
 
     def schedule(self, task_id: int, at: int) -> None:
-        """Due again at ``at`` (no failed attempt: the task's kind keeps its own schedule)."""
+        """Due again at ``at`` (no failed attempt: the task's kind keeps its own schedule), and woken then."""
         self._write(_SCHEDULE, b_id=task_id, b_at=at)
+        self.later[task_id] = at
 
     def wake_ref(self, kind: str, ref: str, at: int) -> None:
         """The pending tasks of ``kind`` for ``ref`` are due at ``at`` (woken once committed)."""
@@ -230,6 +232,10 @@ class Queue:
     def lease_of(self, kind: str, ref: str, now: int, lease_ms: int) -> list[int]:
         """The waker's: the tasks of ``kind`` for ``ref`` (just committed)."""
         return self.lease(sa.and_(T.kind == kind, T.ref == ref), now, lease_ms)
+
+    def lease_task(self, task_id: int, now: int, lease_ms: int) -> list[int]:
+        """A timer's: task ``task_id``, if it is due."""
+        return self.lease(T.id == task_id, now, lease_ms)
 
     def lease_lane(self, task_id: int, now: int, lease_ms: int) -> list[int]:
         """Once task ``task_id`` is done: the tasks of its lane that it held back and may run now."""

@@ -31,10 +31,15 @@ LOCK_TIMEOUT_S = 30
 
 
 Wake = Callable[[str, str], None]  # (kind, ref): tasks of that kind for ref were committed
+WakeAt = Callable[[int, int], None]  # (task id, epoch ms): that task is due then
 WOKEN = "procession.woken"  # key in a connection's ``info``: the (kind, ref) of tasks its savepoints added
 
 
 def _no_wake(kind: str, ref: str) -> None:
+    pass
+
+
+def _no_wake_at(task_id: int, at: int) -> None:
     pass
 
 
@@ -62,10 +67,11 @@ class UnitOfWork:
         within: sa.Connection | None = None,
         follow_ups: tuple[FollowUp, ...] = (),
         wake: Wake = _no_wake,
+        wake_at: WakeAt = _no_wake_at,
         deadline_ms: int | None = None,
     ) -> None:
         self.engine, self.team_id, self.write, self.within = engine, team_id, write, within
-        self.follow_ups, self.wake, self.deadline_ms = follow_ups, wake, deadline_ms
+        self.follow_ups, self.wake, self.wake_at, self.deadline_ms = follow_ups, wake, wake_at, deadline_ms
         self._lock: threading.Lock | None = None
         self._bounded = False  # its connection's statements are bounded (``deadline_ms``)
         self.tx: sa.RootTransaction | Savepoint
@@ -167,6 +173,9 @@ class UnitOfWork:
             return
         for kind, ref in sorted(woken):
             self.wake(kind, ref)
+        later, self.tasks.later = self.tasks.later, {}
+        for task_id, at in later.items():
+            self.wake_at(task_id, at)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -214,6 +223,7 @@ class UnitsOfWork:
             within=self.within,
             follow_ups=self.follow_ups,
             wake=self.wake,
+            wake_at=self.wake_at,
             deadline_ms=self.deadline_ms,
         )
 
@@ -234,6 +244,11 @@ class UnitsOfWork:
         """Tasks of ``kind`` for ``ref`` were committed: the engine runs them."""
         if self.waker is not None:
             self.waker.wake(kind, ref)
+
+    def wake_at(self, task_id: int, at: int) -> None:
+        """Task ``task_id`` is due at ``at`` (a time to come): the engine runs it then."""
+        if self.waker is not None:
+            self.waker.wake_at(task_id, at)
 
     def wake_committed(self, conn: sa.Connection) -> None:
         """Wake what the savepoints of ``conn``'s transaction, just committed, added."""
