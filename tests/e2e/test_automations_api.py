@@ -4,6 +4,7 @@ cancelled; never another team's, never a 500."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -314,5 +315,5 @@ def test_a_retry_goes_out_after_its_back_off_not_at_the_next_poll(api: Api, rece
     run = run_now(api, create_lead(api)["id"], automation["id"])
     settled(api, run["id"])
     arrivals = [r.at for r in receiver.received("/soon")]
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert len(arrivals) == 3 and max(gaps) < 0.8, gaps

@@ -196,7 +196,6 @@ class WorkerLoop:
     def __init__(self, uows: UnitsOfWork, kinds: Kinds, url: str, *, concurrency: int, lease_ms: int) -> None:
         self.uows, self.url, self.concurrency, self.lease_ms = uows, url, concurrency, lease_ms
         self.app = make_app(url)
-        uows.waker = DistributedWaker(uows, url, lease_ms, open_app=False)
         self.context = {"procession": Context(uows, kinds, lease_ms)}
         self.stopping = asyncio.Event()
         self.worker: _Worker | None = None
@@ -279,6 +278,8 @@ async def _close(connector: procrastinate.PsycopgConnector) -> None:
 def run_worker(uows: UnitsOfWork, kinds: Kinds, url: str, *, concurrency: int, lease_ms: int) -> None:
     """Run a procrastinate worker for this database until it is stopped (SIGINT/SIGTERM), through any number
     of database restarts; raises only what waiting does not fix."""
+
+    uows.waker = DistributedWaker(uows, url, lease_ms, open_app=False)  # wakes the tasks its tasks add
 
     async def main() -> None:
         await WorkerLoop(uows, kinds, url, concurrency=concurrency, lease_ms=lease_ms).run()
