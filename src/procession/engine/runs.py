@@ -22,7 +22,7 @@ from procession.domain.automations import Automation, Trigger
 from procession.domain.clock import now_ms
 from procession.domain.errors import ProcessionError
 from procession.domain.expressions import compute
-from procession.domain.procedure import Procedure
+from procession.domain.procedure import Entity, Procedure
 from procession.domain.process import Process
 from procession.domain.triggers import due_at
 from procession.engine.batches import finish_entries
@@ -180,9 +180,11 @@ def _within_limits(uow: UnitOfWork, take: list[Run], now: int) -> list[Run]:
 def _actives(uow: UnitOfWork, runs: list[Run], now: int) -> list[Active]:
     processes = uow.processes.get_all(sorted({r.process_id for r in runs}))
     records = uow.records.data_of(sorted({p.record for p in processes.values() if p.record}))
+    procedures = {i: uow.procedures.get(i) for i in {r.procedure_id for r in runs}}  # one read each per hold
+    entities: dict[str, Entity | None] = {}
     out = []
     for run in runs:
-        automation, procedure = _automation(uow, run), uow.procedures.get(run.procedure_id)
+        automation, procedure = _automation(uow, run), procedures[run.procedure_id]
         process = processes.get(run.process_id)
         if automation is None or procedure is None or process is None:
             active = Active(run, automation or _GONE, procedure or _NO_PROCEDURE, process or _NO_PROCESS)
@@ -191,7 +193,9 @@ def _actives(uow: UnitOfWork, runs: list[Run], now: int) -> list[Active]:
             active = Active(run, automation, procedure, process)
             if process.record in records:
                 entity_id, data = records[process.record]
-                entity = uow.entities.get(entity_id)
+                if entity_id not in entities:
+                    entities[entity_id] = uow.entities.get(entity_id)
+                entity = entities[entity_id]
                 active.record = entity.to_short(data) if entity is not None else {}
             if "at" in run.event and run.step == 0 and due_at(automation.trigger, process) != run.event["at"]:
                 active.finish(SKIPPED, now, "the time it was due for has changed")
