@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
+from procession.api.automations import AUTOMATIONS
 from procession.api.deps import admin, services
-from procession.api.envelope import documented, reply
+from procession.api.envelope import DATA_ID, documented, link, reply
+from procession.api.ext import EXT, PROCESSES
 from procession.bootstrap import Services
 from procession.services import configuration as conf
 from procession.services.commands import EntityInput, PodInput, ProcedureInput, UserInput
@@ -16,9 +18,25 @@ from procession.services.common import Caller
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 Config = dict[str, Any]
+ENTITY = "/entities/{entityId}"
+PROCEDURE = "/procedures/{procedureId}"
+ENTITY_LINKS = {"update": link("put", router.prefix + ENTITY, entityId=DATA_ID)}
+SHORT_ID = {"procedureShortId": "$response.body#/_data/shortId"}
+# from a reply holding a procedure to its definition, its automations and its processes
+PROCEDURE_LINKS = {
+    "read": link("get", router.prefix + PROCEDURE, procedureId=DATA_ID),
+    "update": link("put", router.prefix + PROCEDURE, procedureId=DATA_ID),
+    "automations": link("get", AUTOMATIONS, procedureId=DATA_ID),
+    "createAutomation": link("post", AUTOMATIONS, procedureId=DATA_ID),
+    "createProcess": link("post", EXT + PROCESSES, **SHORT_ID),
+    "list": link("post", f"{EXT}{PROCESSES}/list", **SHORT_ID),
+    "bulkCreate": link("post", f"{EXT}{PROCESSES}/bulk-create", **SHORT_ID),
+    "bulkUpdate": link("patch", EXT + PROCESSES, **SHORT_ID),
+    "listInternal": link("post", "/v1/internal/procedure/{procedureId}/process/list", procedureId=DATA_ID),
+}
 
 
-@router.post("/entities", status_code=201, responses=documented(Config, 201, 409))
+@router.post("/entities", status_code=201, responses=documented(Config, 201, 409, links=ENTITY_LINKS))
 def create_entity(
     body: EntityInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
@@ -26,7 +44,7 @@ def create_entity(
     return reply(svc.run(conf.define_entity, who.team_id, body), status=201)
 
 
-@router.put("/entities/{entityId}", responses=documented(Config, 200, 409))
+@router.put(ENTITY, responses=documented(Config, 200, 409))
 def update_entity(
     entityId: str, body: EntityInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
@@ -34,7 +52,7 @@ def update_entity(
     return reply(svc.run(conf.define_entity, who.team_id, body, ref=entityId))
 
 
-@router.post("/procedures", status_code=201, responses=documented(Config, 201, 409))
+@router.post("/procedures", status_code=201, responses=documented(Config, 201, 409, links=PROCEDURE_LINKS))
 def create_procedure(
     body: ProcedureInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
@@ -42,7 +60,7 @@ def create_procedure(
     return reply(svc.run(conf.define_procedure, who.team_id, body), status=201)
 
 
-@router.get("/procedures/{procedureId}", responses=documented(Config))
+@router.get(PROCEDURE, responses=documented(Config, links=PROCEDURE_LINKS))
 def get_procedure(
     procedureId: str, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
@@ -50,7 +68,7 @@ def get_procedure(
     return reply(svc.run(conf.get_procedure, who.team_id, procedureId))
 
 
-@router.put("/procedures/{procedureId}", responses=documented(Config, 200, 409))
+@router.put(PROCEDURE, responses=documented(Config, 200, 409, links=PROCEDURE_LINKS))
 def update_procedure(
     procedureId: str, body: ProcedureInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.routing import get_route_path
 
 from procession.api import admin, automations, errors, ext, internal, jobs
-from procession.api.envelope import failure
+from procession.api.envelope import Envelope, failure, reply
 from procession.bootstrap import Services
 from procession.domain.errors import TooLarge
+from procession.services.health import PROBE_TIMEOUT_S, Readiness, sqlite_folder
 
 
 class BodyLimit:
@@ -40,6 +46,65 @@ class BodyLimit:
         return await self.app(scope, counted, send)
 
 
+class Methods:
+    """The methods of a path, told as RFC 9110 has it: ``OPTIONS`` is a 204 whose ``Allow`` lists them (§9.3.7:
+    OPTIONS asks what a resource supports; it needs no key and says nothing of whether an id exists), and a
+    method the path does not take is a 405 with the same ``Allow`` (§15.5.6: a 405 MUST carry it). They are
+    the methods the OpenAPI document lists for the path's template, the most specific one that matches
+    (fewest parameters: ``/process/list`` is not ``/process/{processId}``); Starlette's own 405 names only
+    the first route that matches, where a path's methods are spread over several routes. Paths the document
+    does not have are left to the router."""
+
+    def __init__(self, app: Any, document: Callable[[], dict[str, Any]]) -> None:
+        self.app, self.document = app, document
+        self._templates: list[tuple[re.Pattern[str], int, set[str]]] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if scope["method"] == "OPTIONS":
+            allow = self.allow(get_route_path(scope))
+            if allow is None:
+                return await self.app(scope, receive, send)
+            return await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+
+        async def allowing(message: Any) -> None:  # the router's 405, with every method of the path
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allow = self.allow(get_route_path(scope))
+                if allow is not None:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                    message = {**message, "headers": [*headers, (b"allow", allow.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, allowing)
+
+    def allow(self, path: str) -> str | None:
+        """``Allow`` for ``path``, or None if no template of the document matches it."""
+        matching = [(params, methods) for regex, params, methods in self.templates() if regex.fullmatch(path)]
+        if not matching:
+            return None
+        fewest = min(params for params, _ in matching)
+        own = {m for params, methods in matching if params == fewest for m in methods}
+        return ", ".join(sorted(own | {"OPTIONS"}))
+
+    def templates(self) -> list[tuple[re.Pattern[str], int, set[str]]]:
+        """Each path of the document as a pattern (a parameter is a segment, as Starlette's), with its number of
+        parameters and its methods; built at the first use, when every route is in."""
+        if self._templates is None:
+            self._templates = [
+                (
+                    re.compile("[^/]+".join(re.escape(part) for part in re.split(r"\{[^}]*\}", path))),
+                    path.count("{"),
+                    {m.upper() for m in operations if m.upper() in HTTP_METHODS},
+                )
+                for path, operations in self.document()["paths"].items()
+            ]
+        return self._templates
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "QUERY", "TRACE"})
+
+
 class Guard:
     """The outermost middleware: an exception that no handler answered (``errors.install``) gets the 500
     envelope here (``errors.unexpected``: a request id, one log line). Without it, Starlette's server-error
@@ -67,6 +132,26 @@ class Guard:
                 await response(scope, receive, send)
 
 
+class WorkersSeen(BaseModel):
+    seen: int
+    withinSeconds: int
+
+
+class Ready(BaseModel):
+    database: str
+    workers: WorkersSeen | None = None
+
+
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Envelope[Ready], "description": "The database takes writes"},
+    503: {
+        "model": Envelope[None],
+        "description": "The database takes no write now: `storage_full`, or `not_ready` (unreachable, "
+        f"refused, or no answer within {PROBE_TIMEOUT_S:g} s)",
+    },
+}
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="Procession",
@@ -85,6 +170,21 @@ def create_app(services: Services) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    settings = services.settings
+    readiness = Readiness(
+        services.write,
+        services.engine,
+        disk=sqlite_folder(services.engine),
+        workers=not settings.is_sqlite and not settings.embedded_worker,
+    )
+
+    @app.get("/readyz", tags=["meta"], responses=READY_RESPONSES)
+    async def readyz() -> Response:
+        """Whether this server can take writes: a real write, bounded by a short deadline, that leaves
+        nothing behind. On PostgreSQL, how many workers sent a heartbeat lately (``workers``). No key needed."""
+        return reply(await readiness.check())
+
     app.add_middleware(BodyLimit, limit=services.settings.max_body_bytes)
+    app.add_middleware(Methods, document=app.openapi)
     app.add_middleware(Guard)  # added last: the outermost
     return app

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from procession.api.deps import admin, caller, services
-from procession.api.envelope import documented, reply
+from procession.api.envelope import DATA_ID, documented, link, reply
+from procession.api.ext import EXT, PROCESS
+from procession.api.jobs import JOB_LINKS
 from procession.bootstrap import Services
 from procession.services import automations as auto
 from procession.services.automations import AutomationInput, RunAgain
@@ -20,11 +22,30 @@ router = APIRouter(tags=["automations"])
 Doc = dict[str, Any]
 RunId = Annotated[int, Path(ge=1, lt=2**63)]
 STATUSES = "PENDING|RUNNING|WAITING|SUCCEEDED|FAILED|CANCELLED|SKIPPED"
+AUTOMATIONS = "/v1/admin/procedures/{procedureId}/automations"
+AUTOMATION = AUTOMATIONS + "/{automationId}"
+RUN = EXT + "/runs/{runId}"
+BATCH = EXT + "/procedure/{procedureShortId}/automations/{automationId}/batch"
 
 
-@router.post(
-    "/v1/admin/procedures/{procedureId}/automations", status_code=201, responses=documented(Doc, 201, 409)
-)
+# from a reply holding an automation (its procedure: the request's) to the calls on it
+_IN_PATH = "$request.path.procedureId"
+AUTOMATION_LINKS = {
+    "read": link("get", AUTOMATION, procedureId=_IN_PATH, automationId=DATA_ID),
+    "update": link("put", AUTOMATION, procedureId=_IN_PATH, automationId=DATA_ID),
+    "delete": link("delete", AUTOMATION, procedureId=_IN_PATH, automationId=DATA_ID),
+    "batch": link("post", BATCH, procedureShortId=_IN_PATH, automationId=DATA_ID),
+}
+# from a reply holding a run to following and acting on it
+RUN_LINKS = {
+    "read": link("get", RUN, runId=DATA_ID),
+    "cancel": link("post", f"{RUN}/cancel", runId=DATA_ID),
+    "resume": link("post", f"{RUN}/resume", runId=DATA_ID),
+    "rerun": link("post", f"{RUN}/rerun", runId=DATA_ID),
+}
+
+
+@router.post(AUTOMATIONS, status_code=201, responses=documented(Doc, 201, 409, links=AUTOMATION_LINKS))
 def create_automation(
     procedureId: str, body: AutomationInput, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
@@ -32,23 +53,21 @@ def create_automation(
     return reply(svc.run(auto.save_automation, who.team_id, procedureId, body), status=201)
 
 
-@router.get("/v1/admin/procedures/{procedureId}/automations", responses=documented(list[Doc]))
+@router.get(AUTOMATIONS, responses=documented(list[Doc]))
 def list_automations(
     procedureId: str, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
     return reply(svc.run(auto.list_automations, who.team_id, procedureId))
 
 
-@router.get("/v1/admin/procedures/{procedureId}/automations/{automationId}", responses=documented(Doc))
+@router.get(AUTOMATION, responses=documented(Doc, links=AUTOMATION_LINKS))
 def get_automation(
     procedureId: str, automationId: str, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
     return reply(svc.run(auto.get_automation, who.team_id, procedureId, automationId))
 
 
-@router.put(
-    "/v1/admin/procedures/{procedureId}/automations/{automationId}", responses=documented(Doc, 200, 409)
-)
+@router.put(AUTOMATION, responses=documented(Doc, 200, 409, links=AUTOMATION_LINKS))
 def update_automation(
     procedureId: str,
     automationId: str,
@@ -60,7 +79,7 @@ def update_automation(
     return reply(svc.run(auto.save_automation, who.team_id, procedureId, body, ref=automationId))
 
 
-@router.delete("/v1/admin/procedures/{procedureId}/automations/{automationId}", responses=documented(Doc))
+@router.delete(AUTOMATION, responses=documented(Doc))
 def delete_automation(
     procedureId: str, automationId: str, who: Caller = Depends(admin), svc: Services = Depends(services)
 ) -> Response:
@@ -68,9 +87,9 @@ def delete_automation(
 
 
 @router.post(
-    "/v1/ext/procedure/{procedureShortId}/process/{processId}/automations/{automationId}/run",
+    f"{EXT}{PROCESS}/automations/{{automationId}}/run",
     status_code=202,
-    responses=documented(Doc, 202),
+    responses=documented(Doc, 202, links=RUN_LINKS),
 )
 async def run_automation(
     procedureShortId: str,
@@ -84,7 +103,7 @@ async def run_automation(
     return reply(run, status=202)
 
 
-@router.get("/v1/ext/runs", responses=documented(list[Doc]))
+@router.get(f"{EXT}/runs", responses=documented(list[Doc]))
 def list_runs(
     automation: str | None = None,
     process: str | None = None,
@@ -107,19 +126,19 @@ def list_runs(
     return reply(runs, meta=meta)
 
 
-@router.get("/v1/ext/runs/{runId}", responses=documented(Doc))
+@router.get(RUN, responses=documented(Doc, links=RUN_LINKS))
 def get_run(runId: RunId, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """A run with every attempt of its steps: input, status, excerpt, duration, output, error."""
     return reply(svc.run(auto.get_run, who.team_id, runId))
 
 
-@router.post("/v1/ext/runs/{runId}/cancel", responses=documented(Doc, 200, 409))
+@router.post(f"{RUN}/cancel", responses=documented(Doc, 200, 409))
 def cancel_run(runId: RunId, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """Cancel a waiting or running run."""
     return reply(svc.run(auto.cancel_run, who.team_id, runId))
 
 
-@router.post("/v1/ext/runs/{runId}/resume", responses=documented(Doc, 200, 409))
+@router.post(f"{RUN}/resume", responses=documented(Doc, 200, 409))
 def resume_run(
     runId: RunId,
     body: RunAgain | None = None,
@@ -130,7 +149,7 @@ def resume_run(
     return reply(svc.run(auto.resume_run, who.team_id, runId, body or RunAgain()))
 
 
-@router.post("/v1/ext/runs/{runId}/rerun", status_code=202, responses=documented(Doc, 202, 409))
+@router.post(f"{RUN}/rerun", status_code=202, responses=documented(Doc, 202, 409, links=RUN_LINKS))
 def rerun(
     runId: RunId,
     body: RunAgain | None = None,
@@ -141,11 +160,7 @@ def rerun(
     return reply(svc.run(auto.rerun, who.team_id, runId, body or RunAgain()), status=202)
 
 
-@router.post(
-    "/v1/ext/procedure/{procedureShortId}/automations/{automationId}/batch",
-    status_code=202,
-    responses=documented(Doc, 202),
-)
+@router.post(BATCH, status_code=202, responses=documented(Doc, 202, links=JOB_LINKS))
 def run_batch(
     procedureShortId: str,
     automationId: str,

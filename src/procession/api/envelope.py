@@ -62,12 +62,29 @@ def _encodable(value: Any) -> Any:
     return value
 
 
-def documented(model: Any, status: int = 200, *extra: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for a route: its success envelope and the error envelopes it can give."""
+def documented(
+    model: Any, status: int = 200, *extra: int, links: dict[str, dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: its success envelope (with the ``links`` from it to the operations
+    its reply's ids lead to) and the error envelopes it can give."""
     out: dict[int | str, dict[str, Any]] = {status: {"model": Envelope[model]}}
+    if links:
+        out[status]["links"] = links
     for code in (400, 401, 403, 404, 413, 422, 503, *extra):
         out[code] = {"model": Envelope[None], "description": ERROR_DESCRIPTIONS[code]}
     return out
+
+
+def link(method: str, path: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation ``method path``, its parameters given by runtime expressions
+    (``$response.body#/_data/id``, ``$request.path.procedureShortId``; a header's name prefixed ``header.``):
+    how a client, or a stateful fuzzer, goes from a reply to the calls on what it made. It names the operation
+    by its path (``operationRef``), which the document has whatever the operations' generated ids."""
+    pointer = path.replace("~", "~0").replace("/", "~1").replace("{", "%7B").replace("}", "%7D")
+    return {"operationRef": f"#/paths/{pointer}/{method.lower()}", "parameters": parameters}
+
+
+DATA_ID = "$response.body#/_data/id"  # the id of what the reply holds
 
 
 ERROR_DESCRIPTIONS = {

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from procession.api.envelope import failure
 from procession.domain import errors as e
-from procession.store.db import timed_out
+from procession.store.db import storage_full, timed_out
 
 log = logging.getLogger("procession.api")
 
@@ -28,6 +28,7 @@ STATUS: dict[type[e.ProcessionError], int] = {
     e.TooLarge: 413,
     e.Invalid: 422,
     e.Unavailable: 503,
+    e.StorageFull: 507,
 }
 
 
@@ -40,6 +41,11 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 async def procession_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.ProcessionError)
+    return answer(exc)
+
+
+def answer(exc: e.ProcessionError) -> Response:
+    """The envelope and status (``STATUS``) of an error raised on purpose."""
     status = next(code for cls, code in STATUS.items() if isinstance(exc, cls))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return failure(status, [err.as_dict() for err in exc.errors], headers)
@@ -116,8 +122,13 @@ async def database_error(request: Request, exc: Exception) -> Response:
 
 
 def unexpected(scope: Any, exc: BaseException) -> Response:
-    """The reply to an exception nothing expected: a 500 with a request id, logged on one line with the
-    exception's type, message (short, without any statement or parameters) and where it was raised."""
+    """The reply to an exception no handler answered on purpose: a write refused for lack of storage (the
+    database's or the files' disk, ``db.storage_full``) is a 507 ``StorageFull``; anything else a 500 with a
+    request id, logged on one line with the exception's type, message (short, without any statement or
+    parameters) and where it was raised."""
+    if storage_full(exc):
+        log.warning("storage full (%s %s): %s", scope.get("method"), scope.get("path"), _described(exc))
+        return answer(e.StorageFull())
     request_id = uuid.uuid4().hex[:16]
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import FileResponse, Response
+from pydantic import WithJsonSchema
 
 from procession.api.deps import bound, caller, services
-from procession.api.envelope import documented, reply
+from procession.api.envelope import DATA_ID, documented, link, reply
 from procession.api.schemas import ConfigOut, EventOut, FileOut, ProcessOut
 from procession.bootstrap import Services
 from procession.domain.errors import Invalid
@@ -19,13 +21,51 @@ from procession.services.files import get_file, store_file
 from procession.services.processes import create_process, delete_process, update_process
 from procession.services.reads import get_process, list_processes, process_history
 
-router = APIRouter(prefix="/v1/ext", tags=["external"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+EXT = "/v1/ext"
+PROCESSES = "/procedure/{procedureShortId}/process"
+PROCESS = f"{PROCESSES}/{{processId}}"
+BY_PK = f"{PROCESSES}/{{pkShortId}}/{{pkValue}}"
+
+router = APIRouter(prefix=EXT, tags=["external"])
+# a header is text or absent, never null: each is documented as a string (FastAPI says "string or null")
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="a replay with the same key returns the first answer; the same key with another body is a 409",
+    ),
+    WithJsonSchema({"type": "string", "maxLength": 200}),
+]
+
+# ``If-Match`` is a process version, as an entity tag (``"3"``, ``W/"3"``) or bare (``3``): the pattern
+# documented is the one checked (``_version``)
+VERSION_TAG = r'^(W/)?("[0-9]{1,18}"|[0-9]{1,18})$'
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='the version read (`3` or `"3"`); 409 if it changed',
+    ),
+    WithJsonSchema({"type": "string", "pattern": VERSION_TAG}),
+]
 
 
-@router.post(
-    "/procedure/{procedureShortId}/process", status_code=201, responses=documented(ProcessOut, 201, 409)
-)
+# from a reply holding a process to the calls on it (its procedure: the reply's, by id)
+_IDS = {"procedureShortId": "$response.body#/_data/procedure", "processId": DATA_ID}
+_VERSION = {"header.If-Match": '"{$response.body#/_data/version}"'}  # an entity tag: a header is text
+PROCESS_LINKS = {
+    "read": link("get", EXT + PROCESS, **_IDS),
+    "update": link("put", EXT + PROCESS, **_IDS, **_VERSION),
+    "delete": link("delete", EXT + PROCESS, **_IDS),
+    "history": link("get", f"{EXT}{PROCESS}/events", **_IDS),
+    "readInternal": link("get", "/v1/internal/process/{processId}", processId=DATA_ID),
+}
+# from a deleted process to its restoring: an update of ``isDeleted: false``
+RESTORE_LINKS = {"restore": PROCESS_LINKS["update"] | {"requestBody": {"isDeleted": False}}}
+
+
+@router.post(PROCESSES, status_code=201, responses=documented(ProcessOut, 201, 409, links=PROCESS_LINKS))
 async def create(
     procedureShortId: str,
     body: CreateProcess,
@@ -39,7 +79,7 @@ async def create(
     return reply(data, status=status)
 
 
-@router.post("/procedure/{procedureShortId}/process/list", responses=documented(list[ProcessOut]))
+@router.post(f"{PROCESSES}/list", responses=documented(list[ProcessOut]))
 def search(
     procedureShortId: str,
     body: ListProcesses,
@@ -52,7 +92,7 @@ def search(
     return reply(page, meta=meta)
 
 
-@router.get("/procedure/{procedureShortId}/process/{processId}/events", responses=documented(list[EventOut]))
+@router.get(f"{PROCESS}/events", responses=documented(list[EventOut]))
 def history(
     procedureShortId: str,
     processId: str,
@@ -69,13 +109,9 @@ def history(
 def _version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    if not re.fullmatch(VERSION_TAG, if_match.strip()):
         raise Invalid.one("invalid_header", "If-Match must be the process version", "If-Match")
-    return int(value)
-
-
-IfMatch = Annotated[str | None, Header(alias="If-Match", description="the version read; 409 if it changed")]
+    return int(if_match.strip().removeprefix("W/").strip('"'))
 
 
 def _by_id(processId: str) -> tuple[str, ...]:
@@ -87,12 +123,9 @@ def _by_pk(pkShortId: str, pkValue: str) -> tuple[str, ...]:
 
 
 # the same three routes twice: by process id, and by the procedure's primary key
-for path, find, suffix in (
-    ("/procedure/{procedureShortId}/process/{processId}", _by_id, ""),
-    ("/procedure/{procedureShortId}/process/{pkShortId}/{pkValue}", _by_pk, "_by_pk"),
-):
+for path, find, suffix in ((PROCESS, _by_id, ""), (BY_PK, _by_pk, "_by_pk")):
 
-    @router.get(path, responses=documented(ProcessOut), name=f"read{suffix}")
+    @router.get(path, responses=documented(ProcessOut, links=PROCESS_LINKS), name=f"read{suffix}")
     def read(
         procedureShortId: str,
         ref: tuple[str, ...] = Depends(find),
@@ -102,7 +135,7 @@ for path, find, suffix in (
         """Read one process, by id or by primary key."""
         return reply(svc.run(get_process, who, procedureShortId, ref))
 
-    @router.put(path, responses=documented(ProcessOut, 200, 409), name=f"update{suffix}")
+    @router.put(path, responses=documented(ProcessOut, 200, 409, links=PROCESS_LINKS), name=f"update{suffix}")
     async def update(
         procedureShortId: str,
         body: UpdateProcess,
@@ -117,7 +150,7 @@ for path, find, suffix in (
             await svc.write(update_process, who, procedureShortId, ref, body, expected_version=version)
         )
 
-    @router.delete(path, responses=documented(ProcessOut), name=f"delete{suffix}")
+    @router.delete(path, responses=documented(ProcessOut, links=RESTORE_LINKS), name=f"delete{suffix}")
     async def delete(
         procedureShortId: str,
         ref: tuple[str, ...] = Depends(find),
@@ -132,6 +165,31 @@ for path, find, suffix in (
 def config(who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """The team's procedures, entities, attribute types, attributes, derived attributes, pods, users and roles."""
     return reply(svc.run(team_config, who.team_id))
+
+
+# a media type as RFC 9110 has it (``type/subtype``, parameters): what a download's Content-Type is
+TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+MEDIA_TYPE = rf'{TOKEN}/{TOKEN}([ \t]*;[ \t]*{TOKEN}=({TOKEN}|"[\t !#-\[\]-~]*"))*'
+# a form's field is text or absent, never null (FastAPI would document "string or null"); an empty one is
+# an absent one
+FILE_TYPE = {"type": "string", "maxLength": 100, "pattern": f"^({MEDIA_TYPE})?$"}
+FileType = Annotated[
+    str | None,
+    Form(
+        max_length=100,
+        pattern=FILE_TYPE["pattern"],
+        description="its media type (`image/jpeg`); when absent or empty, the part's",
+    ),
+    WithJsonSchema(FILE_TYPE),
+]
+FileName = Annotated[
+    str | None, Form(description="its name; the part's by default"), WithJsonSchema({"type": "string"})
+]
+
+
+def _media_type(value: str | None) -> str:
+    """``value`` if it is a media type, else ``application/octet-stream``."""
+    return value if value is not None and re.fullmatch(MEDIA_TYPE, value) else "application/octet-stream"
 
 
 def _upload(
@@ -149,17 +207,25 @@ def _upload(
         svc.settings.files_dir,
         content=content,
         filename=filename or photo.filename or "upload",
-        filetype=filetype or photo.content_type or "application/octet-stream",
+        filetype=filetype or _media_type(photo.content_type),
         client_id=client_id,
     )
     return reply(stored, status=201)
 
 
-@router.post("/photo", status_code=201, responses=documented(FileOut, 201, 409))
+PHOTO = "/photo/{fileId}"
+FILE_LINKS = {"download": link("get", EXT + PHOTO, fileId=DATA_ID)}
+# the id a client chooses for its upload (``store_file`` checks it); the same path as the download's
+ClientId = Annotated[
+    str, Path(description="a UUID chosen by the client", json_schema_extra={"format": "uuid"})
+]
+
+
+@router.post("/photo", status_code=201, responses=documented(FileOut, 201, 409, links=FILE_LINKS))
 def upload_photo(
     photo: Annotated[UploadFile, File()],
-    filename: Annotated[str | None, Form()] = None,
-    filetype: Annotated[str | None, Form()] = None,
+    filename: FileName = None,
+    filetype: FileType = None,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
 ) -> Response:
@@ -167,28 +233,33 @@ def upload_photo(
     return _upload(svc, who, photo, filename, filetype, None)
 
 
-@router.post("/photo/{clientUUID}", status_code=201, responses=documented(FileOut, 201, 409))
+@router.post(PHOTO, status_code=201, responses=documented(FileOut, 201, 409, links=FILE_LINKS))
 def upload_photo_with_id(
-    clientUUID: str,
+    fileId: ClientId,
     photo: Annotated[UploadFile, File()],
-    filename: Annotated[str | None, Form()] = None,
-    filetype: Annotated[str | None, Form()] = None,
+    filename: FileName = None,
+    filetype: FileType = None,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
 ) -> Response:
-    """Upload with an id chosen by the client (a UUID)."""
-    return _upload(svc, who, photo, filename, filetype, clientUUID)
+    """Upload with an id chosen by the client (a UUID): the spec's ``/photo/{clientUUID}``, named as the
+    download's path, which is the same path."""
+    return _upload(svc, who, photo, filename, filetype, fileId)
 
 
 @router.get(
-    "/photo/{fileId}",
+    PHOTO,
     response_class=FileResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+        200: {
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The file, as the media type it was uploaded with",
+        },
         **{k: v for k, v in documented(None).items() if k != 200},
     },
 )
 def download_photo(fileId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """Download an uploaded file."""
     meta, path = svc.run(get_file, who.team_id, svc.settings.files_dir, fileId)
-    return FileResponse(path, media_type=meta["filetype"], filename=meta["filename"])
+    # one stored before media types were checked is sent as bytes: a header cannot carry any text
+    return FileResponse(path, media_type=_media_type(meta["filetype"]), filename=meta["filename"])

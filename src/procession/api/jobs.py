@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from procession.api.deps import bound, caller, services
-from procession.api.envelope import documented, reply
-from procession.api.ext import IdempotencyKey
+from procession.api.envelope import DATA_ID, documented, link, reply
+from procession.api.ext import EXT, PROCESSES, IdempotencyKey
 from procession.bootstrap import Services
 from procession.domain.errors import BadRequest, Invalid
 from procession.domain.text import check_encodable
@@ -23,8 +23,15 @@ from procession.services.commands import BulkProcesses
 from procession.services.common import Caller
 from procession.services.idempotency import Once
 
-router = APIRouter(prefix="/v1/ext", tags=["jobs"])
+router = APIRouter(prefix=EXT, tags=["jobs"])
 JobOut = dict[str, Any]
+JOB = "/background-job/{jobId}"
+# from a reply holding a job to following it
+JOB_LINKS = {
+    "job": link("get", EXT + JOB, jobId=DATA_ID),
+    "entries": link("get", f"{EXT}{JOB}/entries", jobId=DATA_ID),
+    "abort": link("post", f"{EXT}{JOB}/abort", jobId=DATA_ID),
+}
 
 
 # the body is read as bytes and its items parsed one at a time, as they are stored (see ``_items``), so
@@ -120,9 +127,9 @@ def _submit_body(
 
 
 @router.patch(
-    "/procedure/{procedureShortId}/process",
+    PROCESSES,
     status_code=202,
-    responses=documented(JobOut, 202, 409),
+    responses=documented(JobOut, 202, 409, links=JOB_LINKS),
     openapi_extra=BULK_BODY,
 )
 async def bulk_update(
@@ -138,9 +145,9 @@ async def bulk_update(
 
 
 @router.post(
-    "/procedure/{procedureShortId}/process/bulk-create",
+    f"{PROCESSES}/bulk-create",
     status_code=202,
-    responses=documented(JobOut, 202, 409),
+    responses=documented(JobOut, 202, 409, links=JOB_LINKS),
     openapi_extra=BULK_BODY,
 )
 async def bulk_create(
@@ -154,14 +161,14 @@ async def bulk_create(
     return await _submit(request, svc, who, procedureShortId, idempotency_key, "create")
 
 
-@router.get("/background-job/{jobId}", responses=documented(JobOut))
+@router.get(JOB, responses=documented(JobOut))
 def get_job(jobId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """The job's status and timings; ``_meta.counts`` has the entries per status."""
     job = svc.run(job_service.get_job, who, jobId)
     return reply(job, meta={"counts": job["counts"]})
 
 
-@router.get("/background-job/{jobId}/entries", responses=documented(list[dict[str, Any]]))
+@router.get(f"{JOB}/entries", responses=documented(list[dict[str, Any]]))
 def get_entries(
     jobId: str,
     status: Annotated[Literal["INVALID", "NOT_STARTED", "SUCCESS", "ERROR"] | None, Query()] = None,
@@ -176,7 +183,7 @@ def get_entries(
     return reply(page, meta=meta)
 
 
-@router.post("/background-job/{jobId}/abort", responses=documented(JobOut))
+@router.post(f"{JOB}/abort", responses=documented(JobOut))
 def abort(jobId: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """Stop the job: entries not yet applied stay NOT_STARTED."""
     job = svc.run(job_service.abort_job, who, jobId)

@@ -10,7 +10,8 @@ ProcessionError(code, message, field=None)
 ├── Invalid         values or transitions that break the rules        -> 422
 │                   (carries one FieldError per offending field; ``too_complex`` for a query past a
 │                   limit, ``invalid_character`` for text that is not Unicode)
-└── Unavailable     the database did not answer in time (``statement_timeout``)  -> 503
+├── Unavailable     the database did not answer in time (``statement_timeout``)  -> 503
+└── StorageFull     a write refused because the disk (or the database's) is full  -> 507
 The HTTP mapping lives in one table, ``procession.api.errors``.
 """
 
@@ -100,3 +101,15 @@ class Unavailable(ProcessionError):
     """The request was not done: the database did not answer in time, say. Retrying later may succeed."""
 
     code = "unavailable"
+
+
+class StorageFull(ProcessionError):
+    """A write was refused because storage is full (the disk of the SQLite file or of the uploaded files,
+    PostgreSQL's ``disk_full``): nothing of it was kept. Retrying once space is freed may succeed."""
+
+    code = "storage_full"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "storage is full: the write was not done (nothing of it was kept); retry once space is freed"
+        )

@@ -7,7 +7,7 @@ import dataclasses
 import uuid
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat
 
 from procession.connectors.outbound import check_url
 from procession.domain.automations import Automation, Trigger, parse_automation
@@ -16,12 +16,20 @@ from procession.domain.errors import Conflict, NotFound
 from procession.domain.procedure import Procedure
 from procession.engine.batches import finish_entries
 from procession.engine.registration import KIND, add_runs, new_run
-from procession.services.commands import Command
+from procession.services.commands import Command, Integer
 from procession.services.common import Caller
 from procession.services.processes import find_process, load_procedure
 from procession.store.repositories.runs import CANCELLED, FAILED, PENDING, UNFINISHED, Run
 from procession.store.tasks import NewTask
 from procession.store.uow import UnitOfWork, UnitsOfWork
+
+
+class RetryInput(Command):
+    """How a step that failed for a passing reason is tried again: up to ``maxAttempts`` times, after
+    ``backoffSeconds`` doubling."""
+
+    maxAttempts: Integer = Field(default=5, ge=1, le=20)
+    backoffSeconds: StrictFloat = Field(default=1, ge=0, le=3600)
 
 
 class AutomationInput(Command):
@@ -31,15 +39,13 @@ class AutomationInput(Command):
     update_process, create_process, wait; each with a ``name`` and an optional CEL ``when``)."""
 
     name: str = Field(min_length=1, max_length=100)
-    enabled: bool = True
+    enabled: StrictBool = True
     trigger: dict[str, Any]
     condition: str | None = Field(default=None, max_length=10_000)
     steps: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
-    concurrency: int | None = Field(default=None, ge=1, le=10_000, description="runs at once, at most")
-    retry: dict[str, Any] | None = Field(
-        default=None, description="maxAttempts (1-20, default 5) and backoffSeconds (default 1) of a step"
-    )
-    version: int | None = Field(default=None, ge=1, description="the version read; 409 if it changed")
+    concurrency: Integer | None = Field(default=None, ge=1, le=10_000, description="runs at once, at most")
+    retry: RetryInput | None = None
+    version: Integer | None = Field(default=None, ge=1, description="the version read; 409 if it changed")
 
 
 class RunAgain(Command):

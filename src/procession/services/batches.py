@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from procession.domain.automations import Automation
 from procession.domain.clock import new_id, now_ms
@@ -31,7 +31,7 @@ PAGE = 5000  # processes read per query when a filter picks them
 
 class FailedOf(Command):
     job: str | None = Field(default=None, description="the failed runs of this batch")
-    automation: bool = Field(default=False, description="every failed run of the automation")
+    automation: StrictBool = Field(default=False, description="every failed run of the automation")
 
 
 class BatchInput(Command):

@@ -1,13 +1,56 @@
-"""What callers ask for: validated shapes shared by the API, the worker and the CLI."""
+"""What callers ask for: validated shapes shared by the API, the worker and the CLI.
+
+Booleans and integers are strict (pydantic's lax mode would take ``false`` for 0, ``1`` for ``true`` and
+``"1"`` for 1): a boolean field takes ``true``/``false`` only, an integer field a JSON number without a
+fraction (``10`` or ``10.0``, as JSON Schema's ``integer``), never a boolean or a string. Numeric strings are
+accepted where the specification shows them: epoch-millisecond times (``nextActionAt``) and attribute values
+in ``data`` (each checked by its attribute type)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from procession.domain.process import Status
 from procession.domain.text import check_encodable
+
+
+def _a_number(value: Any) -> Any:
+    if isinstance(value, bool | str | bytes):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_a_number)]  # a JSON number without a fraction; not true, not "1"
+
+LAST_EPOCH_MS = 253402300799999  # the last millisecond of year 9999 (``domain.attributes.epoch_ms``)
+
+# a number (a whole one: JSON Schema's integer) or a numeric string, never a boolean; its range and its
+# digits are checked by ``epoch_ms``, where a bulk entry and an automation's step meet the same rule
+EpochMs = Annotated[
+    StrictInt | StrictFloat | str | None,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": LAST_EPOCH_MS},
+                {"type": "string", "pattern": r"^\s*[0-9]+\s*$"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 class Command(BaseModel):
@@ -36,7 +79,7 @@ class ProcessFields(Command):
     data: dict[str, Any] = Field(default_factory=dict, description="attribute shortId -> value")
     status: Status | None = None
     state: str | None = Field(default=None, description="state shortId")
-    nextActionAt: int | str | None = Field(default=None, description="epoch ms, number or numeric string")
+    nextActionAt: EpochMs = Field(default=None, description="epoch ms, number or numeric string")
     assignedTo: str | None = Field(default=None, description="user id or username")
     belongsTo: str | None = Field(default=None, description="pod id or shortId")
     parentProcess: str | None = Field(default=None, description="id of a process of the parent procedure")
@@ -49,18 +92,18 @@ class CreateProcess(ProcessFields):
 class UpdateProcess(ProcessFields):
     """Only the fields sent change; ``data`` merges by attribute (``null`` clears one)."""
 
-    isDeleted: bool | None = None
+    isDeleted: StrictBool | None = None
     primaryBooking: str | None = None
-    version: int | None = Field(default=None, description="the version read: a 409 if it changed since")
+    version: Integer | None = Field(default=None, description="the version read: a 409 if it changed since")
 
 
 class ListProcesses(Command):
     where: dict[str, Any] = Field(default_factory=dict, description="root fields and attribute shortIds")
-    skip: int = Field(default=0, ge=0, le=100_000)
-    limit: int = Field(default=10, ge=1, le=100)
+    skip: Integer = Field(default=0, ge=0, le=100_000)
+    limit: Integer = Field(default=10, ge=1, le=100)
     sort: list[Any] = Field(default_factory=list, description='[{"field": name, "dir": "asc"|"desc"}]')
     cursor: str | None = Field(default=None, description="_meta.nextCursor of the previous page")
-    includeDeleted: bool = False
+    includeDeleted: StrictBool = False
 
 
 class AttributeInput(Command):
@@ -70,7 +113,7 @@ class AttributeInput(Command):
     shortId: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
     label: str = ""
     type: str
-    required: bool = False
+    required: StrictBool = False
     options: list[Any] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
     formula: str | None = None
@@ -99,7 +142,9 @@ class ProcedureInput(Command):
     transitions: dict[str, list[str]] = Field(default_factory=dict, description="state shortId -> shortIds")
     entity: str | None = Field(default=None, description="entity shortId or id")
     parentProcedure: str | None = Field(default=None, description="procedure shortId or id")
-    version: int | None = Field(default=None, description="on update: the version read (409 if stale)")
+    version: Integer | None = Field(
+        default=None, ge=1, description="on update: the version read (409 if stale)"
+    )
 
 
 class UserInput(Command):

@@ -222,9 +222,12 @@ def _states(cmd: ProcedureInput, existing: Procedure | None) -> list[State]:
 
 
 def add_user(uows: UnitsOfWork, team_id: str, cmd: UserInput) -> dict[str, Any]:
+    """Add a user; ``cmd.id`` chooses its id, free whatever other teams chose (ids are per team)."""
     with uows.write(team_id) as uow:
-        if uow.users.id_of(cmd.username) is not None or (cmd.id and uow.users.id_of(cmd.id) is not None):
+        if uow.users.id_of(cmd.username) is not None:
             raise Conflict(f"user {cmd.username!r} exists", field="username")
+        if cmd.id and uow.users.id_of(cmd.id) is not None:
+            raise Conflict(f"a user of this team has the id or username {cmd.id!r}", field="id")
         user = {"id": cmd.id or new_id(), "username": cmd.username, "name": cmd.name, "role": cmd.role}
         uow.users.add(created_at=now_ms(), **user)
         uow.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,6 @@ def store_file(
         file_id = (client_id or new_id()).lower()
         if uow.files.get(file_id) is not None:
             raise Conflict(f"a file with id {file_id} exists", field="clientUUID")
-        path = file_path(root, uow.team_id, file_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(content)
         row = {
             "id": file_id,
             "filename": filename[:255],
@@ -45,9 +42,23 @@ def store_file(
             "size": len(content),
             "created_at": now_ms(),
         }
-        uow.files.add(**row)
-        tmp.replace(path)
-        uow.commit()
+        path = file_path(root, uow.team_id, file_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # written under a name of its own, then renamed once its row is in: a failed upload (a full disk,
+        # say) leaves neither a partial file nor its file, and never replaces another upload's
+        tmp = path.with_name(f"{file_id}.{secrets.token_hex(4)}.part")
+        placed: int | None = None  # the inode put at ``path``
+        try:
+            tmp.write_bytes(content)
+            uow.files.add(**row)  # on PostgreSQL, a concurrent upload of this id fails here, before a rename
+            placed = tmp.stat().st_ino
+            tmp.replace(path)
+            uow.commit()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            if placed is not None and _inode(path) == placed:
+                path.unlink(missing_ok=True)
+            raise
         return {
             "id": file_id,
             "filename": row["filename"],
@@ -55,6 +66,13 @@ def store_file(
             "size": row["size"],
             "createdAt": row["created_at"],
         }
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
 
 
 def get_file(uows: UnitsOfWork, team_id: str, root: Path, file_id: str) -> tuple[dict[str, Any], Path]:

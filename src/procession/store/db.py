@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import weakref
 from pathlib import Path
@@ -15,7 +16,7 @@ from alembic.config import Config
 
 from procession.store import tenancy
 from procession.store.sqlite import SQLITE_NEEDED, SQLITE_PRAGMAS, Connection
-from procession.store.statement import await_reply, execute_on_driver, json_text
+from procession.store.statement import await_reply, execute_on_driver, json_text, sqlite_json
 
 HERE = Path(__file__).parent
 
@@ -45,7 +46,7 @@ def _sqlite_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(
         url,
         json_serializer=json_text,
-        json_deserializer=orjson.loads,
+        json_deserializer=sqlite_json,
         pool_size=40,  # kept open: an overflow connection would be opened and closed per checkout
         max_overflow=0,
         connect_args={"timeout": 30, "factory": Connection},
@@ -107,6 +108,26 @@ def timed_out(error: BaseException | None) -> bool:
         if isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted":
             return True
         error = getattr(error, "orig", None)
+    return False
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what it wraps or was raised from) is a write refused for lack of storage:
+    SQLite's ``SQLITE_FULL``, PostgreSQL's ``disk_full`` (SQLSTATE 53100), or the system's "no space left on
+    device" or "disk quota exceeded" (an uploaded file)."""
+    seen = 0
+    while error is not None and seen < 16:
+        if isinstance(error, psycopg.errors.DiskFull):
+            return True
+        if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":
+            return True
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            return True
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        seen += 1
     return False
 
 

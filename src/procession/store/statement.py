@@ -33,6 +33,12 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def sqlite_json(value: Any) -> Any:
+    """A JSON column's value as SQLite gives it back: its text, or a number: the column has NUMERIC affinity,
+    so SQLite keeps the text of a bare number (a bulk item ``5``, say) as that number."""
+    return value if isinstance(value, int | float) else orjson.loads(value)
+
+
 _REQUIRED = object()  # marks a parameter a statement cannot run without
 _POSITIONAL_PG = postgresql_psycopg.dialect(paramstyle="format")  # compiles to %s placeholders
 
@@ -190,7 +196,7 @@ def _decoded(rows: list[tuple[Any, ...]], json_columns: Iterable[int]) -> list[t
         values = list(row)
         for i in columns:
             if values[i] is not None:
-                values[i] = orjson.loads(values[i])
+                values[i] = sqlite_json(values[i])
         out.append(tuple(values))
     return out
 

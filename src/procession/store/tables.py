@@ -32,15 +32,16 @@ teams = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
-users = sa.Table(
+users = sa.Table(  # a user's id is its team's: a client may choose it, whatever other teams chose
     "users",
     metadata,
-    _id(),
+    sa.Column("id", ID, nullable=False),
     _team(),
     sa.Column("username", sa.String(100), nullable=False),
     sa.Column("name", sa.String(200), nullable=False, server_default=""),
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("team_id", "id"),
     sa.UniqueConstraint("team_id", "username"),
 )
 
@@ -63,10 +64,11 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("prefix", sa.String(12), nullable=False),
     sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("user_id", ID, sa.ForeignKey("users.id")),
+    sa.Column("user_id", ID),
     sa.Column("label", sa.String(200), nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger),
+    sa.ForeignKeyConstraint(["team_id", "user_id"], ["users.team_id", "users.id"]),
 )
 
 entities = sa.Table(
