@@ -31,7 +31,9 @@ def touch(uow: UnitOfWork, task: Task) -> None:
     change = ProcessChange(data={score: (process.data.get(score) or 0) + 1})
     uow.processes.save(procedure, process, process.apply(procedure, change, now=now_ms()), actor=None)
     if "running" in task.args:
-        Path(task.args["running"]).write_text(str(os.getpid()))
+        running = Path(task.args["running"])  # written whole, then named: a reader never sees it empty
+        running.with_suffix(".part").write_text(str(os.getpid()))
+        running.with_suffix(".part").rename(running)
     deadline = time.monotonic() + 120  # an orphan gives up eventually
     while "block" in task.args and Path(task.args["block"]).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
