@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from procession.domain.connectors import Connector
 from procession.domain.errors import FieldError, Invalid
 from procession.domain.expressions import compile_formula
 
@@ -26,7 +27,10 @@ TRIGGERS = (
     "manual",
 )
 TIMED = ("next_action_due", "date_offset")  # fire at a time a save sets, not at the save
-STEPS = ("http", "webhook", "update_process", "create_process", "wait")
+STEPS = ("http", "webhook", "update_process", "create_process", "wait", "hubspot.upsert", "dropbox.upload")
+CONNECTOR_STEPS = {"hubspot.upsert": "hubspot", "dropbox.upload": "dropbox"}  # step type -> connector kind
+HUBSPOT_OBJECTS = ("contacts", "deals", "tickets")
+EXPORTS = ("json", "csv", "file")
 STATUSES = ("OPEN", "COMPLETED", "CANCELLED")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_STEPS = 50
@@ -206,10 +210,12 @@ def parse_automation(
     version: int,
     procedures: dict[str, Procedure],
     check_url: Any,
+    connectors: dict[str, Connector] | None = None,
 ) -> Automation:
     """An automation from the API's form (shortIds), checked whole: ``Invalid`` listing every error, each
     naming its step and, for an expression, the line and column. ``procedures``: the team's, by shortId and
-    id (for ``create_process``); ``check_url(url)`` raises ``ValueError`` for a URL never allowed."""
+    id (for ``create_process``); ``check_url(url)`` raises ``ValueError`` for a URL never allowed;
+    ``connectors``: the team's, by name and id (stored by id)."""
     c = _Checker()
     trigger = _trigger(c, body.get("trigger") or {}, procedure)
     condition = c.cel(body.get("condition"), "condition", "condition")
@@ -221,7 +227,7 @@ def parse_automation(
     steps: list[Step] = []
     names: set[str] = set()
     for i, raw in enumerate(raw_steps[:MAX_STEPS]):
-        step = _step(c, raw, i, procedure, procedures, check_url)
+        step = _step(c, raw, i, procedure, procedures, check_url, connectors or {})
         if step is not None:
             if step.name in names:
                 c.error("duplicate_step", f"two steps are called {step.name!r}", f"steps[{i}].name")
@@ -289,6 +295,7 @@ def _step(
     procedure: Procedure,
     procedures: dict[str, Procedure],
     check_url: Any,
+    connectors: dict[str, Connector],
 ) -> Step | None:
     at = f"steps[{i}]"
     if not isinstance(raw, dict):
@@ -308,20 +315,38 @@ def _step(
     for key in sorted(set(raw) - known):
         c.error("unknown_field", f"{what}: a {kind} step has no {key!r}", f"{at}.{key}")
     config: dict[str, Any] = {}
+    connector = None
+    if kind in CONNECTOR_STEPS or (kind == "http" and raw.get("connector") is not None):
+        connector = _connector(c, raw, at, what, connectors, CONNECTOR_STEPS.get(kind))
     if kind in ("http", "webhook"):
         url = c.template(raw.get("url"), f"{at}.url", f"{what} url")
-        if url is not None and not template_parts(url)[0][0]:  # a literal start: its scheme and host
+        if "connector" in raw:
+            if url is not None and not url.startswith("/"):
+                c.error(
+                    "invalid_url",
+                    f"{what}: with a connector, url is a path (/…) under its base URL",
+                    f"{at}.url",
+                )
+        elif url is not None and not template_parts(url)[0][0]:  # a literal start: its scheme and host
             try:
                 check_url(re.sub(_TEMPLATE, "x", url))
             except ValueError as e:
                 c.error("invalid_url", f"{what}: {e}", f"{at}.url")
+        config = {"url": url}
+    if kind in ("http", "webhook") or kind in CONNECTOR_STEPS:
         timeout = raw.get("timeoutSeconds", DEFAULT_TIMEOUT_MS / 1000)
         if not isinstance(timeout, int | float) or not 0 < timeout * 1000 <= MAX_TIMEOUT_MS:
             c.error(
                 "invalid_value", f"{what}: timeoutSeconds is more than 0, at most 30", f"{at}.timeoutSeconds"
             )
             timeout = 1
-        config = {"url": url, "timeoutMs": int(timeout * 1000)}
+        config |= {"timeoutMs": int(timeout * 1000)}
+        if connector is not None:
+            config["connector"] = connector.id
+    if kind == "hubspot.upsert":
+        config |= _hubspot(c, raw, at, what)
+    if kind == "dropbox.upload":
+        config |= _dropbox(c, raw, at, what)
     if kind == "http":
         method = str(raw.get("method", "POST")).upper()
         if method not in METHODS:
@@ -369,7 +394,9 @@ def _step(
 
 
 _CONFIG = {
-    "http": {"url", "method", "headers", "body", "expect", "timeoutSeconds"},
+    "http": {"url", "method", "headers", "body", "expect", "timeoutSeconds", "connector"},
+    "hubspot.upsert": {"connector", "object", "properties", "idProperty", "timeoutSeconds"},
+    "dropbox.upload": {"connector", "path", "content", "file", "timeoutSeconds"},
     "webhook": {"url", "secret", "timeoutSeconds"},
     "update_process": {"data", "state", "status", "nextActionAt"},
     "create_process": {"procedure", "data", "state", "status", "nextActionAt"},
@@ -410,3 +437,62 @@ def _process_fields(
     if raw.get("nextActionAt") is not None:
         out["nextActionAt"] = c.cel(raw["nextActionAt"], f"{at}.nextActionAt", f"{what} nextActionAt")
     return out
+
+
+def _connector(
+    c: _Checker, raw: dict[str, Any], at: str, what: str, connectors: dict[str, Connector], kind: str | None
+) -> Connector | None:
+    """The connector a step names (by name or id), of the kind the step needs (any, for ``http``)."""
+    found = connectors.get(str(raw.get("connector")))
+    if found is None:
+        c.error("unknown_connector", f"{what}: no connector {raw.get('connector')!r}", f"{at}.connector")
+    elif kind is not None and found.kind != kind:
+        c.error(
+            "wrong_connector",
+            f"{what}: {found.name} is a {found.kind} connector, not {kind}",
+            f"{at}.connector",
+        )
+    else:
+        return found
+    return None
+
+
+def _hubspot(c: _Checker, raw: dict[str, Any], at: str, what: str) -> dict[str, Any]:
+    """``object`` (contacts, deals, tickets), ``properties`` (name -> CEL, sent as strings) and the
+    ``idProperty`` whose value finds the object already there (contacts: ``email`` by default)."""
+    obj = raw.get("object")
+    if obj not in HUBSPOT_OBJECTS:
+        c.error(
+            "invalid_value", f"{what}: object must be one of {', '.join(HUBSPOT_OBJECTS)}", f"{at}.object"
+        )
+    properties = raw.get("properties")
+    if not isinstance(properties, dict) or not properties:
+        c.error("invalid_value", f"{what}: properties is an object of CEL expressions", f"{at}.properties")
+        properties = {}
+    for name, source in properties.items():
+        if not re.fullmatch(r"[a-z0-9_]{1,100}", str(name)):
+            c.error("invalid_value", f"{what}: {name!r} is not a HubSpot property name", f"{at}.properties")
+        c.cel(source, f"{at}.properties.{name}", f"{what} properties.{name}")
+    id_property = raw.get("idProperty", "email" if obj == "contacts" else None)
+    if id_property is not None and id_property not in properties:
+        c.error(
+            "invalid_value",
+            f"{what}: idProperty {id_property!r} must be one of the properties sent",
+            f"{at}.idProperty",
+        )
+    return {"object": obj, "properties": properties, "idProperty": id_property}
+
+
+def _dropbox(c: _Checker, raw: dict[str, Any], at: str, what: str) -> dict[str, Any]:
+    """``path`` (a template, /…), ``content``: the process exported as ``json`` or ``csv``, or a ``file``
+    uploaded to the process (``file``: CEL giving its id, e.g. ``process.data.contract``)."""
+    path = c.template(raw.get("path"), f"{at}.path", f"{what} path")
+    if path is not None and not path.startswith("/"):
+        c.error("invalid_value", f"{what}: path is a Dropbox path, starting with /", f"{at}.path")
+    content = raw.get("content", "json")
+    if content not in EXPORTS:
+        c.error("invalid_value", f"{what}: content must be one of {', '.join(EXPORTS)}", f"{at}.content")
+    file = c.cel(raw.get("file"), f"{at}.file", f"{what} file")
+    if (content == "file") != (file is not None):
+        c.error("invalid_value", f"{what}: file (a CEL file id) goes with content: file, only", f"{at}.file")
+    return {"path": path, "content": content, "file": file}
