@@ -160,12 +160,12 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
+    app.include_router(connectors.router)  # first: …/process/{id}/links is not a read by primary key
     app.include_router(ext.router)
     app.include_router(admin.router)
     app.include_router(internal.router)
     app.include_router(jobs.router)
     app.include_router(automations.router)
-    app.include_router(connectors.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
