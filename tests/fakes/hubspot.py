@@ -40,6 +40,7 @@ class FakeHubSpot(Receiver):
         self._ids = itertools.count(501)
         self._objects: dict[str, dict[str, dict[str, Any]]] = {}
         self._throttled = 0
+        self._emails: dict[str, str] = {}  # a contact's email (lower case) -> its id
         self._lost = 0  # replies to lose after acting
         self._retry_after: str | None = None
         self._ledger_lock = threading.Lock()
@@ -49,6 +50,11 @@ class FakeHubSpot(Receiver):
         """The objects of a type held now (the ledger)."""
         with self._ledger_lock:
             return [json.loads(json.dumps(r)) for r in self._objects.get(object_type, {}).values()]
+
+    def held(self, object_type: str) -> int:
+        """How many objects of a type are held now."""
+        with self._ledger_lock:
+            return len(self._objects.get(object_type, {}))
 
     def add(self, object_type: str, properties: dict[str, str]) -> str:
         """An object made at HubSpot by someone else; its id."""
@@ -116,7 +122,11 @@ class FakeHubSpot(Receiver):
             clash = self._by_email(object_type, email)
             if clash is not None and clash != rest:
                 return _error(409, f"Contact already exists. Existing ID: {clash}", "CONFLICT")
+            if object_type == "contacts" and body["properties"].get("email"):
+                self._emails.pop((record["properties"].get("email") or "").lower(), None)
             record["properties"].update(body["properties"])
+            if object_type == "contacts" and body["properties"].get("email"):
+                self._emails[body["properties"]["email"].lower()] = rest
             record["updatedAt"] = record["properties"]["lastmodifieddate"] = _now()
             return _json(200, record)
         return _error(405, "Method not allowed", "VALIDATION_ERROR")
@@ -136,15 +146,12 @@ class FakeHubSpot(Receiver):
             "archived": False,
         }
         self._objects.setdefault(object_type, {})[object_id] = record
+        if object_type == "contacts" and properties.get("email"):
+            self._emails[properties["email"].lower()] = object_id
         return record
 
     def _by_email(self, object_type: str, email: str) -> str | None:
-        if object_type != "contacts" or not email:
-            return None
-        for object_id, record in self._objects.get("contacts", {}).items():
-            if (record["properties"].get("email") or "").lower() == email:
-                return object_id
-        return None
+        return self._emails.get(email) if object_type == "contacts" and email else None
 
     def _search(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
         def matches(record: dict[str, Any]) -> bool:

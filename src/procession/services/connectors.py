@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import Field
 
 from procession.connectors.outbound import check_url
@@ -15,6 +16,7 @@ from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.services.commands import Command, Integer
 from procession.services.common import Caller
 from procession.services.processes import find_process, load_procedure
+from procession.store import tables as t
 from procession.store.uow import UnitOfWork, UnitsOfWork
 
 
@@ -100,6 +102,25 @@ def delete_connector(uows: UnitsOfWork, team_id: str, ref: str) -> dict[str, Any
         uow.connectors.delete(connector.id)
         uow.commit()
         return {"id": connector.id, "deleted": True}
+
+
+def reseal_credentials(uows: UnitsOfWork, *, vault: Vault) -> int:
+    """Every team's connectors' credentials encrypted again with the first key (after a new key was put
+    first in ``PROCESSION_SECRET_KEYS``; the old one can be dropped afterwards): how many were."""
+    with uows.engine.connect() as conn:
+        teams = list(conn.scalars(sa.select(t.teams.c.id)))
+    done = 0
+    for team_id in teams:
+        with uows.write(team_id) as uow:
+            for connector in uow.connectors.all():
+                found = uow.connectors.sealed(connector.id)
+                if found is not None and found[1]:
+                    uow.connectors.update(
+                        connector, vault.reseal(found[1]), expected_version=connector.version
+                    )
+                    done += 1
+            uow.commit()
+    return done
 
 
 def process_links(
