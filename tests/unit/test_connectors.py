@@ -204,3 +204,17 @@ def test_public_connectors_say_which_credentials_are_set_never_what_they_are() -
     assert HTTP.auth_headers({"auth": "k-1"}) == {"X-Key": "k-1"}
     assert HTTP.url("/leads") == "https://api.example.com/v2/leads"
     assert BOX.content_url == "https://content.dropboxapi.com"
+
+
+def test_the_keys_come_from_the_settings_or_are_made_once_into_the_data_folder(tmp_path: Any) -> None:
+    from procession.config import Settings
+
+    made = Settings(data_dir=tmp_path).connector_keys()
+    assert made == Settings(data_dir=tmp_path).connector_keys() and len(made) == 1
+    assert (tmp_path / "connector-keys").stat().st_mode & 0o777 == 0o600
+    Vault(made)  # a Fernet key
+    first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    assert Settings(data_dir=tmp_path, secret_keys=f"{first}, {second}").connector_keys() == [
+        first.encode(),
+        second.encode(),
+    ]
