@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from procession.domain.connectors import Connector
+from procession.domain.connectors import Connector, check_connector, check_dropbox, check_hubspot
 from procession.domain.errors import FieldError, Invalid
 from procession.domain.expressions import compile_formula
 
@@ -29,8 +29,7 @@ TRIGGERS = (
 TIMED = ("next_action_due", "date_offset")  # fire at a time a save sets, not at the save
 STEPS = ("http", "webhook", "update_process", "create_process", "wait", "hubspot.upsert", "dropbox.upload")
 CONNECTOR_STEPS = {"hubspot.upsert": "hubspot", "dropbox.upload": "dropbox"}  # step type -> connector kind
-HUBSPOT_OBJECTS = ("contacts", "deals", "tickets")
-EXPORTS = ("json", "csv", "file")
+
 STATUSES = ("OPEN", "COMPLETED", "CANCELLED")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_STEPS = 50
@@ -317,7 +316,7 @@ def _step(
     config: dict[str, Any] = {}
     connector = None
     if kind in CONNECTOR_STEPS or (kind == "http" and raw.get("connector") is not None):
-        connector = _connector(c, raw, at, what, connectors, CONNECTOR_STEPS.get(kind))
+        connector = check_connector(c, raw, at, what, connectors, CONNECTOR_STEPS.get(kind))
     if kind in ("http", "webhook"):
         url = c.template(raw.get("url"), f"{at}.url", f"{what} url")
         if "connector" in raw:
@@ -344,9 +343,9 @@ def _step(
         if connector is not None:
             config["connector"] = connector.id
     if kind == "hubspot.upsert":
-        config |= _hubspot(c, raw, at, what)
+        config |= check_hubspot(c, raw, at, what)
     if kind == "dropbox.upload":
-        config |= _dropbox(c, raw, at, what)
+        config |= check_dropbox(c, raw, at, what)
     if kind == "http":
         method = str(raw.get("method", "POST")).upper()
         if method not in METHODS:
@@ -437,62 +436,3 @@ def _process_fields(
     if raw.get("nextActionAt") is not None:
         out["nextActionAt"] = c.cel(raw["nextActionAt"], f"{at}.nextActionAt", f"{what} nextActionAt")
     return out
-
-
-def _connector(
-    c: _Checker, raw: dict[str, Any], at: str, what: str, connectors: dict[str, Connector], kind: str | None
-) -> Connector | None:
-    """The connector a step names (by name or id), of the kind the step needs (any, for ``http``)."""
-    found = connectors.get(str(raw.get("connector")))
-    if found is None:
-        c.error("unknown_connector", f"{what}: no connector {raw.get('connector')!r}", f"{at}.connector")
-    elif kind is not None and found.kind != kind:
-        c.error(
-            "wrong_connector",
-            f"{what}: {found.name} is a {found.kind} connector, not {kind}",
-            f"{at}.connector",
-        )
-    else:
-        return found
-    return None
-
-
-def _hubspot(c: _Checker, raw: dict[str, Any], at: str, what: str) -> dict[str, Any]:
-    """``object`` (contacts, deals, tickets), ``properties`` (name -> CEL, sent as strings) and the
-    ``idProperty`` whose value finds the object already there (contacts: ``email`` by default)."""
-    obj = raw.get("object")
-    if obj not in HUBSPOT_OBJECTS:
-        c.error(
-            "invalid_value", f"{what}: object must be one of {', '.join(HUBSPOT_OBJECTS)}", f"{at}.object"
-        )
-    properties = raw.get("properties")
-    if not isinstance(properties, dict) or not properties:
-        c.error("invalid_value", f"{what}: properties is an object of CEL expressions", f"{at}.properties")
-        properties = {}
-    for name, source in properties.items():
-        if not re.fullmatch(r"[a-z0-9_]{1,100}", str(name)):
-            c.error("invalid_value", f"{what}: {name!r} is not a HubSpot property name", f"{at}.properties")
-        c.cel(source, f"{at}.properties.{name}", f"{what} properties.{name}")
-    id_property = raw.get("idProperty", "email" if obj == "contacts" else None)
-    if id_property is not None and id_property not in properties:
-        c.error(
-            "invalid_value",
-            f"{what}: idProperty {id_property!r} must be one of the properties sent",
-            f"{at}.idProperty",
-        )
-    return {"object": obj, "properties": properties, "idProperty": id_property}
-
-
-def _dropbox(c: _Checker, raw: dict[str, Any], at: str, what: str) -> dict[str, Any]:
-    """``path`` (a template, /…), ``content``: the process exported as ``json`` or ``csv``, or a ``file``
-    uploaded to the process (``file``: CEL giving its id, e.g. ``process.data.contract``)."""
-    path = c.template(raw.get("path"), f"{at}.path", f"{what} path")
-    if path is not None and not path.startswith("/"):
-        c.error("invalid_value", f"{what}: path is a Dropbox path, starting with /", f"{at}.path")
-    content = raw.get("content", "json")
-    if content not in EXPORTS:
-        c.error("invalid_value", f"{what}: content must be one of {', '.join(EXPORTS)}", f"{at}.content")
-    file = c.cel(raw.get("file"), f"{at}.file", f"{what} file")
-    if (content == "file") != (file is not None):
-        c.error("invalid_value", f"{what}: file (a CEL file id) goes with content: file, only", f"{at}.file")
-    return {"path": path, "content": content, "file": file}

@@ -4,10 +4,21 @@ sealed by the store's caller (``connectors.secrets``): nothing here ever holds t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 HUBSPOT, DROPBOX, HTTP = "hubspot", "dropbox", "http"
+HUBSPOT_OBJECTS = ("contacts", "deals", "tickets")
+EXPORTS = ("json", "csv", "file")  # what a dropbox.upload sends
+
+
+class Checker(Protocol):
+    """What checks a step (``automations._Checker``): collects errors, checks CEL and templates."""
+
+    def error(self, code: str, message: str, where: str) -> None: ...
+    def cel(self, source: Any, where: str, what: str) -> str | None: ...
+    def template(self, text: Any, where: str, what: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -100,3 +111,65 @@ class Link:
             "automationId": self.automation_id,
             "runId": self.run_id,
         }
+
+
+# --- the steps on connectors, checked when their automation is saved ------------------------------
+
+
+def check_connector(
+    c: Checker, raw: dict[str, Any], at: str, what: str, connectors: dict[str, Connector], kind: str | None
+) -> Connector | None:
+    """The connector a step names (by name or id), of the kind the step needs (any, for ``http``)."""
+    found = connectors.get(str(raw.get("connector")))
+    if found is None:
+        c.error("unknown_connector", f"{what}: no connector {raw.get('connector')!r}", f"{at}.connector")
+    elif kind is not None and found.kind != kind:
+        c.error(
+            "wrong_connector",
+            f"{what}: {found.name} is a {found.kind} connector, not {kind}",
+            f"{at}.connector",
+        )
+    else:
+        return found
+    return None
+
+
+def check_hubspot(c: Checker, raw: dict[str, Any], at: str, what: str) -> dict[str, Any]:
+    """``object`` (contacts, deals, tickets), ``properties`` (name -> CEL, sent as strings) and the
+    ``idProperty`` whose value finds the object already there (contacts: ``email`` by default)."""
+    obj = raw.get("object")
+    if obj not in HUBSPOT_OBJECTS:
+        c.error(
+            "invalid_value", f"{what}: object must be one of {', '.join(HUBSPOT_OBJECTS)}", f"{at}.object"
+        )
+    properties = raw.get("properties")
+    if not isinstance(properties, dict) or not properties:
+        c.error("invalid_value", f"{what}: properties is an object of CEL expressions", f"{at}.properties")
+        properties = {}
+    for name, source in properties.items():
+        if not re.fullmatch(r"[a-z0-9_]{1,100}", str(name)):
+            c.error("invalid_value", f"{what}: {name!r} is not a HubSpot property name", f"{at}.properties")
+        c.cel(source, f"{at}.properties.{name}", f"{what} properties.{name}")
+    id_property = raw.get("idProperty", "email" if obj == "contacts" else None)
+    if id_property is not None and id_property not in properties:
+        c.error(
+            "invalid_value",
+            f"{what}: idProperty {id_property!r} must be one of the properties sent",
+            f"{at}.idProperty",
+        )
+    return {"object": obj, "properties": properties, "idProperty": id_property}
+
+
+def check_dropbox(c: Checker, raw: dict[str, Any], at: str, what: str) -> dict[str, Any]:
+    """``path`` (a template, /…), ``content``: the process exported as ``json`` or ``csv``, or a ``file``
+    uploaded to the process (``file``: CEL giving its id, e.g. ``process.data.contract``)."""
+    path = c.template(raw.get("path"), f"{at}.path", f"{what} path")
+    if path is not None and not path.startswith("/"):
+        c.error("invalid_value", f"{what}: path is a Dropbox path, starting with /", f"{at}.path")
+    content = raw.get("content", "json")
+    if content not in EXPORTS:
+        c.error("invalid_value", f"{what}: content must be one of {', '.join(EXPORTS)}", f"{at}.content")
+    file = c.cel(raw.get("file"), f"{at}.file", f"{what} file")
+    if (content == "file") != (file is not None):
+        c.error("invalid_value", f"{what}: file (a CEL file id) goes with content: file, only", f"{at}.file")
+    return {"path": path, "content": content, "file": file}
