@@ -14,7 +14,9 @@ a bulk create job (not measured); N POSTs of the same size made directly to the 
 that minute); then ONE bulk update job moving the N leads to CONVERTED. A round is over once the receiver
 has every run's Idempotency-Key and the API shows none of the round's runs pending or running: runs/s is N
 over the time from sending the job to then. Latency: each run's first call arriving at the receiver,
-matched by its key (``run-{id}-step-0``), minus the run's ``createdAt``. Where the time went: the round's
+matched by its key (``run-{id}-step-0``), minus the run's ``createdAt``. Then a HubSpot case: the ``http``
+automation replaced by one ``hubspot.upsert`` step (a contact per lead) against the fake HubSpot
+(``tests/fakes/hubspot.py``), N leads moved by one bulk update: its runs/s beside the ``http`` one. Where the time went: the round's
 timeline from the runs' ``createdAt``, ``startedAt`` and ``finishedAt`` and the calls' arrivals, and the
 CPU each process used. Memory of the server (SQLite) or of each worker (PostgreSQL), sampled every 50 ms:
 VmRSS, and apart its process's own pages (RssAnon) and mapped files' (RssFile: on SQLite the database,
@@ -53,6 +55,7 @@ from procession.bootstrap import bootstrap
 from procession.config import Settings
 from procession.services.teams import create_key
 from procession.services.templates import seed_demo
+from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.receiver import Receiver
 
 LEADS = "/v1/ext/procedure/lead/process"
@@ -442,10 +445,50 @@ def warm_up(client: httpx.Client, receiver: Receiver, automation_id: str) -> Non
     wait_for_runs(client, receiver, automation_id, WARM_UP, since_ms, time.monotonic())
 
 
+def hubspot_case(
+    client: httpx.Client, notify_id: str, n: int, say: Callable[[str], None]
+) -> tuple[float, list[str]]:
+    """The same bulk update, its runs each a ``hubspot.upsert`` of a new contact against the fake HubSpot
+    (the ``http`` automation removed first): runs/s, and errors (a run not SUCCEEDED, a contact not made
+    once)."""
+    token = "pat-bench-token"
+    with FakeHubSpot(token=token) as hubspot:
+        connector = {
+            "name": "crm",
+            "kind": "hubspot",
+            "baseUrl": hubspot.url,
+            "credentials": {"token": token},
+        }
+        client.post("/v1/admin/connectors", json=connector).raise_for_status()
+        client.delete(f"/v1/admin/procedures/lead/automations/{notify_id}").raise_for_status()
+        step = {"name": "crm", "type": "hubspot.upsert", "connector": "crm", "object": "contacts",
+                "properties": {"email": "process.id + '@example.com'", "lastname": "process.data.lastname"}}  # fmt: skip
+        body = {"name": "to_crm", "trigger": {"type": "state_reached", "state": "CONVERTED"}, "steps": [step]}
+        r = client.post("/v1/admin/procedures/lead/automations", json=body)
+        r.raise_for_status()
+        automation_id = r.json()["_data"]["id"]
+        ids = create_leads(client, n, "hubspot-")
+        since_ms, sent = int(time.time() * 1000) - 1, time.monotonic()
+        submit(client, "PATCH", LEADS, [{"id": pid, "state": "CONVERTED"} for pid in ids])
+        while hubspot.held("contacts") < n or unfinished(client, automation_id, since_ms):
+            if time.monotonic() - sent > ROUND_DEADLINE_S:
+                raise RuntimeError(f"hubspot: {hubspot.held('contacts'):,} of {n:,} contacts made")
+            time.sleep(0.05)
+        elapsed = time.monotonic() - sent
+        runs = runs_since(client, automation_id, since_ms)
+        errors = [f"hubspot: runs by status {dict(Counter(r['status'] for r in runs))}"] * (
+            Counter(r["status"] for r in runs) != {"SUCCEEDED": n}
+        )
+        if hubspot.held("contacts") != n:
+            errors.append(f"hubspot: {hubspot.held('contacts'):,} contacts for {n:,} leads")
+        say(f"hubspot.upsert: {n / elapsed:,.0f} runs/s ({elapsed:.1f} s)")
+        return n / elapsed, errors
+
+
 # one backend -------------------------------------------------------------------------------------------
 
 
-def bench(backend: str, args: argparse.Namespace) -> tuple[list[Round], list[float]]:
+def bench(backend: str, args: argparse.Namespace) -> tuple[list[Round], list[float], tuple[float, list[str]]]:
     loads: list[float] = []
 
     def say(message: str) -> None:
@@ -491,7 +534,7 @@ def bench(backend: str, args: argparse.Namespace) -> tuple[list[Round], list[flo
                     say(f"round {n}: {rounds[-1].rate:,.0f} runs/s ({rounds[-1].total_s:.1f} s)")
                     for error in rounds[-1].errors:
                         print(f"    ERROR: {error}")
-                return rounds, loads
+                return rounds, loads, hubspot_case(client, automation_id, args.calls, say)
             except Exception:
                 for log in sorted(tmp.glob("*.log")):
                     print(f"--- {log.name} (tail) ---\n{tail(log)}", file=sys.stderr)
@@ -501,7 +544,7 @@ def bench(backend: str, args: argparse.Namespace) -> tuple[list[Round], list[flo
 # the table ---------------------------------------------------------------------------------------------
 
 
-def show(backend: str, rounds: list[Round], loads: list[float]) -> bool:
+def show(backend: str, rounds: list[Round], loads: list[float], hubspot: tuple[float, list[str]]) -> bool:
     met = {True: "met", False: "NOT met"}
     n = rounds[0].n
     print(
@@ -571,7 +614,14 @@ def show(backend: str, rounds: list[Round], loads: list[float]) -> bool:
         f"1-minute load average over the run: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores "
         "(other work on the machine; compare within the run)"
     )
-    ok = not any(r.errors for r in rounds)
+    best_http = max(r.rate for r in rounds)
+    print(
+        f"hubspot.upsert (one new contact per run, against the fake HubSpot): {hubspot[0]:,.0f} runs/s "
+        f"beside http {best_http:,.0f} runs/s: ratio {hubspot[0] / best_http:.2f}"
+    )
+    for error in hubspot[1]:
+        print(f"    ERROR: {error}")
+    ok = not any(r.errors for r in rounds) and not hubspot[1]
     if not ok:
         print("ERRORS: lost, failed or duplicated runs: see above")
     return ok

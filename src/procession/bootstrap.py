@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from procession.config import Settings
 from procession.connectors.outbound import Outbound
+from procession.connectors.secrets import Vault
 from procession.engine.bulk import BULK_CHUNK
 from procession.engine.registration import register_runs
 from procession.engine.runs import AutomationRuns
@@ -41,9 +42,13 @@ class Services:
     writer: Writer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.kinds = Kinds(
-            *KINDS, AutomationRuns(lambda: self.outbound, self.settings.run_lease_seconds).kind()
+        runs = AutomationRuns(
+            lambda: self.outbound,
+            self.settings.run_lease_seconds,
+            vault=lambda: self.vault,
+            files_dir=self.settings.files_dir,
         )
+        self.kinds = Kinds(*KINDS, runs.kind())
         self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups, deadline_ms=0)
         self.requests = UnitsOfWork(
             self.engine, follow_ups=self.follow_ups, deadline_ms=self.settings.statement_timeout_ms
@@ -60,6 +65,11 @@ class Services:
     def cursor_key(self) -> bytes:
         """The key list cursors are signed with (``Settings.secret``)."""
         return self.settings.secret()
+
+    @cached_property
+    def vault(self) -> Vault:
+        """Seals and opens connectors' credentials (``Settings.connector_keys``)."""
+        return Vault(self.settings.connector_keys())
 
     def run(self, use_case: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``use_case(uows, ...)`` here, in transactions of its own, each statement bounded as a request's:
@@ -122,4 +132,5 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
     )
     services = Services(settings=settings, engine=engine)
     services.cursor_key  # noqa: B018 (read or made now: a data folder that cannot hold it fails at start)
+    services.vault  # noqa: B018 (and keys that are not Fernet keys fail at start, not at the first run)
     return services

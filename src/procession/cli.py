@@ -21,6 +21,8 @@ teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(teams_app, name="teams")
 app.add_typer(keys_app, name="keys")
+connectors_app = typer.Typer(help="Connectors.", no_args_is_help=True)
+app.add_typer(connectors_app, name="connectors")
 
 
 def _fail(error: ProcessionError) -> None:
@@ -191,6 +193,19 @@ def keys_revoke(key_id: str, team: Annotated[str, typer.Option(help="team slug")
     except ProcessionError as e:
         _fail(e)
     typer.echo("revoked", err=True)
+
+
+@connectors_app.command("reseal")
+def reseal() -> None:
+    """Encrypt every connector's credentials again with the first of PROCESSION_SECRET_KEYS (after rotating
+    a new key in first); the old key can then be dropped."""
+    from procession.services.connectors import reseal_credentials
+
+    svc = bootstrap()
+    try:
+        typer.echo(f"{svc.run(reseal_credentials, vault=svc.vault)} connectors' credentials re-encrypted")
+    finally:
+        svc.close()
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_FILE = "secret-key"  # in the data folder: the key generated when none is set
+CONNECTOR_KEYS_FILE = "connector-keys"  # in the data folder: the Fernet key generated when none is set
 
 
 class Settings(BaseSettings):
@@ -29,6 +32,12 @@ class Settings(BaseSettings):
         min_length=16,
         description="signs list cursors; default: generated once into <data_dir>/secret-key (mode 0600). "
         "Every server of one database must have the same",
+    )
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys that encrypt connectors' credentials, comma-separated: the first encrypts, "
+        "every one decrypts (rotation); default: generated once into <data_dir>/connector-keys (mode 0600). "
+        "Every server and worker of one database must have them",
     )
     statement_timeout_ms: int = Field(
         default=5_000,
@@ -73,8 +82,21 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode()
         return kept_secret(self.data_dir / SECRET_FILE)
 
+    def connector_keys(self) -> list[bytes]:
+        """The keys of connectors' credentials, the one that encrypts first: ``secret_keys``, or else the one
+        kept in the data folder."""
+        if self.secret_keys is not None:
+            keys = [k.strip().encode() for k in self.secret_keys.get_secret_value().split(",") if k.strip()]
+            if keys:
+                return keys
+        return [kept_secret(self.data_dir / CONNECTOR_KEYS_FILE, make=_fernet_key)]
 
-def kept_secret(path: Path) -> bytes:
+
+def _fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def kept_secret(path: Path, *, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> bytes:
     """The key in ``path``, written first if there is none (readable by its owner only). Two processes
     starting at once agree: each writes a file of its own and links it to ``path``, and the first link
     wins, whole."""
@@ -83,7 +105,7 @@ def kept_secret(path: Path) -> bytes:
         mine = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48) + "\n")
+            f.write(make() + "\n")
         try:
             os.link(mine, path)
         except FileExistsError:

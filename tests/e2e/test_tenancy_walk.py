@@ -107,6 +107,9 @@ def made(api: Api, *, in_lead: bool) -> Mine:
     run = created(http.post(f"{processes}/{process['id']}/automations/{automation['id']}/run"))
     job = created(http.post(f"{processes}/bulk-create", json={"processes": [{"data": {}}]}))
     upload = created(http.post("/v1/ext/photo", files={"photo": ("a.txt", A_FILE, "text/plain")}))
+    connector_body = {"name": f"crm_{tag}", "kind": "http", "baseUrl": "https://crm.example.com",
+                      "credentials": {"auth": "Bearer first-team"}}  # fmt: skip
+    connector = created(http.post("/v1/admin/connectors", json=connector_body))
     ids: dict[str, str | int] = {
         "procedureShortId": short,
         "procedureId": short if in_lead else procedure["id"],
@@ -118,6 +121,7 @@ def made(api: Api, *, in_lead: bool) -> Mine:
         "runId": run["id"],
         "jobId": job["id"],
         "fileId": upload["id"],
+        "connectorId": connector["id"],
     }
     bodies = {
         "CreateProcess": {"data": {}},
@@ -131,6 +135,7 @@ def made(api: Api, *, in_lead: bool) -> Mine:
         "RunAgain": {},
         "UserInput": {"username": f"someone.{tag}"},
         "PodInput": {"shortId": f"pod_{tag}"},
+        "ConnectorInput": connector_body,
     }
     return Mine(ids, {"procedureShortId", "procedureId", "pkShortId"} if in_lead else set(), bodies)
 

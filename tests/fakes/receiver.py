@@ -183,17 +183,22 @@ class Receiver:
                 received.hung_up.set()
                 return
             behaviour = None
+        if behaviour is None:
+            behaviour = self.answer(received, n)
         if isinstance(behaviour, Drop):
             scope["extensions"][HANG_UP]()
             await self._until_hung_up(receive)
             return
-        reply = behaviour or Reply(
-            200, json.dumps({"ok": True, "n": n}).encode(), {"content-type": "application/json"}
-        )
+        reply = behaviour
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
         headers.append((b"content-length", str(len(reply.body)).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+    def answer(self, received: Received, n: int) -> Reply | Drop:
+        """The answer to a request no script covers (``n``: requests to its path so far); a fake service
+        answers here as the real one would (and may act, then ``Drop`` the connection)."""
+        return Reply(200, json.dumps({"ok": True, "n": n}).encode(), {"content-type": "application/json"})
 
     async def _hold(self, receive: Receive, seconds: float) -> bool:
         """Wait out a hang; True when the sender hung up first. The receiver closing ends it too."""

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.routing import get_route_path
 
-from procession.api import admin, automations, errors, ext, internal, jobs
+from procession.api import admin, automations, connectors, errors, ext, internal, jobs
 from procession.api.envelope import Envelope, failure, reply
 from procession.bootstrap import Services
 from procession.domain.errors import TooLarge
@@ -160,6 +160,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
+    app.include_router(connectors.router)  # first: …/process/{id}/links is not a read by primary key
     app.include_router(ext.router)
     app.include_router(admin.router)
     app.include_router(internal.router)

@@ -59,6 +59,7 @@ PROCESS_LINKS = {
     "update": link("put", EXT + PROCESS, **_IDS, **_VERSION),
     "delete": link("delete", EXT + PROCESS, **_IDS),
     "history": link("get", f"{EXT}{PROCESS}/events", **_IDS),
+    "links": link("get", f"{EXT}{PROCESS}/links", **_IDS),
     "readInternal": link("get", "/v1/internal/process/{processId}", processId=DATA_ID),
 }
 # from a deleted process to its restoring: an update of ``isDeleted: false``

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from procession.domain.connectors import Connector, check_connector, check_dropbox, check_hubspot
 from procession.domain.errors import FieldError, Invalid
 from procession.domain.expressions import compile_formula
 
@@ -26,7 +27,9 @@ TRIGGERS = (
     "manual",
 )
 TIMED = ("next_action_due", "date_offset")  # fire at a time a save sets, not at the save
-STEPS = ("http", "webhook", "update_process", "create_process", "wait")
+STEPS = ("http", "webhook", "update_process", "create_process", "wait", "hubspot.upsert", "dropbox.upload")
+CONNECTOR_STEPS = {"hubspot.upsert": "hubspot", "dropbox.upload": "dropbox"}  # step type -> connector kind
+
 STATUSES = ("OPEN", "COMPLETED", "CANCELLED")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_STEPS = 50
@@ -206,10 +209,12 @@ def parse_automation(
     version: int,
     procedures: dict[str, Procedure],
     check_url: Any,
+    connectors: dict[str, Connector] | None = None,
 ) -> Automation:
     """An automation from the API's form (shortIds), checked whole: ``Invalid`` listing every error, each
     naming its step and, for an expression, the line and column. ``procedures``: the team's, by shortId and
-    id (for ``create_process``); ``check_url(url)`` raises ``ValueError`` for a URL never allowed."""
+    id (for ``create_process``); ``check_url(url)`` raises ``ValueError`` for a URL never allowed;
+    ``connectors``: the team's, by name and id (stored by id)."""
     c = _Checker()
     trigger = _trigger(c, body.get("trigger") or {}, procedure)
     condition = c.cel(body.get("condition"), "condition", "condition")
@@ -221,7 +226,7 @@ def parse_automation(
     steps: list[Step] = []
     names: set[str] = set()
     for i, raw in enumerate(raw_steps[:MAX_STEPS]):
-        step = _step(c, raw, i, procedure, procedures, check_url)
+        step = _step(c, raw, i, procedure, procedures, check_url, connectors or {})
         if step is not None:
             if step.name in names:
                 c.error("duplicate_step", f"two steps are called {step.name!r}", f"steps[{i}].name")
@@ -289,6 +294,7 @@ def _step(
     procedure: Procedure,
     procedures: dict[str, Procedure],
     check_url: Any,
+    connectors: dict[str, Connector],
 ) -> Step | None:
     at = f"steps[{i}]"
     if not isinstance(raw, dict):
@@ -308,20 +314,38 @@ def _step(
     for key in sorted(set(raw) - known):
         c.error("unknown_field", f"{what}: a {kind} step has no {key!r}", f"{at}.{key}")
     config: dict[str, Any] = {}
+    connector = None
+    if kind in CONNECTOR_STEPS or (kind == "http" and raw.get("connector") is not None):
+        connector = check_connector(c, raw, at, what, connectors, CONNECTOR_STEPS.get(kind))
     if kind in ("http", "webhook"):
         url = c.template(raw.get("url"), f"{at}.url", f"{what} url")
-        if url is not None and not template_parts(url)[0][0]:  # a literal start: its scheme and host
+        if "connector" in raw:
+            if url is not None and not url.startswith("/"):
+                c.error(
+                    "invalid_url",
+                    f"{what}: with a connector, url is a path (/…) under its base URL",
+                    f"{at}.url",
+                )
+        elif url is not None and not template_parts(url)[0][0]:  # a literal start: its scheme and host
             try:
                 check_url(re.sub(_TEMPLATE, "x", url))
             except ValueError as e:
                 c.error("invalid_url", f"{what}: {e}", f"{at}.url")
+        config = {"url": url}
+    if kind in ("http", "webhook") or kind in CONNECTOR_STEPS:
         timeout = raw.get("timeoutSeconds", DEFAULT_TIMEOUT_MS / 1000)
         if not isinstance(timeout, int | float) or not 0 < timeout * 1000 <= MAX_TIMEOUT_MS:
             c.error(
                 "invalid_value", f"{what}: timeoutSeconds is more than 0, at most 30", f"{at}.timeoutSeconds"
             )
             timeout = 1
-        config = {"url": url, "timeoutMs": int(timeout * 1000)}
+        config |= {"timeoutMs": int(timeout * 1000)}
+        if connector is not None:
+            config["connector"] = connector.id
+    if kind == "hubspot.upsert":
+        config |= check_hubspot(c, raw, at, what)
+    if kind == "dropbox.upload":
+        config |= check_dropbox(c, raw, at, what)
     if kind == "http":
         method = str(raw.get("method", "POST")).upper()
         if method not in METHODS:
@@ -369,7 +393,9 @@ def _step(
 
 
 _CONFIG = {
-    "http": {"url", "method", "headers", "body", "expect", "timeoutSeconds"},
+    "http": {"url", "method", "headers", "body", "expect", "timeoutSeconds", "connector"},
+    "hubspot.upsert": {"connector", "object", "properties", "idProperty", "timeoutSeconds"},
+    "dropbox.upload": {"connector", "path", "content", "file", "timeoutSeconds"},
     "webhook": {"url", "secret", "timeoutSeconds"},
     "update_process": {"data", "state", "status", "nextActionAt"},
     "create_process": {"procedure", "data", "state", "status", "nextActionAt"},

@@ -15,9 +15,11 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from procession.connectors.outbound import Outbound
+from procession.connectors.secrets import Vault
 from procession.domain.automations import Automation, Trigger
 from procession.domain.clock import now_ms
 from procession.domain.errors import ProcessionError
@@ -25,6 +27,7 @@ from procession.domain.expressions import compute
 from procession.domain.procedure import Entity, Procedure
 from procession.domain.process import Process
 from procession.domain.triggers import due_at
+from procession.engine import connected
 from procession.engine.batches import finish_entries
 from procession.engine.registration import KIND
 from procession.engine.steps import Active
@@ -82,8 +85,15 @@ def plan_batch(uow: UnitOfWork, task_ref: str, now: int) -> tuple[list[Run], int
 class AutomationRuns:
     """The kind: its calls go through ``outbound()`` (made when first needed)."""
 
-    def __init__(self, outbound: Callable[[], Outbound], lease_seconds: float = 60.0) -> None:
-        self.outbound = outbound
+    def __init__(
+        self,
+        outbound: Callable[[], Outbound],
+        lease_seconds: float = 60.0,
+        *,
+        vault: Callable[[], Vault] | None = None,
+        files_dir: Path | None = None,
+    ) -> None:
+        self.outbound, self.vault, self.files_dir = outbound, vault, files_dir
         self.lease_ms = int(lease_seconds * 1000)  # a worker holds the runs it took this long
         self.budget_ms = self.lease_ms // 3  # and works on them this long, then hands back what is left
 
@@ -106,7 +116,23 @@ class AutomationRuns:
         token = f"{WORKER}/{uuid.uuid4().hex[:12]}"
         uow.runs.hold([r.id for r in take], token=token, until=now + self.lease_ms, now=now)
         uow.tasks.schedule(task.id, min(wake or now + self.lease_ms, now + self.lease_ms))
-        return Held(token, _actives(uow, take, now), now)
+        actives = _actives(uow, take, now)
+        self._connect(uow, actives)
+        return Held(token, actives, now)
+
+    def _connect(self, uow: UnitOfWork, actives: list[Active]) -> None:
+        """For the runs with steps on connectors: the connectors' accounts (credentials opened for this hold
+        only) and their processes' links."""
+        named = {a.run.id: connected.connectors_of(a.automation) for a in actives if not a.done}
+        ids = set().union(*named.values()) if named else set()
+        if not ids:
+            return
+        accounts = connected.accounts(uow, self.vault(), ids) if self.vault else {}
+        links = uow.links.of_processes(sorted({a.process.id for a in actives if named.get(a.run.id)}))
+        for a in actives:
+            if named.get(a.run.id):
+                a.team_id, a.files_dir, a.accounts = uow.team_id, self.files_dir, accounts
+                a.links = {(k.connector_id, k.object_type): k for k in links.get(a.process.id, [])}
 
     def outside(self, uows: UnitsOfWork, task: Task, held: Held) -> None:
         outbound, first = self.outbound(), True
@@ -272,10 +298,11 @@ def _local(uows: UnitsOfWork, team_id: str, token: str, a: Active) -> None:
                 output, process = {"id": created["id"]}, a.process
             a.attempt("OK", now_ms(), request=request, output=output)
             a.advance(output, now, then_end=False)
+            connected.write_links(uow, [a], now)  # those of earlier steps: their results commit now
             uow.runs.add_attempts(a.attempts)
             uow.runs.update([_progress(a.run)])
             uow.commit()
-        a.attempts, a.process = [], process
+        a.attempts, a.new_links, a.process = [], [], process
     except ProcessionError as e:
         a.fail(
             "; ".join(f"{x.field}: {x.message}" if x.field else x.message for x in e.errors),
@@ -297,6 +324,8 @@ def _record(uows: UnitsOfWork, task: Task, held: Held) -> None:
         now = now_ms()
         mine = uow.runs.still_held([a.run.id for a in held.actives], held.token)
         uow.runs.add_attempts([row for a in held.actives for row in a.attempts])
+        # what the steps made elsewhere is linked whether or not the run is still held: it exists there
+        connected.write_links(uow, held.actives, now)
         changes, moved = [], []
         for a in held.actives:
             run = a.run

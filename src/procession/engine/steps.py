@@ -11,16 +11,20 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from procession.connectors.flow import Account, Done, Machine, Next, Retry
 from procession.connectors.outbound import Call, Refused, Reply, Unreachable, retry_after_ms, transient
 from procession.connectors.webhooks import signed_headers
-from procession.domain.automations import Automation, Step, template_parts
+from procession.domain.automations import CONNECTOR_STEPS, Automation, Step, template_parts
+from procession.domain.connectors import Link
 from procession.domain.expressions import compute
 from procession.domain.procedure import Procedure
 from procession.domain.process import Process
+from procession.engine import connected
 from procession.store.repositories.runs import FAILED, PENDING, SUCCEEDED, WAITING, Run
 
 EXCERPT = 2000  # characters of a reply's body kept with its attempt
@@ -66,6 +70,12 @@ class Active:
     cut_ms: int = 30_000  # no call lasts longer (well inside the lease its worker holds the run by)
     done: bool = False  # nothing more this round: finished, parked, or lost
     lost: bool = False  # no longer held by this worker (cancelled, or taken over after its lease)
+    team_id: str = ""
+    accounts: dict[str, Account | str] = field(default_factory=dict)  # connector id -> account (or why not)
+    links: dict[tuple[str, str], Link] = field(default_factory=dict)  # (connector, object type) -> link
+    new_links: list[tuple[Link, Any]] = field(default_factory=list)  # not yet written (``connected.keep``)
+    machine: Machine | None = None  # the connector step's, during one attempt of it
+    files_dir: Path | None = None  # where uploaded files are (a ``dropbox.upload`` of a file)
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -155,8 +165,13 @@ class Active:
                     continue
                 if step.type in ("http", "webhook"):
                     self.call, self.request = build_call(self, step, variables, now)
+                elif step.type in CONNECTOR_STEPS:
+                    if self.machine is None:
+                        self.machine = connected.machine(self, step, variables)
+                    self.call, self.request = self.machine.call(min(step.timeout_ms, self.cut_ms) / 1000)
                 return  # a call, or a step that writes processes
-            except (ValueError, StepFailed, Refused) as e:
+            except (ValueError, StepFailed, Refused, OSError) as e:
+                self.machine = None
                 self.fail(str(e), now, request=self.request)
 
     @property
@@ -173,9 +188,11 @@ class Active:
 
     def judge(self, reply: Reply | BaseException, now: int) -> None:
         """The current call's outcome."""
-        step, request = self.steps[self.run.step], self.request
-        self.call, self.request = None, None
-        if isinstance(reply, Refused):
+        step, request, machine = self.steps[self.run.step], self.request, self.machine
+        self.call, self.request, self.machine = None, None, None
+        if isinstance(reply, Reply) and machine is not None:
+            self._judged(machine, reply, request, now)
+        elif isinstance(reply, Refused):
             self.fail(f"refused: {reply}", now, request=request)
         elif isinstance(reply, Unreachable):
             what = "no reply within the deadline" if reply.timed_out else f"unreachable: {reply}"
@@ -195,6 +212,24 @@ class Active:
                 self.retry_or_fail(f"HTTP {reply.status}", now, after, **recorded)
             else:
                 self.fail(f"HTTP {reply.status} (expected {expect or '2xx'})", now, **recorded)
+
+    def _judged(self, machine: Machine, reply: Reply, request: dict[str, Any] | None, now: int) -> None:
+        """A connector step's reply, as its machine reads it: its next call, done (linked), or failed."""
+        excerpt = reply.body[:EXCERPT].decode("utf-8", "replace")
+        recorded = {"request": request, "status_code": reply.status, "excerpt": excerpt}
+        verdict = machine.judge(reply, now)
+        if isinstance(verdict, Next):
+            self.machine = machine
+            self.attempt("CONTINUE", now, output=verdict.note, **recorded)
+        elif isinstance(verdict, Done):
+            if verdict.made is not None:
+                connected.keep(self, machine.account.connector.id, verdict.made, now)
+            self.attempt("OK", now, output=verdict.output, **recorded)
+            self.advance(verdict.output, now)
+        elif isinstance(verdict, Retry):
+            self.retry_or_fail(verdict.error, now, verdict.after_ms, **recorded)
+        else:
+            self.fail(verdict.error, now, **recorded)
 
 
 def build_call(
@@ -224,6 +259,11 @@ def build_call(
         return Call("POST", url, headers, body, deadline), request | {"body": _excerpt(body)}
     headers = {name: render(value, variables) for name, value in (config.get("headers") or {}).items()}
     headers["Idempotency-Key"] = key
+    secret: dict[str, str] = {}
+    if config.get("connector"):  # the URL is a path under its base URL; its credentials authenticate
+        account = connected.account(active, config["connector"])
+        url, secret = account.connector.url(url), account.headers()
+        headers = {k: v for k, v in headers.items() if k.lower() not in {s.lower() for s in secret}} | secret
     payload = None
     if config.get("body") is not None:
         try:
@@ -231,7 +271,8 @@ def build_call(
         except TypeError as e:
             raise StepFailed(f"body cannot be sent as JSON: {e}") from None
         headers.setdefault("Content-Type", "application/json")
-    shown = {k: ("********" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+    hidden = {*SECRET_HEADERS, *(name.lower() for name in secret)}
+    shown = {k: ("********" if k.lower() in hidden else v) for k, v in headers.items()}
     request = {"method": config["method"], "url": url, "headers": shown}
     if payload is not None:
         request["body"] = _excerpt(payload)

@@ -36,7 +36,8 @@ class AutomationInput(Command):
     """An automation: ``trigger`` (``type``: created, state_reached + ``state``, status_reached + ``status``,
     attribute_changed + ``attribute`` [+ ``to``], next_action_due, date_offset + ``attribute`` +
     ``offsetMinutes``, manual), an optional CEL ``condition``, and ``steps`` (``type``: http, webhook,
-    update_process, create_process, wait; each with a ``name`` and an optional CEL ``when``)."""
+    update_process, create_process, wait, hubspot.upsert, dropbox.upload; each with a ``name`` and an
+    optional CEL ``when``)."""
 
     name: str = Field(min_length=1, max_length=100)
     enabled: StrictBool = True
@@ -71,6 +72,7 @@ def save_automation(
         procedures: dict[str, Procedure] = {}
         for p in uow.procedures.list():
             procedures[p.short_id] = procedures[p.id] = p
+        connectors = {key: c for c in uow.connectors.all() for key in (c.name, c.id)}
         rules = parse_automation(
             cmd.model_dump(exclude={"version"}),
             procedure,
@@ -78,6 +80,7 @@ def save_automation(
             version=existing.version + 1 if existing else 1,
             procedures=procedures,
             check_url=check_url,
+            connectors=connectors,
         )
         automations = [rules if a is existing else a for a in procedure.automations]
         if existing is None:

@@ -317,3 +317,37 @@ run_attempts = sa.Table(  # every attempt of every step: what was sent, what cam
     sa.Column("duration_ms", sa.Integer, nullable=False),
     sa.Index("ix_run_attempts_run", "run_id", "id"),
 )
+
+connectors = sa.Table(  # a team's account at an external service; its credentials sealed (Fernet)
+    "connectors",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # hubspot, dropbox, http
+    sa.Column("base_url", sa.String(500), nullable=False),
+    sa.Column("settings", JSON, nullable=False),  # what is not secret (an auth header's name, ...)
+    sa.Column("credentials", sa.Text),  # a Fernet token of the credentials, never shown
+    sa.Column("credential_fields", JSON, nullable=False),  # the names of those set
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("team_id", "name", name="ux_connectors_name"),
+)
+
+links = sa.Table(  # what a step established in another system for a process: one per object type there
+    "links",
+    metadata,
+    _team(),
+    sa.Column("process_id", ID, nullable=False),
+    sa.Column("connector_id", ID, nullable=False),
+    sa.Column("object_type", sa.String(300), nullable=False),  # contacts, deals, file:/path, ...
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("url", sa.String(2000)),
+    sa.Column("first_synced_at", sa.BigInteger, nullable=False),
+    sa.Column("last_synced_at", sa.BigInteger, nullable=False),
+    sa.Column("automation_id", ID),  # the automation and run that last synced it
+    sa.Column("run_id", sa.BigInteger),
+    sa.PrimaryKeyConstraint("team_id", "process_id", "connector_id", "object_type"),
+    sa.Index("ix_links_external", "team_id", "connector_id", "external_id"),
+)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from procession.store import tenancy
 from procession.store.db import DEFAULT_TIMEOUT
 from procession.store.outbox import FollowUp, Outbox
+from procession.store.repositories.connectors import Connectors, Links
 from procession.store.repositories.files import Files, Idempotency
 from procession.store.repositories.jobs import Jobs
 from procession.store.repositories.processes import Events, Processes
@@ -116,6 +117,8 @@ class UnitOfWork:
         self.jobs = Jobs(conn, team)
         self.tasks = Tasks(conn, team)
         self.runs = Runs(conn, team)
+        self.connectors = Connectors(conn, team)
+        self.links = Links(conn, team)
         if tenancy.checking:  # entered and left on one thread: its statements are this team's
             self._team = tenancy.TEAM.set(team)
         return self

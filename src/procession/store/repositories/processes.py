@@ -254,3 +254,13 @@ class Events(Repository):
             .limit(limit)
         )
         return [EventRecord(**r._mapping) for r in rows]
+
+    def record(self, process_id: str, type: str, payload: dict[str, Any], *, now: int) -> None:
+        """An event that comes with no change of the process itself (a link made elsewhere): written now,
+        in this transaction, with no follow-ups (it triggers nothing)."""
+        self.conn.execute(
+            t.events.insert().values(
+                team_id=self.team_id, process_id=process_id, type=type, actor=None, payload=payload,
+                created_at=now,
+            )
+        )  # fmt: skip
