@@ -8,9 +8,9 @@ reply and no log line carries it. A receiver that lost it needs a new subscripti
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, StrictBool, StrictFloat
+from pydantic import Field, StrictBool, StrictFloat, WithJsonSchema
 
 from procession.connectors.outbound import check_url
 from procession.connectors.webhooks import new_secret
@@ -35,11 +35,15 @@ class WebhookRetry(Command):
     backoffSeconds: StrictFloat = Field(default=5, ge=0, le=3600)
 
 
+# one of ``EVENT_TYPES``: listed in the document, checked by ``_check`` (a 422 naming the position)
+EventType = Annotated[str, WithJsonSchema({"type": "string", "enum": list(EVENT_TYPES)})]
+
+
 class WebhookInput(Command):
     """A subscription: the endpoint's ``url`` and the ``eventTypes`` delivered to it."""
 
     url: str = Field(min_length=1, max_length=2000)
-    eventTypes: list[str] = Field(
+    eventTypes: list[EventType] = Field(
         min_length=1, max_length=len(EVENT_TYPES), description=", ".join(EVENT_TYPES)
     )
     description: str = Field(default="", max_length=500)
@@ -52,7 +56,7 @@ class WebhookUpdate(Command):
     """A subscription's fields to change (the others stay); ``enabled: true`` enables a disabled one."""
 
     url: str | None = Field(default=None, min_length=1, max_length=2000)
-    eventTypes: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
+    eventTypes: list[EventType] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
     description: str | None = Field(default=None, max_length=500)
     enabled: StrictBool | None = None
     timeoutSeconds: StrictFloat | None = Field(default=None, gt=0, le=30)
