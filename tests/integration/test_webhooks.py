@@ -7,6 +7,7 @@ nor logged."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from procession.services.webhooks import (
 )
 from procession.store import tables as t
 from tests.conftest import Team
-from tests.fakes.receiver import Received, Receiver, Reply
+from tests.fakes.receiver import Hang, Received, Receiver, Reply
 from tests.integration.automation import create, define, post, update, work
 from tests.integration.bulk import submit
 
@@ -128,6 +129,25 @@ def test_an_endpoint_down_for_a_while_gets_every_event_once_in_order_each_signed
     assert len(retried) == failed and {a["statusCode"] for a in retried} == {503, 429, 500}
     assert all(len({a["request"]["headers"]["webhook-id"] for a in d["attempts"]}) == 1 for d in sent)
     assert team.services.run(get_webhook, team.id, hook["id"])["failingSince"] is None
+
+
+def test_workers_side_by_side_keep_a_process_s_order(team: Team, receiver: Receiver) -> None:
+    receiver.script("/hook", *[Hang(0.01)] * 40)  # slow enough for the workers to overlap
+    hook = subscribe(team, f"{receiver.url}/hook", ["process.created", "process.updated"])
+    leads = [create(team)["id"] for _ in range(2)]
+    for n in range(10):
+        for lead in leads:
+            update(team, lead, {"data": {"score": n}})  # a save, a task, each
+    workers = [threading.Thread(target=deliver, args=(team,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    seen: dict[str, list[int]] = defaultdict(list)
+    for request in receiver.received("/hook"):
+        message = verified(hook["secret"], request)
+        seen[message["data"]["process"]["id"]].append(message["data"]["event"]["version"])
+    assert seen == {lead: list(range(1, 12)) for lead in leads}
 
 
 def test_a_delivery_shows_the_process_by_shortids_and_what_changed(team: Team, receiver: Receiver) -> None:
