@@ -63,7 +63,8 @@ class Services:
 
     @cached_property
     def outbound(self) -> Outbound:
-        """Calls to external services (automation steps, webhook deliveries), refused to private addresses but the allowed."""
+        """Calls to external services (automation steps, webhook deliveries), refused to private addresses
+        but the allowed."""
         allow = [a.strip() for a in self.settings.outbound_allow.split(",") if a.strip()]
         return Outbound(allow=allow)
 
