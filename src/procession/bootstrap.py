@@ -14,9 +14,11 @@ from procession.config import Settings
 from procession.connectors.outbound import Outbound
 from procession.connectors.secrets import Vault
 from procession.engine.bulk import BULK_CHUNK
+from procession.engine.deliveries import WebhookDeliveries
 from procession.engine.registration import register_runs
 from procession.engine.runs import AutomationRuns
 from procession.engine.tasks import Kind, Kinds
+from procession.engine.webhooks import register_deliveries
 from procession.store.db import make_engine, migrate
 from procession.store.outbox import FollowUp
 from procession.store.sqlite import Checkpointer
@@ -24,8 +26,9 @@ from procession.store.uow import UnitsOfWork
 from procession.store.writer import Writer
 
 T = TypeVar("T")
-KINDS: tuple[Kind, ...] = (BULK_CHUNK,)  # every kind of background work (and automation runs, below)
-FOLLOW_UPS: tuple[FollowUp, ...] = (register_runs,)  # rows written for the events of every save, with them
+KINDS: tuple[Kind, ...] = (BULK_CHUNK,)  # every kind of background work (and runs and deliveries, below)
+# rows written for the events of every save, with them: automation runs, webhook deliveries
+FOLLOW_UPS: tuple[FollowUp, ...] = (register_runs, register_deliveries)
 
 
 @dataclass
@@ -42,13 +45,19 @@ class Services:
     writer: Writer = field(init=False)
 
     def __post_init__(self) -> None:
+        settings = self.settings
         runs = AutomationRuns(
             lambda: self.outbound,
-            self.settings.run_lease_seconds,
+            settings.run_lease_seconds,
             vault=lambda: self.vault,
-            files_dir=self.settings.files_dir,
+            files_dir=settings.files_dir,
         )
-        self.kinds = Kinds(*KINDS, runs.kind())
+        deliveries = WebhookDeliveries(
+            lambda: self.outbound,
+            lease_seconds=settings.run_lease_seconds,
+            disable_after_seconds=settings.webhook_disable_after_seconds,
+        )
+        self.kinds = Kinds(*KINDS, runs.kind(), deliveries.kind())
         self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups, deadline_ms=0)
         self.requests = UnitsOfWork(
             self.engine, follow_ups=self.follow_ups, deadline_ms=self.settings.statement_timeout_ms
@@ -57,7 +66,8 @@ class Services:
 
     @cached_property
     def outbound(self) -> Outbound:
-        """Calls to external services (automation steps), refused to private addresses but the allowed."""
+        """Calls to external services (automation steps, webhook deliveries), refused to private addresses
+        but the allowed."""
         allow = [a.strip() for a in self.settings.outbound_allow.split(",") if a.strip()]
         return Outbound(allow=allow)
 

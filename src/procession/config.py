@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="a worker holds the automation runs it took this long; if it dies, another takes them "
         "up after it (a step's call is cut at half of it, whatever its own timeout)",
     )
+    webhook_disable_after_seconds: float = Field(
+        default=3 * 24 * 3600.0,
+        gt=0,
+        description="a webhook subscription whose endpoint failed every attempt for this long is disabled "
+        "(its unfinished deliveries given up; the team told by an event and a flag on the subscription)",
+    )
     outbound_allow: str = Field(
         default="",
         description="addresses automations may call although they are private (loopback, private networks, "

@@ -91,8 +91,11 @@ def made(api: Api, *, in_lead: bool) -> Mine:
             },
         )
     )
+    webhook_body = {"url": "http://127.0.0.1:9/hook", "eventTypes": ["process.created"]}
+    webhook = created(http.post("/v1/admin/webhooks", json=webhook_body))  # nothing listens there
     processes = f"/v1/ext/procedure/{short}/process"
     process = created(http.post(processes, json={"data": {} if in_lead else {key: "one"}}))
+    (delivery,) = http.get(f"/v1/admin/webhooks/{webhook['id']}/deliveries").json()["_data"]
     by_key = created(
         http.post(processes, json={"data": {} if in_lead else {key: "two"}})
     )  # lead makes its key
@@ -122,6 +125,8 @@ def made(api: Api, *, in_lead: bool) -> Mine:
         "jobId": job["id"],
         "fileId": upload["id"],
         "connectorId": connector["id"],
+        "webhookId": webhook["id"],
+        "deliveryId": delivery["id"],
     }
     bodies = {
         "CreateProcess": {"data": {}},
@@ -136,6 +141,9 @@ def made(api: Api, *, in_lead: bool) -> Mine:
         "UserInput": {"username": f"someone.{tag}"},
         "PodInput": {"shortId": f"pod_{tag}"},
         "ConnectorInput": connector_body,
+        "WebhookInput": webhook_body,
+        "WebhookUpdate": {},
+        "ReplayFailed": {},
     }
     return Mine(ids, {"procedureShortId", "procedureId", "pkShortId"} if in_lead else set(), bodies)
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.routing import get_route_path
 
-from procession.api import admin, automations, connectors, errors, ext, internal, jobs
+from procession.api import admin, automations, connectors, errors, ext, internal, jobs, webhooks
 from procession.api.envelope import Envelope, failure, reply
 from procession.bootstrap import Services
 from procession.domain.errors import TooLarge
@@ -166,6 +166,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(internal.router)
     app.include_router(jobs.router)
     app.include_router(automations.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

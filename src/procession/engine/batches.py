@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from procession.engine.webhooks import job_counted
 from procession.store.repositories.runs import SUCCEEDED, Run
 from procession.store.uow import UnitOfWork
 
@@ -23,4 +24,4 @@ def finish_entries(uow: UnitOfWork, runs: list[Run], now: int) -> None:
              "b_error": error}
         )  # fmt: skip
     for job_id, results in by_job.items():
-        uow.jobs.finish_entries(job_id, results, now)
+        job_counted(uow, job_id, uow.jobs.finish_entries(job_id, results, now), now)

@@ -13,6 +13,7 @@ from procession.domain.clock import now_ms
 from procession.domain.errors import Invalid, ProcessionError
 from procession.domain.process import Event, Process
 from procession.engine.tasks import Kind
+from procession.engine.webhooks import job_counted
 from procession.services.commands import CreateProcess
 from procession.services.common import Caller
 from procession.services.jobs import CHUNK, stored_change
@@ -131,7 +132,7 @@ def apply_chunk(uow: UnitOfWork, task: Task) -> None:
         results = plan.results
     else:
         results = apply_creates(uow, job, rows)
-    uow.jobs.finish_chunk(job.id, results, now)
+    job_counted(uow, job.id, uow.jobs.finish_chunk(job.id, results, now), now)
 
 
 def plan_chunk(uow: UnitOfWork, task: Task) -> Plan | None:
@@ -156,7 +157,8 @@ def write_chunk(uow: UnitOfWork, task: Task, plan: Plan) -> None:
         raise Stale("the chunk's job, its procedure or an entry's outcome may have changed")
     for saved in plan.saved:
         uow.processes.save_many(saved)
-    uow.jobs.finish_chunk(task.ref, plan.results, plan.now, marks=plan.marks)
+    status = uow.jobs.finish_chunk(task.ref, plan.results, plan.now, marks=plan.marks)
+    job_counted(uow, task.ref, status, plan.now)
 
 
 def apply_creates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:
@@ -186,7 +188,8 @@ def give_up(uow: UnitOfWork, task: Task, error: str) -> None:
         {"b_idx": idx, "b_status": "ERROR", "b_process": None, "b_error": error_entry}
         for idx, _ in (found[1] if found else [])
     ]
-    uow.jobs.finish_chunk(task.ref, results, now_ms(), failed=True)
+    now = now_ms()
+    job_counted(uow, task.ref, uow.jobs.finish_chunk(task.ref, results, now, failed=True), now)
 
 
 BULK_CHUNK = Kind(CHUNK, run=apply_chunk, give_up=give_up, plan=plan_chunk, write=write_chunk)

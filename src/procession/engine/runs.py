@@ -32,6 +32,7 @@ from procession.engine.batches import finish_entries
 from procession.engine.registration import KIND
 from procession.engine.steps import Active
 from procession.engine.tasks import Kind
+from procession.engine.webhooks import runs_failed
 from procession.services.commands import CreateProcess, UpdateProcess
 from procession.services.common import Caller
 from procession.services.processes import change_process, create_in, load_procedure, resolve_change
@@ -180,6 +181,7 @@ def give_up(uow: UnitOfWork, task: Task, error: str) -> None:
         ]
     )
     finish_entries(uow, runs, now)
+    runs_failed(uow, runs, now)
 
 
 def _within_limits(uow: UnitOfWork, take: list[Run], now: int) -> list[Run]:
@@ -343,6 +345,7 @@ def _record(uows: UnitsOfWork, task: Task, held: Held) -> None:
         for ref in uow.runs.later_tasks(sorted({r.process_id for r in moved})) - {task.ref}:
             uow.tasks.wake_ref(KIND, ref, now)
         finish_entries(uow, [r for r in moved if r.finished_at is not None and r.job_id is not None], now)
+        runs_failed(uow, moved, now)
         take, wake = plan_batch(uow, task.ref, now)
         wake = now if take else wake
         if wake is None:

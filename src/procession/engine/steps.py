@@ -52,6 +52,16 @@ def process_vars(procedure: Procedure, process: Process) -> dict[str, Any]:
     }
 
 
+def retry_wait_ms(backoff_ms: int, failed: int, after_ms: int | None, *, cap_ms: int | None = None) -> int:
+    """How long to wait before trying a call again after ``failed + 1`` failed attempts: ``backoff_ms``
+    doubling after each, give or take a quarter (at most ``cap_ms``), or the ``Retry-After`` asked for if
+    that is longer (at most a day). Automation steps and webhook deliveries wait alike."""
+    backoff = int(backoff_ms * 2 ** min(failed, 40) * random.uniform(0.75, 1.25))
+    if cap_ms is not None:
+        backoff = min(backoff, cap_ms)
+    return max(backoff, min(after_ms or 0, MAX_RETRY_AFTER_MS))
+
+
 class StepFailed(Exception):
     """A step that cannot succeed as configured (a CEL error, a refused address, an unexpected status)."""
 
@@ -135,9 +145,9 @@ class Active:
             )
             return
         self.attempt("RETRY", now, error=error[:2000], **recorded)
-        backoff = int(self.automation.backoff_ms * 2**run.attempts * random.uniform(0.75, 1.25))
+        wait = retry_wait_ms(self.automation.backoff_ms, run.attempts, after_ms)
         run.attempts += 1
-        self.park(PENDING, now + max(backoff, min(after_ms or 0, MAX_RETRY_AFTER_MS)), error[:2000])
+        self.park(PENDING, now + wait, error[:2000])
 
     def next_call(self, now: int) -> None:
         """Advance through the steps that need nothing outside until one that does: its call is ``call``,

@@ -16,6 +16,7 @@ from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
 from procession.domain.process import UNSET, ProcessChange
+from procession.engine.webhooks import job_finished
 from procession.services.commands import CreateProcess, UpdateProcess
 from procession.services.common import Caller
 from procession.services.idempotency import Once, run_once
@@ -210,6 +211,8 @@ def _submit(
     ]
     uow.tasks.add(CHUNK, chunks, lane=procedure.id, now=now)
     uow.jobs.counted(job_id, now, total=total, invalid=total - valid, chunks=len(chunks))
+    if not chunks:  # every entry INVALID: the job is over already
+        job_finished(uow, job_id, now)
     return job_view(uow, job_id)
 
 
@@ -324,7 +327,9 @@ def abort_job(uows: UnitsOfWork, caller: Caller, job_id: str) -> dict[str, Any]:
         if job is None:
             raise NotFound(f"no job {job_id!r}")
         now = now_ms()
-        if uow.jobs.abort(job_id, now) and job.kind == "run":  # its runs not finished are cancelled
-            uow.runs.cancel_job(job_id, now)
+        if uow.jobs.abort(job_id, now):
+            if job.kind == "run":  # its runs not finished are cancelled
+                uow.runs.cancel_job(job_id, now)
+            job_finished(uow, job_id, now)
         uow.commit()
         return job_view(uow, job_id)

@@ -351,3 +351,70 @@ links = sa.Table(  # what a step established in another system for a process: on
     sa.PrimaryKeyConstraint("team_id", "process_id", "connector_id", "object_type"),
     sa.Index("ix_links_external", "team_id", "connector_id", "external_id"),
 )
+
+webhooks = sa.Table(  # a team's subscription of an endpoint to event types
+    "webhooks",
+    metadata,
+    _id(),
+    _team(),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("event_types", JSON, nullable=False),
+    sa.Column("secret", sa.String(100), nullable=False),  # signs its deliveries; shown once, at creation
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("timeout_ms", sa.Integer, nullable=False),  # of each attempt
+    sa.Column("max_attempts", sa.Integer),  # of a delivery; None: until it succeeds or this is disabled
+    sa.Column("backoff_ms", sa.Integer, nullable=False),  # after a delivery's first failed attempt; doubled
+    sa.Column("failing_since", sa.BigInteger),  # the first failed attempt since the last success
+    sa.Column("disabled_at", sa.BigInteger),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_webhooks_team", "team_id", "enabled"),
+)
+
+webhook_deliveries = sa.Table(  # one event for one subscription: sent until it succeeds or is given up
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _team(),
+    sa.Column("webhook_id", ID, nullable=False),
+    # what its order is kept within, for its subscription: a process's id (a job's, a subscription's)
+    sa.Column("subject", sa.String(40), nullable=False),
+    sa.Column(
+        "event_key", sa.String(80), nullable=False
+    ),  # the event, once per subject ("v3:process.updated")
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.String(40), nullable=False),  # webhook-id: the same on every attempt
+    sa.Column("body", sa.Text, nullable=False),  # the exact JSON sent, on every attempt
+    sa.Column("status", sa.String(12), nullable=False),  # PENDING RUNNING SUCCEEDED FAILED
+    sa.Column("attempts", sa.Integer, nullable=False),  # failed attempts since it was last (re)started
+    sa.Column("error", sa.Text),
+    sa.Column("wake_at", sa.BigInteger, nullable=False),  # due from
+    sa.Column("lease_until", sa.BigInteger),  # RUNNING: held by ``held_by`` until then
+    sa.Column("held_by", sa.String(100)),
+    sa.Column("task_ref", sa.String(40), nullable=False),  # the task that sends it
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.UniqueConstraint("webhook_id", "subject", "event_key", name="ux_webhook_deliveries_event"),
+    sa.Index("ix_webhook_deliveries_subject", "team_id", "subject", "webhook_id", "id"),
+    sa.Index("ix_webhook_deliveries_webhook", "team_id", "webhook_id", "id"),
+    sa.Index("ix_webhook_deliveries_task", "task_ref", "id"),
+)
+
+webhook_attempts = sa.Table(  # every attempt of every delivery: what was sent, what came back
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _team(),
+    sa.Column("delivery_id", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.String(12), nullable=False),  # OK RETRY FAILED
+    sa.Column("request", JSON),  # url, webhook-id, webhook-timestamp (never the signature's secret)
+    sa.Column("status_code", sa.Integer),
+    sa.Column("excerpt", sa.Text),  # of the reply's body, bounded
+    sa.Column("error", sa.Text),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)

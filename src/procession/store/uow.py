@@ -16,6 +16,7 @@ from procession.store import tenancy
 from procession.store.db import DEFAULT_TIMEOUT
 from procession.store.outbox import FollowUp, Outbox
 from procession.store.repositories.connectors import Connectors, Links
+from procession.store.repositories.deliveries import Deliveries
 from procession.store.repositories.files import Files, Idempotency
 from procession.store.repositories.jobs import Jobs
 from procession.store.repositories.processes import Events, Processes
@@ -23,6 +24,7 @@ from procession.store.repositories.records import Records
 from procession.store.repositories.runs import Runs
 from procession.store.repositories.schemas import Entities, Procedures
 from procession.store.repositories.teams import Keys, Pods, Users
+from procession.store.repositories.webhooks import Webhooks
 from procession.store.sqlite import bound, unbound, write_lock
 from procession.store.statement import BEHIND, Statement
 from procession.store.tasks import Tasks
@@ -119,6 +121,8 @@ class UnitOfWork:
         self.runs = Runs(conn, team)
         self.connectors = Connectors(conn, team)
         self.links = Links(conn, team)
+        self.webhooks = Webhooks(conn, team)
+        self.deliveries = Deliveries(conn, team)
         if tenancy.checking:  # entered and left on one thread: its statements are this team's
             self._team = tenancy.TEAM.set(team)
         return self
