@@ -70,6 +70,16 @@ def list_processes(
         return [process_view(p, procedure, external=external) for p, _ in page], meta
 
 
+def count_processes(
+    uows: UnitsOfWork, caller: Caller, procedure_ref: str, where: dict[str, Any], *, cap: int = 10_000
+) -> tuple[int, bool]:
+    """How many processes (not deleted) ``where`` finds: (count, whether there are more than ``cap``)."""
+    with uows.read(caller.team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        found = uow.processes.count(procedure.id, where=Parser(procedure, Lookups(uow)).where(where), cap=cap)
+    return min(found, cap), found > cap
+
+
 def process_history(
     uows: UnitsOfWork,
     caller: Caller,

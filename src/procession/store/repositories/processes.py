@@ -17,7 +17,7 @@ from procession.store import tables as t
 from procession.store.batch import Write, insert_events, run, update_processes
 from procession.store.outbox import Outbox
 from procession.store.repositories.base import ID, TEAM, Repository
-from procession.store.search import search_statement
+from procession.store.search import clause, search_statement
 from procession.store.statement import Statement, driver_rows
 
 _PROCESS_COLUMNS = t.PROCESS_COLUMNS
@@ -242,6 +242,18 @@ class Processes(Repository):
         stmt = search_statement(base, where, keys, after, skip, limit)
         width = len(_PROCESS_COLUMNS)
         return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
+
+    def count(self, procedure_id: str, *, where: Any, cap: int) -> int:
+        """How many processes (not deleted) ``where`` finds, counted up to ``cap`` + 1 at most."""
+        c = t.processes.c
+        found = (
+            sa.select(sa.literal(1))
+            .where(c.team_id == self.team_id, c.procedure_id == procedure_id, c.is_deleted.is_(False))
+            .where(clause(where))
+            .limit(cap + 1)
+            .subquery()
+        )
+        return int(self.conn.scalar(sa.select(sa.func.count()).select_from(found)) or 0)
 
 
 class Events(Repository):

@@ -1,0 +1,26 @@
+"""users.password_hash: the argon2 hash a user signs in to the console with (none: no console sign-in)
+
+Revision ID: 0010
+Revises: 0007
+Create Date: 2026-12-05 06:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("password_hash", sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("password_hash")
