@@ -152,6 +152,7 @@ processes = sa.Table(
     sa.Index("ix_processes_assignee", "procedure_id", "assigned_to", "updated_at", "id"),
     sa.Index("ix_processes_updated", "procedure_id", "updated_at", "id"),
     sa.Index("ix_processes_created", "procedure_id", "created_at", "id"),
+    sa.Index("ix_processes_record", "procedure_id", "record_id", "updated_at", "id"),  # a record's processes
 )
 
 # a Process's field -> its column: the field's name, or with "_id" for a reference (state -> state_id)

@@ -12,11 +12,11 @@ from fastapi.responses import Response
 from procession.console.auth import Session, signed_in
 from procession.console.forms import form_value, input_kind, shown
 from procession.console.web import ConsoleRoute, back, call, field_errors, page, services
-from procession.domain.errors import FieldError, Invalid, ProcessionError
+from procession.domain.errors import FieldError, Invalid, NotFound, ProcessionError
 from procession.services import configuration as conf
 from procession.services.commands import CreateProcess, ListProcesses
 from procession.services.processes import create_process
-from procession.services.reads import list_processes
+from procession.services.reads import get_process, list_processes
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 PAGE = 25
@@ -63,10 +63,11 @@ def title(process: dict[str, Any], procedure: dict[str, Any]) -> str:
 async def _context(request: Request, session: Session, short: str) -> dict[str, Any]:
     """The procedure, its users by id, and helpers every process page uses."""
     config = await call(request, conf.team_config, session.caller.team_id)
-    found = next((p for p in config["procedures"] if short in (p["shortId"], p["id"])), None)
-    procedure: dict[str, Any] = found or await call(
-        request, conf.get_procedure, session.caller.team_id, short
+    procedure: dict[str, Any] | None = next(
+        (p for p in config["procedures"] if short in (p["shortId"], p["id"])), None
     )
+    if procedure is None:  # its 404
+        procedure = await call(request, conf.get_procedure, session.caller.team_id, short)
     users = {u["id"]: u for u in config["users"]}
     return {
         "p": procedure, "users": users, "entities": config["entities"], "shown": shown, "title": title,
@@ -78,6 +79,14 @@ async def _context(request: Request, session: Session, short: str) -> dict[str, 
 async def table(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
     ctx = await _context(request, session, short)
     params = {k: v for k, v in request.query_params.items() if k in (*FILTERS, "sort", "dir", "cursor")}
+    pk, q = ctx["p"].get("primaryKey"), params.get("q", "").strip()
+    if pk and q and not params.get("cursor"):  # a whole key finds its process at once
+        try:
+            found = await call(request, get_process, session.caller, ctx["p"]["shortId"], (pk, q))
+        except NotFound:
+            pass
+        else:
+            return back(f"/processes/{found['id']}")
     sort_by = params.get("sort") or "updatedAt"
     direction = "asc" if params.get("dir") == "asc" else "desc"
     rows: list[dict[str, Any]] = []

@@ -1,4 +1,5 @@
-"""users.password_hash: the argon2 hash a user signs in to the console with (none: no console sign-in)
+"""users.password_hash: the argon2 hash a user signs in to the console with (none: no console sign-in);
+ix_processes_record: a record's processes (the console's record page)
 
 Revision ID: 0010
 Revises: 0007
@@ -19,8 +20,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("password_hash", sa.String(length=200), nullable=True))
+    op.create_index("ix_processes_record", "processes", ["procedure_id", "record_id", "updated_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_processes_record", table_name="processes")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("password_hash")
