@@ -74,7 +74,7 @@ async def call(request: Request, use_case: Callable[..., T], *args: Any, **kwarg
 def page(request: Request, name: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
     """Template ``name`` with ``context``, the session (``request.state.session``) and its CSRF token."""
     session = getattr(request.state, "session", None)
-    base = {"session": session, "csrf": session.csrf if session else request.state.__dict__.get("csrf", "")}
+    base = {"session": session, "csrf": session.csrf if session else getattr(request.state, "csrf", "")}
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
 
