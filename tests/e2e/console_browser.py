@@ -14,7 +14,7 @@ import pytest
 CHROMIUM = os.environ.get("PROCESSION_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("PROCESSION_TEST_OUTPUT", Path(__file__).parents[2] / "test-output")) / "console"
 FLAGS = [  # no call home: this machine's network is closed, and a test must not depend on one
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage",
 ]  # fmt: skip

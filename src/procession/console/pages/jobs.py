@@ -18,6 +18,7 @@ from procession.console.web import ConsoleRoute, back, call, field_errors, page
 from procession.domain.errors import Invalid, ProcessionError
 from procession.services import configuration as conf
 from procession.services import jobs as job_service
+from procession.services.automations import list_runs
 from procession.services.batches import BatchInput, FailedOf, submit_batch
 from procession.services.reads import count_processes
 
@@ -25,6 +26,7 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 FAILED_SHOWN = 100
 CSV_PAGE = 1000
 RUNNING = ("NOT_STARTED", "IN_PROGRESS")
+ENTRY_STATUSES = ("SUCCESS", "ERROR", "INVALID", "NOT_STARTED")
 
 
 def progress(job: dict[str, Any]) -> dict[str, Any]:
@@ -53,19 +55,33 @@ async def _procedure_names(request: Request, session: Session) -> dict[str, dict
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, job_id: str, session: Session = Depends(signed_in)) -> Response:
     job = await call(request, job_service.get_job, session.caller, job_id)
-    failed: list[Any] = []
-    for status in ("ERROR", "INVALID"):
-        entries, _ = await call(
-            request, job_service.job_entries, session.caller, job_id, status=status, after=-1,
+    show = request.query_params.get("show", "failed")
+    after = _index(request.query_params.get("after")) if show != "failed" else -1
+    entries: list[Any] = []
+    more = None
+    for status in ("ERROR", "INVALID") if show == "failed" else (None if show == "all" else show,):
+        if status not in (None, *ENTRY_STATUSES):
+            continue
+        page_of, meta = await call(
+            request, job_service.job_entries, session.caller, job_id, status=status, after=after,
             limit=FAILED_SHOWN,
         )  # fmt: skip
-        failed += entries
+        entries += page_of
+        more = meta["nextAfter"] if show != "failed" else None
     names = await _procedure_names(request, session)
+    runs = await call(request, list_runs, session.caller.team_id, job_id=job_id, limit=1)
     context = {
-        "job": job, "p": names.get(job["procedure"]), "failed": failed, "bar": progress(job),
+        "job": job, "p": names.get(job["procedure"]), "entries": entries, "bar": progress(job), "show": show,
+        "more": more, "shows": ("failed", "all", *ENTRY_STATUSES),
         "message": request.query_params.get("message", ""),
+        "automation": runs[0]["automationId"] if job["kind"] == "run" and runs else None,
     }  # fmt: skip
     return page(request, "job.html", context)
+
+
+def _index(text: str | None) -> int:
+    """An entry index from a link (-1, before the first, for anything else)."""
+    return int(text) if text and text.isdigit() and len(text) < 18 else -1
 
 
 @router.get("/jobs/{job_id}/failed.csv")
