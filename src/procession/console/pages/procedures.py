@@ -28,3 +28,9 @@ async def procedures(request: Request, session: Session = Depends(signed_in)) ->
 async def procedure(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
     found = await call(request, conf.get_procedure, session.caller.team_id, short)
     return page(request, "procedure.html", {"p": found, "graph": state_graph(found)})
+
+
+@router.get("/entities")
+async def entities(request: Request, session: Session = Depends(signed_in)) -> Response:
+    config = await call(request, conf.team_config, session.caller.team_id)
+    return page(request, "entities.html", {"entities": config["entities"]})
