@@ -270,7 +270,7 @@ def test_create_and_revoke_an_api_key(page: Page, url: str, shot: Shots) -> None
     shot(page, "key-made")
     config = f"{url}/v1/ext/config"
     assert httpx.get(config, headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    page.reload()
+    page.goto("/settings/keys")
     expect(page.locator("#new-key")).to_have_count(0)  # shown once
     page.get_by_role("button", name="Revoke key " + key[:12] + " warehouse sync").click()
     expect(page.locator("#keys tr", has_text="warehouse sync")).to_contain_text("revoked")
