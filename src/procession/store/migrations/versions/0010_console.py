@@ -18,12 +18,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("password_hash", sa.String(length=200), nullable=True))
+    op.add_column("users", sa.Column("password_hash", sa.String(length=200), nullable=True))
     op.create_index("ix_processes_record", "processes", ["procedure_id", "record_id", "updated_at", "id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_processes_record", table_name="processes")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("password_hash")
+    # in place on SQLite too (3.35+): a copied table could not be dropped while api_keys refer to it
+    op.execute("ALTER TABLE users DROP COLUMN password_hash")
