@@ -126,3 +126,15 @@ def test_a_refused_move_gives_the_board_its_reason(
     )
     assert reply.status_code == 422
     assert reply.json() == {"ok": False, "message": "lead cannot move from CONVERTED to NEW"}
+
+
+def test_a_job_is_aborted_from_its_page(sqlite_services: Services, team: Team, client: TestClient) -> None:
+    _, lead = sqlite_services.run(create_process, team.caller, "lead", CreateProcess.model_validate({}))
+    _, job = sqlite_services.run(
+        submit_job, team.caller, "lead", [{"id": lead["id"], "data": {"score": 3}}], kind="update"
+    )  # no runner in this process: it waits
+    assert "Abort" in client.get(f"/jobs/{job['id']}").text
+    reply = client.post(f"/jobs/{job['id']}/abort", data={"csrf": token(client)})
+    assert reply.status_code == 303 and reply.headers["location"] == f"/jobs/{job['id']}"
+    page = client.get(f"/jobs/{job['id']}").text
+    assert 'id="job-status">ABORTED<' in page and "Abort" not in page

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from procession.console.auth import Session, signed_in
-from procession.console.pages.processes import _context, title
+from procession.console.pages.processes import procedure_context, title
 from procession.console.web import ConsoleRoute, back, call, page, services
 from procession.domain.errors import NotFound, ProcessionError
 from procession.services import configuration as conf
@@ -31,7 +31,7 @@ STATUSES = ("OPEN", "COMPLETED", "CANCELLED")
 async def process_page(request: Request, process_id: str, session: Session = Depends(signed_in)) -> Response:
     who = session.caller
     internal = await call(request, get_process_by_id, who, process_id)
-    ctx = await _context(request, session, internal["procedure"])
+    ctx = await procedure_context(request, session, internal["procedure"])
     short = ctx["p"]["shortId"]
     process = await call(request, get_process, who, short, (process_id,))
     events, _ = await call(request, process_history, who, short, (process_id,), limit=TIMELINE)

@@ -60,7 +60,7 @@ def title(process: dict[str, Any], procedure: dict[str, Any]) -> str:
     return str(process["id"])[:8]
 
 
-async def _context(request: Request, session: Session, short: str) -> dict[str, Any]:
+async def procedure_context(request: Request, session: Session, short: str) -> dict[str, Any]:
     """The procedure, its users by id, and helpers every process page uses."""
     config = await call(request, conf.team_config, session.caller.team_id)
     procedure: dict[str, Any] | None = next(
@@ -77,7 +77,7 @@ async def _context(request: Request, session: Session, short: str) -> dict[str, 
 
 @router.get("/procedures/{short}/processes")
 async def table(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
-    ctx = await _context(request, session, short)
+    ctx = await procedure_context(request, session, short)
     params = {k: v for k, v in request.query_params.items() if k in (*FILTERS, "sort", "dir", "cursor")}
     pk, q = ctx["p"].get("primaryKey"), params.get("q", "").strip()
     if pk and q and not params.get("cursor"):  # a whole key finds its process at once
@@ -115,7 +115,7 @@ async def table(request: Request, short: str, session: Session = Depends(signed_
 
 @router.get("/procedures/{short}/board")
 async def board(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
-    ctx = await _context(request, session, short)
+    ctx = await procedure_context(request, session, short)
     svc, lanes = services(request), []
     for state in ctx["p"]["states"]:
         cmd = ListProcesses(where={"state": state["shortId"], "status": "OPEN"}, limit=BOARD_CARDS)
@@ -129,7 +129,7 @@ async def board(request: Request, short: str, session: Session = Depends(signed_
 
 @router.get("/procedures/{short}/processes/new")
 async def new(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
-    ctx = await _context(request, session, short)
+    ctx = await procedure_context(request, session, short)
     return page(request, "process_new.html", _form_context(ctx, {}, {}))
 
 
@@ -143,7 +143,7 @@ def _form_context(ctx: dict[str, Any], form: dict[str, list[str]], errors: dict[
 
 @router.post("/procedures/{short}/processes/new")
 async def create(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
-    ctx = await _context(request, session, short)
+    ctx = await procedure_context(request, session, short)
     received = await request.form()
     form = {k: [str(v) for v in received.getlist(k)] for k in received}
     body: dict[str, Any] = {"data": {}}
