@@ -199,8 +199,22 @@ def test_move_a_lead_across_the_board_and_a_refused_move(page: Page, team: Team,
 
 
 def test_run_an_automation_by_hand(page: Page, team: Team, receiver: Receiver, shot: Shots) -> None:
-    step = {"name": "post", "type": "http", "method": "POST", "url": f"{receiver.url}/by-hand"}
-    automation(team, "lead", {"name": "push to crm", "trigger": {"type": "manual"}, "steps": [step]})
+    page.goto("/procedures/lead/automations")
+    page.get_by_role("link", name="New automation").click()
+    page.get_by_label("Name").fill("push to crm")
+    page.get_by_label("Runs when").select_option(label="only when someone runs it")
+    page.get_by_label("Steps").fill(
+        '[{"name": "post", "type": "http", "method": "POST", "url": "{{ data.( }}"}]'
+    )
+    page.get_by_label("Attempts per step").fill("2")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#steps-error")).to_contain_text("steps[0]")  # where the mistake is
+    shot(page, "automation-refused")
+    step = f'[{{"name": "post", "type": "http", "method": "POST", "url": "{receiver.url}/by-hand"}}]'
+    page.get_by_label("Steps").fill(step)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    shot(page, "automation-saved")
     lead = a_lead(team, firstname="Robin", lastname="Scherbatsky")
     page.goto(f"/processes/{lead}")
     shot(page, "process")

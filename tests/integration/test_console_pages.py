@@ -67,7 +67,7 @@ def test_a_bad_value_is_shown_beside_its_input_and_nothing_is_made(client: TestC
 def test_an_automations_mistakes_are_shown_at_the_box_they_are_in(client: TestClient) -> None:
     reply = client.post(
         "/procedures/lead/automations/new",
-        data={"csrf": token(client), "name": "broken", "trigger": '{"type": "manual"}',
+        data={"csrf": token(client), "name": "broken", "trigger_type": "manual",
               "steps": '[{"name": "s", "type": "http", "method": "POST", "url": "{{ data.( }}"}]',
               "maxAttempts": "2", "backoffSeconds": "1"},
     )  # fmt: skip
@@ -75,9 +75,14 @@ def test_an_automations_mistakes_are_shown_at_the_box_they_are_in(client: TestCl
     assert re.search(r'<p class="error" id="steps-error">[^<]+<small>\(steps\[0\]', reply.text)
     not_json = client.post(
         "/procedures/lead/automations/new",
-        data={"csrf": token(client), "name": "broken", "trigger": "{", "steps": "[]"},
+        data={"csrf": token(client), "name": "broken", "trigger_type": "manual", "steps": "["},
     )
-    assert not_json.status_code == 422 and 'id="trigger-error">trigger is not JSON' in not_json.text
+    assert not_json.status_code == 422 and 'id="steps-error">steps is not JSON' in not_json.text
+    no_state = client.post(
+        "/procedures/lead/automations/new",
+        data={"csrf": token(client), "name": "broken", "trigger_type": "state_reached", "steps": "[]"},
+    )
+    assert no_state.status_code == 422 and 'id="trigger-error">' in no_state.text
 
 
 def test_a_filter_that_cannot_apply_says_why_on_the_table(client: TestClient) -> None:

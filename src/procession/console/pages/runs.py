@@ -12,12 +12,21 @@ from pydantic import ValidationError
 
 from procession.console.auth import Session, admin, signed_in
 from procession.console.web import ConsoleRoute, back, call, field_errors, page
-from procession.domain.errors import FieldError, Invalid, ProcessionError
+from procession.domain.errors import Invalid, ProcessionError
 from procession.services import automations as auto
 from procession.services import configuration as conf
 from procession.store.repositories.runs import UNFINISHED
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+TRIGGERS = {  # what a person reads for each trigger type
+    "manual": "only when someone runs it",
+    "created": "a process is created",
+    "state_reached": "a process reaches a state",
+    "status_reached": "a process reaches a status",
+    "attribute_changed": "an attribute changes",
+    "next_action_due": "a process's next action is due",
+    "date_offset": "a date attribute's date comes (minutes before or after)",
+}
 EXAMPLE_STEPS = [{"name": "notify", "type": "http", "method": "POST", "url": "https://example.com/hook"}]
 
 
@@ -37,10 +46,16 @@ def _blank() -> dict[str, Any]:
 
 def _editable(found: dict[str, Any]) -> dict[str, str]:
     """An automation as the form's text."""
+    trigger = found["trigger"]
     return {
         "name": found["name"],
         "enabled": "on" if found.get("enabled", True) else "",
-        "trigger": json.dumps(found["trigger"], indent=2),
+        "trigger_type": trigger.get("type", "manual"),
+        "trigger_state": trigger.get("state") or "",
+        "trigger_status": trigger.get("status") or "",
+        "trigger_attribute": trigger.get("attribute") or "",
+        "trigger_to": json.dumps(trigger["to"]) if "to" in trigger else "",
+        "trigger_offset": str(trigger["offsetMs"] // 60_000) if trigger.get("offsetMs") else "",
         "condition": found.get("condition") or "",
         "steps": json.dumps(found["steps"], indent=2),
         "maxAttempts": str(found.get("retry", {}).get("maxAttempts", 5)),
@@ -61,7 +76,10 @@ async def edit(
         runs = await call(
             request, auto.list_runs, session.caller.team_id, automation_id=found["id"], limit=20
         )
-    context = {"p": procedure, "form": _editable(found), "errors": {}, "id": automation_id, "runs": runs}
+    context = {
+        "p": procedure, "form": _editable(found), "errors": {}, "id": automation_id, "runs": runs,
+        "triggers": TRIGGERS,
+    }  # fmt: skip
     return page(request, "automation_edit.html", context)
 
 
@@ -84,25 +102,22 @@ async def save(
             else {".".join(map(str, err["loc"])): err["msg"] for err in e.errors()}
         )
         procedure = await call(request, conf.get_procedure, session.caller.team_id, short)
-        context = {"p": procedure, "form": form, "errors": errors, "id": automation_id, "runs": []}
+        context = {
+            "p": procedure, "form": form, "errors": errors, "id": automation_id, "runs": [], "triggers": TRIGGERS,
+        }  # fmt: skip
         return page(request, "automation_edit.html", context, status=422)
     return back(f"/procedures/{short}/automations/{saved['id']}?saved=1")
 
 
 def _body(form: dict[str, str]) -> dict[str, Any]:
     """The automation the form describes; ``Invalid`` naming the box whose text is not JSON."""
-    problems: list[FieldError] = []
-    parsed: dict[str, Any] = {}
-    for name in ("trigger", "steps"):
-        try:
-            parsed[name] = json.loads(form.get(name) or "null")
-        except ValueError as e:
-            problems.append(FieldError("invalid_json", f"{name} is not JSON: {e}", name))
-    if problems:
-        raise Invalid(problems)
+    try:
+        steps = json.loads(form.get("steps") or "[]")
+    except ValueError as e:
+        raise Invalid.one("invalid_json", f"steps is not JSON: {e}", "steps") from None
     body = {
-        "name": form.get("name", ""), "enabled": form.get("enabled") == "on", "trigger": parsed["trigger"],
-        "condition": form.get("condition") or None, "steps": parsed["steps"],
+        "name": form.get("name", ""), "enabled": form.get("enabled") == "on", "trigger": _trigger(form),
+        "condition": form.get("condition") or None, "steps": steps,
     }  # fmt: skip
     try:
         body["retry"] = {
@@ -114,6 +129,30 @@ def _body(form: dict[str, str]) -> dict[str, Any]:
     if form.get("version"):
         body["version"] = int(form["version"])
     return body
+
+
+def _trigger(form: dict[str, str]) -> dict[str, Any]:
+    """The trigger the form's fields describe (only those its type reads)."""
+    kind = form.get("trigger_type") or "manual"
+    trigger: dict[str, Any] = {"type": kind}
+    if kind == "state_reached":
+        trigger["state"] = form.get("trigger_state", "")
+    if kind == "status_reached":
+        trigger["status"] = form.get("trigger_status", "")
+    if kind in ("attribute_changed", "date_offset"):
+        trigger["attribute"] = form.get("trigger_attribute", "")
+    to = form.get("trigger_to", "").strip()
+    if kind == "attribute_changed" and to:
+        try:
+            trigger["to"] = json.loads(to)
+        except ValueError:
+            trigger["to"] = to  # plain text is a text value
+    if kind == "date_offset":
+        try:
+            trigger["offsetMinutes"] = float(form.get("trigger_offset") or 0)
+        except ValueError:
+            raise Invalid.one("invalid_value", "the minutes are a number", "trigger.offsetMinutes") from None
+    return trigger
 
 
 @router.post("/procedures/{short}/automations/{automation_id}/delete")
