@@ -24,7 +24,7 @@ from tests.e2e.conftest import free_port, server_env, start, stop, wait_until_up
 from tests.e2e.console_browser import FLAGS, Shots, chromium_or_skip
 from tests.fakes.receiver import Receiver, Reply
 
-pytestmark = pytest.mark.xdist_group("console-browser")
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
 ADMIN_PASSWORD, MEMBER_PASSWORD = "admin password 1", "member password 1"
 QUICK = {"maxAttempts": 2, "backoffSeconds": 0.05}
 SLOW = 20_000  # ms: what the server may take under a loaded machine

@@ -123,7 +123,11 @@ async def board(request: Request, short: str, session: Session = Depends(signed_
             request, list_processes, session.caller, ctx["p"]["shortId"], cmd, cursor_key=svc.cursor_key
         )
         lanes.append({"state": state, "cards": cards, "more": meta["hasMore"]})
-    ctx |= {"lanes": lanes, "moves": ctx["p"]["transitions"]}
+    ctx |= {
+        "lanes": lanes,
+        "moves": ctx["p"]["transitions"],
+        "message": request.query_params.get("message", ""),
+    }
     return page(request, "board.html", ctx)
 
 
