@@ -79,6 +79,8 @@ def pages(client: httpx.Client, sample: list[tuple[str, str]], made: dict[str, s
         ("processes: city = Kochi", f"{table}?attribute=city&value=Kochi"),
         ("processes: oldest first", f"{table}?sort=createdAt&dir=asc"),
         ("processes: a whole key", f"{table}?q={sample[5][1]}"),
+        ("processes: key starts with, all", f"{table}?q=LEAD-"),
+        ("processes: key starts with, none", f"{table}?q=LEAD-0"),
         ("board", "/procedures/lead/board"),
         ("new lead form", "/procedures/lead/processes/new"),
         ("process", "/processes/{id}"),

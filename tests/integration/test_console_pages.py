@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 from procession.api.app import create_app
 from procession.bootstrap import Services
 from procession.services.accounts import set_password
-from procession.services.commands import CreateProcess
+from procession.services.commands import CreateProcess, ListProcesses
 from procession.services.jobs import submit_job
 from procession.services.processes import create_process
+from procession.services.reads import list_processes
 from tests.conftest import Team, make_team
 
 PASSWORD = "admin password 1"
@@ -149,3 +150,26 @@ def test_a_job_is_aborted_from_its_page(sqlite_services: Services, team: Team, c
     assert reply.status_code == 303 and reply.headers["location"] == f"/jobs/{job['id']}"
     page = client.get(f"/jobs/{job['id']}").text
     assert 'id="job-status">ABORTED<' in page and "Abort" not in page
+
+
+def test_the_search_box_finds_processes_by_the_start_of_their_key(
+    sqlite_services: Services, team: Team, client: TestClient
+) -> None:
+    for _ in range(12):
+        sqlite_services.run(create_process, team.caller, "ticket", CreateProcess.model_validate({}))
+    whole = client.get("/procedures/ticket/processes?q=TKT-1")
+    assert whole.status_code == 303 and whole.headers["location"].startswith("/processes/")  # it exists
+    listed = re.findall(r">(TKT-\d+)</a>", client.get("/procedures/ticket/processes?q=TKT-").text)
+    assert len(listed) >= 12 and all(k.startswith("TKT-") for k in listed)
+    assert re.findall(r">(TKT-\d+)</a>", client.get("/procedures/ticket/processes?q=TKT-99").text) == []
+    page, _ = sqlite_services.run(
+        list_processes,
+        team.caller,
+        "ticket",
+        ListProcesses(limit=100),
+        cursor_key=b"k" * 16,
+        key_prefix="TKT-1",
+    )
+    found = sorted(p["data"]["ticket_id"] for p in page)
+    assert found and all(k == "TKT-1" or k.startswith("TKT-1") for k in found)
+    assert "TKT-2" not in found and "TKT-10" in found

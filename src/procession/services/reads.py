@@ -41,15 +41,18 @@ def list_processes(
     *,
     cursor_key: bytes,
     external: bool = True,
+    key_prefix: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One page: ``where`` filtered, sorted (stable: ``id`` breaks ties), from ``cursor`` then ``skip``.
-    Cursors are signed with ``cursor_key`` (``Settings.secret``)."""
+    """One page: ``where`` filtered (and, given ``key_prefix``, only processes whose primary-key value starts
+    with it), sorted (stable: ``id`` breaks ties), from ``cursor`` then ``skip``. Cursors are signed with
+    ``cursor_key`` (``Settings.secret``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
         parser = Parser(procedure, Lookups(uow))
         where = parser.where(cmd.where)
         keys = with_tiebreak(parser.sort(cmd.sort))
-        sig = signature(keys, (procedure.id, where, cmd.includeDeleted))
+        scope = (procedure.id, where, cmd.includeDeleted)
+        sig = signature(keys, scope if key_prefix is None else (*scope, key_prefix))
         after = decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None
         rows = uow.processes.search(
             procedure.id,
@@ -59,6 +62,7 @@ def list_processes(
             skip=cmd.skip,
             limit=cmd.limit,
             include_deleted=cmd.includeDeleted,
+            key_prefix=key_prefix,
         )
         page, more = rows[: cmd.limit], len(rows) > cmd.limit
         meta = {

@@ -26,8 +26,8 @@ SORTABLE = ("updatedAt", "createdAt")  # indexed: a page stays quick whatever th
 
 
 def where_of(params: dict[str, str], procedure: dict[str, Any]) -> dict[str, Any]:
-    """The list query's ``where`` for a filter form: status, state, assignee, one attribute's value, and a
-    search on the primary key's first characters."""
+    """The list query's ``where`` for a filter form: status, state, assignee, one attribute's value (the
+    search box is the primary key's first characters: ``key_prefix``)."""
     where: dict[str, Any] = {}
     for name, key in (("status", "status"), ("state", "state"), ("assignee", "assignedTo")):
         if params.get(name):
@@ -39,9 +39,6 @@ def where_of(params: dict[str, str], procedure: dict[str, Any]) -> dict[str, Any
         except ValueError as e:
             raise Invalid.one("invalid_value", f"{params['attribute']} {e}", "value") from None
         where[params["attribute"]] = value
-    if params.get("q") and procedure.get("primaryKey"):
-        q = params["q"].strip()
-        where.setdefault("and", []).append({procedure["primaryKey"]: {">=": q, "<": q + "\uffff"}})
     return where
 
 
@@ -99,8 +96,9 @@ async def table(request: Request, short: str, session: Session = Depends(signed_
         )  # fmt: skip
         svc = services(request)
         rows, meta = await call(
-            request, list_processes, session.caller, ctx["p"]["shortId"], cmd, cursor_key=svc.cursor_key
-        )
+            request, list_processes, session.caller, ctx["p"]["shortId"], cmd, cursor_key=svc.cursor_key,
+            key_prefix=(q or None) if pk else None,
+        )  # fmt: skip
     except ProcessionError as e:
         errors = field_errors(e)
     kept = {k: v for k, v in params.items() if k != "cursor" and v}
