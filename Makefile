@@ -1,4 +1,5 @@
-# Every target bootstraps the virtual environment it needs; only python3 (3.11+) is required.
+# Every target bootstraps the virtual environment it needs; only python3 (3.11+) is required. The set-up
+# also installs Debian's Chromium, which the console's browser tests drive, when it is missing.
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
@@ -9,6 +10,8 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 	touch $(STAMP)
 
 run: $(STAMP)            ## start the service on SQLite with the demo team

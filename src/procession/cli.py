@@ -1,4 +1,4 @@
-"""The ``procession`` command: serve, migrate, demo, teams, keys."""
+"""The ``procession`` command: serve, migrate, demo, teams, keys, users."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
 import signal
 from typing import Annotated
 
@@ -14,15 +15,19 @@ import typer
 from procession.bootstrap import Services, bootstrap
 from procession.domain.errors import ProcessionError
 from procession.services import teams as team_service
+from procession.services.accounts import check_password, set_password
 from procession.services.templates import DEMO_SLUG, TEMPLATES, install_template, seed_demo
 
 app = typer.Typer(help="Procession: a process engine for operations teams.", no_args_is_help=True)
 teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+users_app = typer.Typer(help="Users.", no_args_is_help=True)
 app.add_typer(teams_app, name="teams")
 app.add_typer(keys_app, name="keys")
 connectors_app = typer.Typer(help="Connectors.", no_args_is_help=True)
 app.add_typer(connectors_app, name="connectors")
+app.add_typer(users_app, name="users")
+DEMO_USER = "admin"
 
 
 def _fail(error: ProcessionError) -> None:
@@ -42,6 +47,20 @@ def _demo_key(svc: Services, team_id: str) -> str:
     path.write_text(key + "\n")
     os.chmod(path, 0o600)
     return key
+
+
+def _demo_password(svc: Services, team_id: str) -> str:
+    """The demo admin's console password, kept in the data folder so restarts print the same one."""
+    path = svc.settings.data_dir / "demo-password"
+    if path.exists():
+        password = path.read_text().strip()
+        if svc.run(check_password, team_id, DEMO_USER, password):
+            return password
+    password = secrets.token_urlsafe(12)
+    svc.run(set_password, team_id, DEMO_USER, password)
+    path.write_text(password + "\n")
+    os.chmod(path, 0o600)
+    return password
 
 
 def _settle_gc() -> None:
@@ -66,9 +85,14 @@ def serve(
 
     svc = bootstrap()
     if demo:
-        key = _demo_key(svc, svc.run(seed_demo))
+        team_id = svc.run(seed_demo)
+        key, password = _demo_key(svc, team_id), _demo_password(svc, team_id)
         typer.echo(f"Procession on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
         typer.echo(f"Demo team '{DEMO_SLUG}', admin API key: {key}", err=True)
+        typer.echo(
+            f"Console: http://{host}:{port}/  team '{DEMO_SLUG}', user '{DEMO_USER}', password {password}",
+            err=True,
+        )
     svc.start_background()
     _settle_gc()
     try:
@@ -206,6 +230,23 @@ def reseal() -> None:
         typer.echo(f"{svc.run(reseal_credentials, vault=svc.vault)} connectors' credentials re-encrypted")
     finally:
         svc.close()
+
+
+@users_app.command("set-password")
+def users_set_password(
+    username: str,
+    team: Annotated[str, typer.Option(help="team slug")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="asked when not given")
+    ],
+) -> None:
+    """Give a user a password to sign in to the console with."""
+    svc = bootstrap()
+    try:
+        svc.run(set_password, team_service.team_id(svc.engine, team), username, password)
+    except ProcessionError as e:
+        _fail(e)
+    typer.echo("password set", err=True)
 
 
 if __name__ == "__main__":

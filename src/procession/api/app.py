@@ -14,6 +14,7 @@ from starlette.routing import get_route_path
 from procession.api import admin, automations, connectors, errors, ext, internal, jobs, webhooks
 from procession.api.envelope import Envelope, failure, reply
 from procession.bootstrap import Services
+from procession.console import install as install_console
 from procession.domain.errors import TooLarge
 from procession.services.health import PROBE_TIMEOUT_S, Readiness, sqlite_folder
 
@@ -157,6 +158,8 @@ def create_app(services: Services) -> FastAPI:
         title="Procession",
         version="0.1.0",
         description="A process engine for operations teams. Every reply is `{_data, _meta, _errors}`.",
+        docs_url=None,  # served by the console, with its assets from the package (no CDN)
+        redoc_url=None,
     )
     app.state.services = services
     errors.install(app)
@@ -167,6 +170,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(automations.router)
     app.include_router(webhooks.router)
+    install_console(app)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

@@ -107,6 +107,21 @@ def list_automations(uows: UnitsOfWork, team_id: str, procedure_ref: str) -> lis
         return [a.public(procedure) for a in procedure.automations]
 
 
+def automation_summaries(uows: UnitsOfWork, team_id: str, procedure_ref: str) -> list[dict[str, Any]]:
+    """The automations of a procedure, each with its runs by status and its last run."""
+    with uows.read(team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        counts = uow.runs.counts([a.id for a in procedure.automations])
+        out = []
+        for a in procedure.automations:
+            last = uow.runs.search(automation_id=a.id, limit=1)
+            out.append(
+                a.public(procedure)
+                | {"runs": counts.get(a.id, {}), "lastRun": last[0].public() if last else None}
+            )
+        return out
+
+
 def get_automation(uows: UnitsOfWork, team_id: str, procedure_ref: str, ref: str) -> dict[str, Any]:
     with uows.read(team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)

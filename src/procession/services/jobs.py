@@ -297,6 +297,12 @@ def _job_fields(job: Job) -> dict[str, Any]:
     }
 
 
+def list_jobs(uows: UnitsOfWork, caller: Caller, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The team's latest jobs, newest first, with their counts."""
+    with uows.read(caller.team_id) as uow:
+        return [{**_job_fields(job), "counts": job.counts} for job in uow.jobs.latest(limit=limit)]
+
+
 def job_entries(
     uows: UnitsOfWork, caller: Caller, job_id: str, *, status: str | None, after: int, limit: int
 ) -> tuple[list[Any], dict]:

@@ -6,13 +6,15 @@ from typing import Any
 
 from procession.domain.errors import NotFound
 from procession.domain.process import Process
-from procession.domain.query import Parser
+from procession.domain.query import Field, Parser, SortKey
 from procession.services.commands import ListProcesses
 from procession.services.common import Caller
 from procession.services.processes import find_process, load_procedure
 from procession.services.views import FIELD_NAMES, process_view
 from procession.store.search import decode_cursor, encode_cursor, signature, with_tiebreak
 from procession.store.uow import Lookups, UnitsOfWork
+
+BY_KEY = SortKey(Field("pk_value", nullable=False), False)  # the primary key's value, as stored
 
 
 def get_process(
@@ -41,15 +43,19 @@ def list_processes(
     *,
     cursor_key: bytes,
     external: bool = True,
+    key_prefix: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One page: ``where`` filtered, sorted (stable: ``id`` breaks ties), from ``cursor`` then ``skip``.
+    """One page: ``where`` filtered, sorted (stable: ``id`` breaks ties), from ``cursor`` then ``skip``; given
+    ``key_prefix``, only the processes whose primary-key value starts with it, in the order of that value.
     Cursors are signed with ``cursor_key`` (``Settings.secret``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
         parser = Parser(procedure, Lookups(uow))
         where = parser.where(cmd.where)
-        keys = with_tiebreak(parser.sort(cmd.sort))
-        sig = signature(keys, (procedure.id, where, cmd.includeDeleted))
+        # a key's first characters are looked up on the key's index, in the key's order (never sorted after)
+        keys = with_tiebreak(parser.sort(cmd.sort) if key_prefix is None else [BY_KEY])
+        scope = (procedure.id, where, cmd.includeDeleted)
+        sig = signature(keys, scope if key_prefix is None else (*scope, key_prefix))
         after = decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None
         rows = uow.processes.search(
             procedure.id,
@@ -59,6 +65,7 @@ def list_processes(
             skip=cmd.skip,
             limit=cmd.limit,
             include_deleted=cmd.includeDeleted,
+            key_prefix=key_prefix,
         )
         page, more = rows[: cmd.limit], len(rows) > cmd.limit
         meta = {
@@ -68,6 +75,16 @@ def list_processes(
             "nextCursor": encode_cursor(cursor_key, sig, page[-1][1]) if more else None,
         }
         return [process_view(p, procedure, external=external) for p, _ in page], meta
+
+
+def count_processes(
+    uows: UnitsOfWork, caller: Caller, procedure_ref: str, where: dict[str, Any], *, cap: int = 10_000
+) -> tuple[int, bool]:
+    """How many processes (not deleted) ``where`` finds: (count, whether there are more than ``cap``)."""
+    with uows.read(caller.team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        found = uow.processes.count(procedure.id, where=Parser(procedure, Lookups(uow)).where(where), cap=cap)
+    return min(found, cap), found > cap
 
 
 def process_history(

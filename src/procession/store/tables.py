@@ -41,6 +41,7 @@ users = sa.Table(  # a user's id is its team's: a client may choose it, whatever
     sa.Column("name", sa.String(200), nullable=False, server_default=""),
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("password_hash", sa.String(200)),  # argon2; none: the user cannot sign in to the console
     sa.PrimaryKeyConstraint("team_id", "id"),
     sa.UniqueConstraint("team_id", "username"),
 )
@@ -151,6 +152,7 @@ processes = sa.Table(
     sa.Index("ix_processes_assignee", "procedure_id", "assigned_to", "updated_at", "id"),
     sa.Index("ix_processes_updated", "procedure_id", "updated_at", "id"),
     sa.Index("ix_processes_created", "procedure_id", "created_at", "id"),
+    sa.Index("ix_processes_record", "procedure_id", "record_id", "updated_at", "id"),  # a record's processes
 )
 
 # a Process's field -> its column: the field's name, or with "_id" for a reference (state -> state_id)

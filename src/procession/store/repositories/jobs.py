@@ -166,6 +166,14 @@ class Jobs(Repository):
         params = {"b_job": job_id, "b_ok": succeeded, "b_err": len(results) - succeeded, "b_n": len(results)}
         return str(self._scalar(_CHUNK_DONE, **params, b_failed=False, b_now=now))
 
+    def latest(self, *, limit: int, before: int | None = None) -> list[Job]:
+        """The team's jobs, newest first (``before``: created before that time)."""
+        stmt = sa.select(*t.jobs.c).where(J.team_id == self.team_id)
+        if before is not None:
+            stmt = stmt.where(J.created_at < before)
+        rows = self.conn.execute(stmt.order_by(J.created_at.desc(), J.id.desc()).limit(limit))
+        return [replace(job := Job(*row), failed=bool(job.failed)) for row in rows]
+
     def abort(self, job_id: str, now: int) -> bool:
         result = self.conn.execute(
             t.jobs.update()

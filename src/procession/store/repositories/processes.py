@@ -17,7 +17,7 @@ from procession.store import tables as t
 from procession.store.batch import Write, insert_events, run, update_processes
 from procession.store.outbox import Outbox
 from procession.store.repositories.base import ID, TEAM, Repository
-from procession.store.search import search_statement
+from procession.store.search import clause, search_statement
 from procession.store.statement import Statement, driver_rows
 
 _PROCESS_COLUMNS = t.PROCESS_COLUMNS
@@ -234,14 +234,36 @@ class Processes(Repository):
         skip: int,
         limit: int,
         include_deleted: bool,
+        key_prefix: str | None = None,
     ) -> list[tuple[Process, list[Any]]]:
-        """One page of processes (``limit`` + 1 rows, to tell whether there are more) with their sort values."""
-        base = self._select().where(t.processes.c.procedure_id == procedure_id)
+        """One page of processes (``limit`` + 1 rows, to tell whether there are more) with their sort values;
+        ``key_prefix``: only those whose primary-key value starts with it (a range of the key's index, then
+        the prefix itself, as the database's collation may order more than the prefix in that range)."""
+        c = t.processes.c
+        base = self._select().where(c.procedure_id == procedure_id)
         if not include_deleted:
-            base = base.where(t.processes.c.is_deleted.is_(False))
+            base = base.where(c.is_deleted.is_(False))
+        if key_prefix is not None:
+            base = base.where(
+                c.pk_value >= key_prefix,
+                c.pk_value < key_prefix + "\U0010ffff",
+                sa.func.substr(c.pk_value, 1, len(key_prefix)) == key_prefix,
+            )
         stmt = search_statement(base, where, keys, after, skip, limit)
         width = len(_PROCESS_COLUMNS)
         return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
+
+    def count(self, procedure_id: str, *, where: Any, cap: int) -> int:
+        """How many processes (not deleted) ``where`` finds, counted up to ``cap`` + 1 at most."""
+        c = t.processes.c
+        found = (
+            sa.select(sa.literal(1))
+            .where(c.team_id == self.team_id, c.procedure_id == procedure_id, c.is_deleted.is_(False))
+            .where(clause(where))
+            .limit(cap + 1)
+            .subquery()
+        )
+        return int(self.conn.scalar(sa.select(sa.func.count()).select_from(found)) or 0)
 
 
 class Events(Repository):

@@ -50,6 +50,16 @@ class Records(Repository):
         ).first()
         return row._asdict() if row else None
 
+    def page(self, entity_id: str, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Records of an entity in id order, after the id ``after``."""
+        c = t.records.c
+        stmt = sa.select(c.id, c.data, c.updated_at).where(
+            c.team_id == self.team_id, c.entity_id == entity_id
+        )
+        if after is not None:
+            stmt = stmt.where(c.id > after)
+        return [r._asdict() for r in self.conn.execute(stmt.order_by(c.id).limit(limit))]
+
     def data_of(self, record_ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Record id -> (entity id, data), for the records that exist."""
         if not record_ids:

@@ -120,6 +120,20 @@ class Runs(Repository):
             stmt = stmt.where(R.id < before_id)
         return [Run(*row) for row in self.conn.execute(stmt.order_by(R.id.desc()).limit(limit))]
 
+    def counts(self, automation_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Automation id -> runs by status."""
+        if not automation_ids:
+            return {}
+        rows = self.conn.execute(
+            sa.select(R.automation_id, R.status, sa.func.count())
+            .where(R.team_id == self.team_id, R.automation_id.in_(automation_ids))
+            .group_by(R.automation_id, R.status)
+        )
+        out: dict[str, dict[str, int]] = {}
+        for automation_id, status, n in rows:
+            out.setdefault(automation_id, {})[status] = int(n)
+        return out
+
     def of_task(self, task_ref: str) -> list[Run]:
         """The unfinished runs a task runs, in order."""
         stmt = self._select().where(R.task_ref == task_ref, R.status.in_(UNFINISHED)).order_by(R.id)

@@ -89,6 +89,33 @@ class Users(Repository):
     def add(self, **values: Any) -> None:
         self.conn.execute(t.users.insert().values(team_id=self.team_id, **values))
 
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        """A user by id, with whether it has a console password (never the hash)."""
+        c = t.users.c
+        row = self.conn.execute(
+            sa.select(
+                c.id, c.username, c.name, c.role, c.password_hash.is_not(None).label("has_password")
+            ).where(c.team_id == self.team_id, c.id == user_id)
+        ).first()
+        return row._asdict() if row else None
+
+    def password_hash(self, username: str) -> tuple[str, str | None] | None:
+        """(id, password hash) of the user called ``username``."""
+        c = t.users.c
+        row = self.conn.execute(
+            sa.select(c.id, c.password_hash).where(c.team_id == self.team_id, c.username == username)
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    def set_password_hash(self, user_id: str, password_hash: str | None) -> bool:
+        c = t.users.c
+        result = self.conn.execute(
+            t.users.update()
+            .where(c.team_id == self.team_id, c.id == user_id)
+            .values(password_hash=password_hash)
+        )
+        return result.rowcount == 1
+
 
 _PO = t.pods.c
 POD_ID = Statement(sa.select(_PO.id).where(_PO.team_id == TEAM, sa.or_(_PO.id == REF, _PO.short_id == REF)))
