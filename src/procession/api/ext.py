@@ -11,7 +11,7 @@ from pydantic import WithJsonSchema
 
 from procession.api.deps import bound, caller, services
 from procession.api.envelope import DATA_ID, documented, link, reply
-from procession.api.schemas import ConfigOut, EventOut, FileOut, ProcessOut
+from procession.api.schemas import ConfigOut, EventOut, FileOut, ProcessOut, RequirementsOut
 from procession.bootstrap import Services
 from procession.domain.errors import Invalid
 from procession.services.commands import CreateProcess, ListProcesses, UpdateProcess
@@ -19,7 +19,7 @@ from procession.services.common import Caller
 from procession.services.configuration import team_config
 from procession.services.files import get_file, store_file
 from procession.services.processes import create_process, delete_process, update_process
-from procession.services.reads import get_process, list_processes, process_history
+from procession.services.reads import get_process, list_processes, process_history, process_requirements
 
 EXT = "/v1/ext"
 PROCESSES = "/procedure/{procedureShortId}/process"
@@ -59,6 +59,7 @@ PROCESS_LINKS = {
     "update": link("put", EXT + PROCESS, **_IDS, **_VERSION),
     "delete": link("delete", EXT + PROCESS, **_IDS),
     "history": link("get", f"{EXT}{PROCESS}/events", **_IDS),
+    "requirements": link("get", f"{EXT}{PROCESS}/requirements", **_IDS),
     "links": link("get", f"{EXT}{PROCESS}/links", **_IDS),
     "readInternal": link("get", "/v1/internal/process/{processId}", processId=DATA_ID),
 }
@@ -105,6 +106,18 @@ def history(
     """The process's events in commit order; page on with ``after`` = ``_meta.nextAfter``."""
     events, meta = svc.run(process_history, who, procedureShortId, (processId,), after=after, limit=limit)
     return reply(events, meta=meta)
+
+
+@router.get(f"{PROCESS}/requirements", responses=documented(RequirementsOut))
+def requirements(
+    procedureShortId: str,
+    processId: str,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """Which requirements the process meets now (``met``, with the fields each ``reads``), and which gates
+    would refuse a move to each state (``blockedStates``) or status (``blockedStatuses``)."""
+    return reply(svc.run(process_requirements, who, procedureShortId, (processId,)))
 
 
 def _version(if_match: str | None) -> int | None:

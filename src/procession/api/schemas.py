@@ -54,6 +54,24 @@ class ConfigOut(BaseModel):
     roles: list[str]
 
 
+class RequirementOut(BaseModel):
+    name: str
+    use: str  # gate or move
+    condition: str
+    state: str | None = None
+    status: str | None = None
+    message: str | None = None
+    met: bool
+    reads: list[str]
+
+
+class RequirementsOut(BaseModel):
+    requirements: list[RequirementOut]
+    blockedStates: dict[str, list[str]]  # state shortId -> the unmet gates of entering it
+    blockedStatuses: dict[str, list[str]]
+    allowedStates: list[str]  # where the state graph lets it move from here
+
+
 class EventOut(BaseModel):
     id: int
     type: str

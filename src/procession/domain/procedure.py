@@ -11,6 +11,7 @@ from procession.domain.attributes import Attribute, Lookups
 from procession.domain.automations import Automation
 from procession.domain.errors import FieldError, Invalid
 from procession.domain.expressions import evaluate
+from procession.domain.requirements import Requirement
 
 MAX_KEY = 500  # characters of a primary-key value (what lookups by key index)
 
@@ -163,6 +164,12 @@ class Procedure(Schema):
     parent: str | None = None  # parent procedure id
     version: int = 1
     automations: list[Automation] = field(default_factory=list)  # kept here: a save reads them with the rest
+    requirements: list[Requirement] = field(default_factory=list)  # met on every save (``Process.apply``)
+
+    @cached_property
+    def reads_record(self) -> bool:
+        """Whether a requirement reads the process's record (saves then read it for them)."""
+        return any(r.reads_record for r in self.requirements)
 
     @cached_property
     def states_by_short(self) -> dict[str, State]:
@@ -205,6 +212,7 @@ class Procedure(Schema):
             "entity": self.entity,
             "parent": self.parent,
             "automations": [a.stored() for a in self.automations],
+            "requirements": [r.stored() for r in self.requirements],
         }
 
     @classmethod
@@ -219,6 +227,7 @@ class Procedure(Schema):
             entity=definition.get("entity"),
             parent=definition.get("parent"),
             automations=[Automation.from_stored(a) for a in definition.get("automations", ())],
+            requirements=[Requirement.from_stored(r) for r in definition.get("requirements", ())],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,4 +246,7 @@ class Procedure(Schema):
             "entity": self.entity,
             "parentProcedure": self.parent,
             "automations": [a.public(self) for a in self.automations],
+            "requirements": [
+                r.stored() | {"state": short(r.state)} if r.state else r.stored() for r in self.requirements
+            ],
         }

@@ -9,6 +9,7 @@ from typing import Any
 
 from procession.domain.errors import Invalid
 from procession.domain.procedure import Procedure
+from procession.domain.requirements import settle
 
 
 class Status(StrEnum):
@@ -93,6 +94,7 @@ class Process:
         team: str,
         created_by: str | None,
         now: int,
+        record: dict[str, Any] | None = None,
     ) -> tuple[Process, list[Event]]:
         """A new process of ``procedure``: any state may be given directly; the graph applies afterwards."""
         process = cls(
@@ -106,16 +108,23 @@ class Process:
             updated_at=now,
             parent_procedure=procedure.parent,
         )
-        events = process.apply(procedure, change, now=now, enforce_graph=False)
+        events = process.apply(procedure, change, now=now, enforce_graph=False, record=record)
         process.updated_at, process.version = now, 1
         created = Event("process.created", {"snapshot": process.snapshot()})
         return process, [created, *(e for e in events if e.type == "process.assigned")]
 
     def apply(
-        self, procedure: Procedure, change: ProcessChange, *, now: int, enforce_graph: bool = True
+        self,
+        procedure: Procedure,
+        change: ProcessChange,
+        *,
+        now: int,
+        enforce_graph: bool = True,
+        record: dict[str, Any] | None = None,
     ) -> list[Event]:
-        """Apply ``change``; return its events (``process.updated`` first; none if nothing changed), or raise
-        ``Invalid``, changing nothing."""
+        """Apply ``change`` and the procedure's requirements (``domain.requirements``; ``record``: the record's
+        data by shortId, when they read it); return its events (``process.updated`` first; none if nothing
+        changed), or raise ``Invalid``, changing nothing."""
         if change.state is not UNSET and enforce_graph and not procedure.can_move(self.state, change.state):
             raise Invalid.one(
                 "transition_not_allowed",
@@ -123,6 +132,7 @@ class Process:
                 f"to {procedure.state_short(change.state)}",
                 "state",
             )
+        before = self.snapshot() if procedure.requirements else None  # put back if a requirement refuses
         data = {**self.data}
         for key, value in change.data.items():
             if value is None:
@@ -163,10 +173,62 @@ class Process:
             if self.derived_data.get(key) != derived.get(key):
                 changes[f"derivedData.{key}"] = [self.derived_data.get(key), derived.get(key)]
         self.derived_data = derived
+        moves: list[tuple[str, Any, Any, str | None]] = []
+        if procedure.requirements:
+            moves = self._requirements(procedure, changes, record, now, before)
         if not changes:
             return []
         self.updated_at, self.version = now, self.version + 1
-        return self._events(changes)
+        return self._events(changes, moves)
+
+    def _requirements(
+        self,
+        procedure: Procedure,
+        changes: dict[str, list[Any]],
+        record: dict[str, Any] | None,
+        now: int,
+        before: dict[str, Any] | None,
+    ) -> list[tuple[str, Any, Any, str | None]]:
+        """Gates, then moves, then the gates of every save (``domain.requirements``); the moves made, as
+        (field, from, to, requirement). On a refusal, the process is put back as it was (``before``)."""
+        try:
+            return settle(self, procedure, changes, record, now, new=not self.version)
+        except Invalid:
+            for name, value in (before or {}).items():
+                setattr(self, name, value)
+            raise
+
+    def move(self, name: str, value: Any, changes: dict[str, list[Any]], now: int) -> None:
+        """Set ``state`` or ``status`` for a requirement's move, folded into the save's ``changes``."""
+        old = getattr(self, name)
+        setattr(self, name, value)
+        if name == "status":
+            self.completed_at = now if value == Status.COMPLETED else None
+            self.cancelled_at = now if value == Status.CANCELLED else None
+        if name not in changes:
+            changes[name] = [old, value]
+        elif changes[name][0] == value:
+            del changes[name]
+        else:
+            changes[name] = [changes[name][0], value]
+
+    def variables(self, procedure: Procedure) -> dict[str, Any]:
+        """The process as CEL sees it: data by shortId, state by shortId (and, added by who has read it, its
+        record's data as ``record``)."""
+        return {
+            "id": self.id,
+            "procedure": procedure.short_id,
+            "data": procedure.to_short(self.data),
+            "derivedData": procedure.to_short(self.derived_data),
+            "state": procedure.state_short(self.state),
+            "status": self.status,
+            "assignedTo": self.assigned_to,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "nextActionAt": self.next_action_at,
+            "parentProcess": self.parent_process,
+            "version": self.version,
+        }
 
     def _set(self, name: str, value: Any, changes: dict[str, list[Any]]) -> bool:
         old = getattr(self, name)
@@ -189,14 +251,22 @@ class Process:
         return out
 
     @staticmethod
-    def _events(changes: dict[str, list[Any]]) -> list[Event]:
+    def _events(changes: dict[str, list[Any]], moves: list[tuple[str, Any, Any, str | None]]) -> list[Event]:
+        """``process.updated`` with every change, then one event per state, status or assignee change: the
+        save's own, then each requirement's move (naming it)."""
         events = [Event("process.updated", {"changes": changes})]
         for name, event in (
             ("state", "process.state_changed"),
             ("status", "process.status_changed"),
             ("assigned_to", "process.assigned"),
         ):
-            if name in changes:
+            hops = [m for m in moves if m[0] == name]
+            if hops:
+                if hops[0][3] is None:  # the save's own change came first
+                    events.append(Event(event, {"from": hops[0][1], "to": hops[0][2]}))
+                    hops = hops[1:]
+                events.extend(Event(event, {"from": m[1], "to": m[2], "requirement": m[3]}) for m in hops)
+            elif name in changes:
                 events.append(Event(event, {"from": changes[name][0], "to": changes[name][1]}))
         if "is_deleted" in changes:
             events.append(Event("process.deleted" if changes["is_deleted"][1] else "process.restored", {}))

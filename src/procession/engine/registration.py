@@ -20,7 +20,6 @@ from procession.domain.expressions import compute
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
 from procession.domain.triggers import fires, thin
-from procession.engine.steps import process_vars
 from procession.store.outbox import Saves
 from procession.store.repositories.runs import PENDING, WAITING
 from procession.store.tasks import NewTask
@@ -124,7 +123,7 @@ def add_runs(uow: UnitOfWork, rows: list[dict[str, Any]], now: int) -> list[int]
 def _condition(automation: Automation, procedure: Procedure, process: Process, event: Event) -> bool:
     if automation.condition is None:
         return True
-    variables = {"process": process_vars(procedure, process), "event": {"type": event.type}, "now": now_ms()}
+    variables = {"process": process.variables(procedure), "event": {"type": event.type}, "now": now_ms()}
     try:
         return compute(automation.condition, variables) is True
     except ValueError:  # a value it reads is missing: the condition does not hold

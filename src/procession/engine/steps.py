@@ -33,25 +33,6 @@ SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "cookie")
 MAX_RETRY_AFTER_MS = 24 * 3600 * 1000
 
 
-def process_vars(procedure: Procedure, process: Process) -> dict[str, Any]:
-    """A process as CEL sees it: data by shortId, state by shortId (and, added by who has read it, its
-    record's data as ``record``)."""
-    return {
-        "id": process.id,
-        "procedure": procedure.short_id,
-        "data": procedure.to_short(process.data),
-        "derivedData": procedure.to_short(process.derived_data),
-        "state": procedure.state_short(process.state),
-        "status": process.status,
-        "assignedTo": process.assigned_to,
-        "createdAt": process.created_at,
-        "updatedAt": process.updated_at,
-        "nextActionAt": process.next_action_at,
-        "parentProcess": process.parent_process,
-        "version": process.version,
-    }
-
-
 def retry_wait_ms(backoff_ms: int, failed: int, after_ms: int | None, *, cap_ms: int | None = None) -> int:
     """How long to wait before trying a call again after ``failed + 1`` failed attempts: ``backoff_ms``
     doubling after each, give or take a quarter (at most ``cap_ms``), or the ``Retry-After`` asked for if
@@ -94,7 +75,7 @@ class Active:
     def variables(self, now: int) -> dict[str, Any]:
         run = self.run
         return {
-            "process": process_vars(self.procedure, self.process) | {"record": self.record},
+            "process": self.process.variables(self.procedure) | {"record": self.record},
             "event": run.event,
             "steps": run.outputs,
             "run": {"id": run.id, "automation": self.automation.name, "attempt": run.attempts + 1},

@@ -142,6 +142,10 @@ class ProcedureInput(Command):
     transitions: dict[str, list[str]] = Field(default_factory=dict, description="state shortId -> shortIds")
     entity: str | None = Field(default=None, description="entity shortId or id")
     parentProcedure: str | None = Field(default=None, description="procedure shortId or id")
+    requirements: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="[{name, use: gate|move, condition (CEL), state, status, message}]; omitted: kept as they are",
+    )
     version: Integer | None = Field(
         default=None, ge=1, description="on update: the version read (409 if stale)"
     )

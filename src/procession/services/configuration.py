@@ -13,6 +13,7 @@ from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.expressions import compile_formula
 from procession.domain.procedure import Entity, Procedure, Schema, State
+from procession.domain.requirements import parse_requirements
 from procession.services.commands import AttributeInput, EntityInput, PodInput, ProcedureInput, UserInput
 from procession.store.uow import UnitsOfWork
 
@@ -154,6 +155,16 @@ def define_procedure(
             parent=parent,
             automations=existing.automations if existing else [],  # edited on their own (``automations``)
         )
+        if cmd.requirements is None:
+            procedure.requirements = existing.requirements if existing else []
+        else:
+            record = uow.entities.get(entity) if entity else None
+            procedure.requirements = parse_requirements(
+                cmd.requirements,
+                state_id=procedure.state_id,
+                attributes={a.short_id for a in attributes},
+                record_attributes={a.short_id for a in record.attributes} if record else None,
+            )
         if parent == procedure.id:
             raise Invalid.one("invalid_parent", "a procedure cannot be its own parent", "parentProcedure")
         if uow.procedures.get(cmd.shortId) not in (None, existing):

@@ -121,6 +121,15 @@ def _record(uow: UnitOfWork, procedure: Procedure, given: RecordInput, now: int)
     return entity.id, record_id
 
 
+def record_data(uow: UnitOfWork, procedure: Procedure, record_id: str | None) -> dict[str, Any] | None:
+    """The record's data by shortId, for requirements that read it (None when none does)."""
+    if not record_id or not procedure.reads_record:
+        return None
+    found = uow.records.data_of([record_id]).get(record_id)
+    entity = uow.entities.get(found[0]) if found else None
+    return entity.to_short(found[1]) if found and entity else {}
+
+
 def create_process(
     uows: UnitsOfWork,
     caller: Caller,
@@ -158,7 +167,13 @@ def create_in(
     if cmd.record is not None:
         change.entity, change.record = _record(uow, procedure, cmd.record, now)
     process, events = Process.create(
-        procedure, change, id=process_id or new_id(), team=caller.team_id, created_by=caller.user_id, now=now
+        procedure,
+        change,
+        id=process_id or new_id(),
+        team=caller.team_id,
+        created_by=caller.user_id,
+        now=now,
+        record=record_data(uow, procedure, change.record or None),
     )
     uow.processes.save(procedure, process, events, actor=caller.user_id)
     return process_view(process, procedure)
@@ -253,11 +268,12 @@ def change_process(
             field="id",
             code="deleted",
         )
+    record = record_data(uow, procedure, process.record)
     if procedure.primary_key is None or procedure.primary_key not in change.data:
-        return process.apply(procedure, change, now=now)  # the key stays
+        return process.apply(procedure, change, now=now, record=record)  # the key stays
     old_key, new_key = procedure.key_of(process.data), procedure.key_of(change.data)
     if new_key == old_key:
-        return process.apply(procedure, change, now=now)
+        return process.apply(procedure, change, now=now, record=record)
     if new_key is not None:
         if keys is not None and new_key in keys:
             holder = keys[new_key]
@@ -265,7 +281,7 @@ def change_process(
             holder = uow.processes.id_by_pk(procedure.id, new_key)
         if holder is not None and holder != process.id:
             raise duplicate_key(procedure, new_key)
-    events = process.apply(procedure, change, now=now)
+    events = process.apply(procedure, change, now=now, record=record)
     if keys is not None:
         if old_key is not None:
             keys[old_key] = None

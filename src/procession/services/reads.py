@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from procession.domain.clock import now_ms
 from procession.domain.errors import NotFound
 from procession.domain.process import Process
 from procession.domain.query import Field, Parser, SortKey
+from procession.domain.requirements import GATE, STATUSES
 from procession.services.commands import ListProcesses
 from procession.services.common import Caller
-from procession.services.processes import find_process, load_procedure
+from procession.services.processes import find_process, load_procedure, record_data
 from procession.services.views import FIELD_NAMES, process_view
 from procession.store.search import decode_cursor, encode_cursor, signature, with_tiebreak
 from procession.store.uow import Lookups, UnitsOfWork
@@ -136,3 +138,39 @@ def _field_name(procedure: Any, key: str) -> str:
         attr = procedure.by_id.get(attr_id)
         return f"{FIELD_NAMES.get(column, column)}.{attr.short_id if attr else attr_id}"
     return FIELD_NAMES.get(key, key)
+
+
+def process_requirements(
+    uows: UnitsOfWork, caller: Caller, procedure_ref: str, ref: tuple[str, ...]
+) -> dict[str, Any]:
+    """Which of its procedure's requirements the process meets now, and, for each state and status, the gates
+    that would refuse a move there (``domain.requirements``)."""
+    with uows.read(caller.team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        process = find_process(uow, procedure, ref)
+        record = record_data(uow, procedure, process.record)
+    variables = {"process": process.variables(procedure) | {"record": record or {}}, "now": now_ms()}
+    short = procedure.state_short
+    met = {r.name: r.holds(variables) for r in procedure.requirements}
+    gates = [r for r in procedure.requirements if r.use == GATE]
+    return {
+        "requirements": [
+            r.stored() | {"state": short(r.state), "met": met[r.name], "reads": r.reads}
+            for r in procedure.requirements
+        ],
+        "blockedStates": {
+            s.short_id: names
+            for s in procedure.states
+            if (names := [g.name for g in gates if g.state == s.id and not met[g.name]])
+        },
+        "blockedStatuses": {
+            status: names
+            for status in STATUSES
+            if (names := [g.name for g in gates if g.status == status and not met[g.name]])
+        },
+        "allowedStates": [
+            s.short_id
+            for s in procedure.states
+            if s.id != process.state and procedure.can_move(process.state, s.id)
+        ],
+    }
