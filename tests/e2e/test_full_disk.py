@@ -107,7 +107,12 @@ def test_a_full_disk_answers_507_readyz_fails_and_it_recovers_once_space_is_free
         assert_storage_full(refused)
         assert len(accepted) >= 10, len(accepted)
         fill(small_disk / FILLER)  # the last bytes too, whatever the database left
-        assert_storage_full(http.post(LEADS, json=lead))  # (a smaller write may fit in the WAL's slack)
+        for _ in range(50):  # a write or two may still fit in pages the refused one left free
+            r = http.post(LEADS, json=lead)
+            if r.status_code != 201:
+                break
+            accepted.append(r.json()["_data"]["id"])
+        assert_storage_full(r)
         photo = {"photo": ("p.png", b"p" * 200_000, "image/png")}
         assert_storage_full(http.post("/v1/ext/photo", files=photo))
         assert_storage_full(http.post(f"/v1/ext/photo/{uuid.uuid4()}", files=photo))
