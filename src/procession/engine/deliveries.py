@@ -36,9 +36,9 @@ from procession.connectors.webhooks import signed_headers
 from procession.domain.clock import now_ms
 from procession.domain.webhooks import iso
 from procession.engine.steps import EXCERPT, retry_wait_ms
-from procession.engine.tasks import Kind
+from procession.engine.tasks import Kind, take_due
 from procession.engine.webhooks import KIND, disable
-from procession.store.repositories.deliveries import FAILED, PENDING, RUNNING, SUCCEEDED, Delivery
+from procession.store.repositories.deliveries import FAILED, PENDING, SUCCEEDED, Delivery
 from procession.store.repositories.webhooks import Webhook
 from procession.store.tasks import WORKER, Task
 from procession.store.uow import UnitOfWork, UnitsOfWork
@@ -75,18 +75,7 @@ def plan(uow: UnitOfWork, task_ref: str, now: int) -> tuple[list[Delivery], int 
     if not deliveries:
         return [], None
     earliest = uow.deliveries.earliest_ahead(sorted({d.lane for d in deliveries}))
-    take: list[Delivery] = []
-    wakes: list[int] = []
-    for d in deliveries:
-        due = (d.lease_until or 0) <= now if d.status == RUNNING else d.wake_at <= now
-        first = earliest.get(d.lane)
-        if due and (first is None or first >= d.id) and len(take) < MAX_TAKE:
-            take.append(d)
-        elif due:
-            wakes.append(now + BLOCKED_MS if len(take) < MAX_TAKE else now)
-        else:
-            wakes.append(d.lease_until or now if d.status == RUNNING else d.wake_at)
-    return take, min(wakes) if wakes else None
+    return take_due(deliveries, earliest, lambda d: d.lane, now, limit=MAX_TAKE, blocked_ms=BLOCKED_MS)
 
 
 class WebhookDeliveries:

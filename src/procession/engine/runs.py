@@ -31,7 +31,7 @@ from procession.engine import connected
 from procession.engine.batches import finish_entries
 from procession.engine.registration import KIND
 from procession.engine.steps import Active
-from procession.engine.tasks import Kind
+from procession.engine.tasks import Kind, take_due
 from procession.engine.webhooks import runs_failed
 from procession.services.commands import CreateProcess, UpdateProcess
 from procession.services.common import Caller
@@ -69,18 +69,7 @@ def plan_batch(uow: UnitOfWork, task_ref: str, now: int) -> tuple[list[Run], int
     if not runs:
         return [], None
     earliest = uow.runs.earliest_ahead(sorted({r.process_id for r in runs}))
-    take: list[Run] = []
-    wakes: list[int] = []
-    for run in runs:
-        due = (run.lease_until or 0) <= now if run.status == RUNNING else run.wake_at <= now
-        first = earliest.get(run.process_id)
-        if due and (first is None or first >= run.id) and len(take) < MAX_TAKE:
-            take.append(run)
-        elif due:
-            wakes.append(now + BLOCKED_MS if len(take) < MAX_TAKE else now)
-        else:
-            wakes.append(run.lease_until or now if run.status == RUNNING else run.wake_at)
-    return take, min(wakes) if wakes else None
+    return take_due(runs, earliest, lambda r: r.process_id, now, limit=MAX_TAKE, blocked_ms=BLOCKED_MS)
 
 
 class AutomationRuns:

@@ -70,6 +70,33 @@ class Kinds:
         return self._kinds.get(name) or Kind(name, run=_unknown(name))
 
 
+def take_due(
+    items: list[Any],
+    earliest: dict[Any, int],
+    lane: Callable[[Any], Any],
+    now: int,
+    *,
+    limit: int,
+    blocked_ms: int,
+) -> tuple[list[Any], int | None]:
+    """Of a task's unfinished items (runs, deliveries: ``status``, ``lease_until``, ``wake_at``, ``id``), those
+    that can go now: due, first of their lane (``earliest``: lane -> the id of its first unfinished item), at
+    most ``limit``; and when the task is due again for the others (None: none is left)."""
+    take: list[Any] = []
+    wakes: list[int] = []
+    for item in items:
+        running = item.status == "RUNNING"
+        due = (item.lease_until or 0) <= now if running else item.wake_at <= now
+        first = earliest.get(lane(item))
+        if due and (first is None or first >= item.id) and len(take) < limit:
+            take.append(item)
+        elif due:
+            wakes.append(now + blocked_ms if len(take) < limit else now)
+        else:
+            wakes.append(item.lease_until or now if running else item.wake_at)
+    return take, min(wakes) if wakes else None
+
+
 def _unknown(name: str) -> Callable[[UnitOfWork, Task], None]:
     def run(uow: UnitOfWork, task: Task) -> None:
         raise LookupError(f"no handler for tasks of kind {name!r}")
