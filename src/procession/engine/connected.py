@@ -18,7 +18,7 @@ from procession.domain.expressions import compute
 from procession.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
-    from procession.domain.automations import Step
+    from procession.domain.steps import Step
     from procession.engine.steps import Active
 
 LINKED = "process.linked"  # the event of a link made or changed

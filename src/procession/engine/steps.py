@@ -19,11 +19,12 @@ import orjson
 from procession.connectors.flow import Account, Done, Machine, Next, Retry
 from procession.connectors.outbound import Call, Refused, Reply, Unreachable, retry_after_ms, transient
 from procession.connectors.webhooks import signed_headers
-from procession.domain.automations import CONNECTOR_STEPS, Automation, Step, template_parts
+from procession.domain.automations import Automation
 from procession.domain.connectors import Link
 from procession.domain.expressions import compute
 from procession.domain.procedure import Procedure
 from procession.domain.process import Process
+from procession.domain.steps import CONNECTOR_STEPS, Step, template_parts
 from procession.engine import connected
 from procession.store.repositories.runs import FAILED, PENDING, SUCCEEDED, WAITING, Run
 
