@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -15,6 +17,7 @@ from procession.store.statement import ACROSS_TEAMS, Statement
 TEAM: sa.BindParameter[str] = sa.bindparam("b_team")
 REF: sa.BindParameter[str] = sa.bindparam("b_ref")  # an id or a shortId
 ID: sa.BindParameter[str] = sa.bindparam("b_id")
+T = TypeVar("T")
 
 
 class Repository:
@@ -58,6 +61,44 @@ class Repository:
     def _write(self, stmt: Statement, **params: Any) -> None:
         params["b_team"] = self.team_id
         stmt.rows(self.conn, params)
+
+
+class Numbered(Repository, Generic[T]):
+    """A team's rows of a table with numbered ids (automation runs, webhook deliveries), each read as ``row``:
+    a dataclass whose fields name the columns it holds."""
+
+    table: sa.Table
+    row: Callable[..., T]
+    unfinished: tuple[str, ...]  # the statuses of rows still to be done
+
+    def _select(self) -> Any:
+        c = self.table.c
+        return sa.select(*(c[f.name] for f in fields(self.row))).where(c.team_id == self.team_id)  # type: ignore[arg-type]
+
+    def _rows(self, stmt: Any) -> list[T]:
+        return [self.row(*row) for row in self.conn.execute(stmt)]
+
+    def add(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert rows (each a dict of columns but id and team); their ids, growing in order."""
+        if not rows:
+            return []
+        ids = new_ids(self.conn, self.table, len(rows))
+        for row_id, row in zip(ids, rows, strict=True):
+            row["id"], row["team_id"] = row_id, self.team_id
+        self.conn.execute(self.table.insert(), rows)
+        return ids
+
+    def get(self, row_id: int, *, for_update: bool = False) -> T | None:
+        stmt = self._select().where(self.table.c.id == row_id)
+        row = self.conn.execute(stmt.with_for_update() if for_update else stmt).first()
+        return self.row(*row) if row else None
+
+    def of_task(self, task_ref: str) -> list[T]:
+        """The unfinished rows a task holds, in order."""
+        c = self.table.c
+        return self._rows(
+            self._select().where(c.task_ref == task_ref, c.status.in_(self.unfinished)).order_by(c.id)
+        )
 
 
 def new_ids(conn: sa.Connection, table: sa.Table, n: int) -> list[int]:

@@ -8,13 +8,13 @@ running.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from procession.store import tables as t
-from procession.store.repositories.base import Repository, new_ids
+from procession.store.repositories.base import Numbered
 
 D = t.webhook_deliveries.c
 A = t.webhook_attempts.c
@@ -62,29 +62,12 @@ class Delivery:
         }
 
 
-_COLUMNS = [D[f.name] for f in fields(Delivery)]
-
-
-class Deliveries(Repository):
+class Deliveries(Numbered[Delivery]):
     """A team's deliveries."""
 
-    def _select(self) -> Any:
-        return sa.select(*_COLUMNS).where(D.team_id == self.team_id)
-
-    def add(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert deliveries (each a dict of columns but id and team); their ids, growing in order."""
-        if not rows:
-            return []
-        ids = new_ids(self.conn, t.webhook_deliveries, len(rows))
-        for delivery_id, row in zip(ids, rows, strict=True):
-            row["id"], row["team_id"] = delivery_id, self.team_id
-        self.conn.execute(t.webhook_deliveries.insert(), rows)
-        return ids
-
-    def get(self, delivery_id: int, *, for_update: bool = False) -> Delivery | None:
-        stmt = self._select().where(D.id == delivery_id)
-        row = self.conn.execute(stmt.with_for_update() if for_update else stmt).first()
-        return Delivery(*row) if row else None
+    table = t.webhook_deliveries
+    row = Delivery
+    unfinished = UNFINISHED
 
     def of_webhook(
         self, webhook_id: str, *, status: str | None = None, before_id: int | None = None, limit: int = 100
@@ -95,12 +78,7 @@ class Deliveries(Repository):
             stmt = stmt.where(D.status == status)
         if before_id is not None:
             stmt = stmt.where(D.id < before_id)
-        return [Delivery(*row) for row in self.conn.execute(stmt.order_by(D.id.desc()).limit(limit))]
-
-    def of_task(self, task_ref: str) -> list[Delivery]:
-        """The unfinished deliveries a task sends, in order."""
-        stmt = self._select().where(D.task_ref == task_ref, D.status.in_(UNFINISHED)).order_by(D.id)
-        return [Delivery(*row) for row in self.conn.execute(stmt)]
+        return self._rows(stmt.order_by(D.id.desc()).limit(limit))
 
     def earliest_ahead(self, lanes: list[Lane]) -> dict[Lane, int]:
         """For each (subscription, subject), the id of its earliest delivery not finished."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from procession.store import tables as t
-from procession.store.repositories.base import Repository, new_ids
+from procession.store.repositories.base import Numbered
 
 R = t.runs.c
 A = t.run_attempts.c
@@ -69,29 +69,12 @@ class Run:
         }
 
 
-_RUN_COLUMNS = [R[f.name] for f in fields(Run)]
-
-
-class Runs(Repository):
+class Runs(Numbered[Run]):
     """A team's runs."""
 
-    def _select(self) -> Any:
-        return sa.select(*_RUN_COLUMNS).where(R.team_id == self.team_id)
-
-    def add(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert runs (each a dict of columns but id and team); their ids, growing in order."""
-        if not rows:
-            return []
-        ids = new_ids(self.conn, t.runs, len(rows))
-        for run_id, row in zip(ids, rows, strict=True):
-            row["id"], row["team_id"] = run_id, self.team_id
-        self.conn.execute(t.runs.insert(), rows)
-        return ids
-
-    def get(self, run_id: int, *, for_update: bool = False) -> Run | None:
-        stmt = self._select().where(R.id == run_id)
-        row = self.conn.execute(stmt.with_for_update() if for_update else stmt).first()
-        return Run(*row) if row else None
+    table = t.runs
+    row = Run
+    unfinished = UNFINISHED
 
     def search(
         self,
@@ -118,7 +101,7 @@ class Runs(Repository):
             stmt = stmt.where(R.created_at >= since)
         if before_id is not None:
             stmt = stmt.where(R.id < before_id)
-        return [Run(*row) for row in self.conn.execute(stmt.order_by(R.id.desc()).limit(limit))]
+        return self._rows(stmt.order_by(R.id.desc()).limit(limit))
 
     def counts(self, automation_ids: list[str]) -> dict[str, dict[str, int]]:
         """Automation id -> runs by status."""
@@ -133,11 +116,6 @@ class Runs(Repository):
         for automation_id, status, n in rows:
             out.setdefault(automation_id, {})[status] = int(n)
         return out
-
-    def of_task(self, task_ref: str) -> list[Run]:
-        """The unfinished runs a task runs, in order."""
-        stmt = self._select().where(R.task_ref == task_ref, R.status.in_(UNFINISHED)).order_by(R.id)
-        return [Run(*row) for row in self.conn.execute(stmt)]
 
     def earliest_ahead(self, process_ids: list[str]) -> dict[str, int]:
         """For each process, the id of its earliest run that holds back the later ones."""
