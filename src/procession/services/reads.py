@@ -7,14 +7,14 @@ from typing import Any
 from procession.domain.clock import now_ms
 from procession.domain.errors import NotFound
 from procession.domain.process import Process
-from procession.domain.query import Field, Parser, SortKey
+from procession.domain.query import Field, SortKey
 from procession.domain.requirements import GATE, STATUSES
 from procession.services.commands import ListProcesses
 from procession.services.common import Caller
-from procession.services.processes import find_process, load_procedure, record_data
+from procession.services.processes import find_process, load_procedure, query_parser, record_data
 from procession.services.views import FIELD_NAMES, process_view
 from procession.store.search import decode_cursor, encode_cursor, signature, with_tiebreak
-from procession.store.uow import Lookups, UnitsOfWork
+from procession.store.uow import UnitsOfWork
 
 BY_KEY = SortKey(Field("pk_value", nullable=False), False)  # the primary key's value, as stored
 
@@ -52,7 +52,7 @@ def list_processes(
     Cursors are signed with ``cursor_key`` (``Settings.secret``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
-        parser = Parser(procedure, Lookups(uow))
+        parser = query_parser(uow, procedure)
         where = parser.where(cmd.where)
         # a key's first characters are looked up on the key's index, in the key's order (never sorted after)
         keys = with_tiebreak(parser.sort(cmd.sort) if key_prefix is None else [BY_KEY])
@@ -85,7 +85,7 @@ def count_processes(
     """How many processes (not deleted) ``where`` finds: (count, whether there are more than ``cap``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
-        found = uow.processes.count(procedure.id, where=Parser(procedure, Lookups(uow)).where(where), cap=cap)
+        found = uow.processes.count(procedure.id, where=query_parser(uow, procedure).where(where), cap=cap)
     return min(found, cap), found > cap
 
 
