@@ -213,7 +213,7 @@ class Parser:
                 out = convert(v)
             except ValueError as e:
                 raise Invalid.one("invalid_value", f"{name}: {e}", where) from None
-            if not _comparable(out):  # a list (of a multi-valued attribute, say), an object, past 64 bits
+            if not _comparable(out, field.kind):  # a list (of a multi-valued attribute), an object, past 64 bits
                 raise Invalid.one("invalid_value", f"{name}: {repr(v)[:100]} cannot be compared", where)
             return out
 
@@ -298,10 +298,13 @@ def _too_complex(what: str, field: str) -> Invalid:
     return Invalid.one("too_complex", f"the query is too complex: {what}", field)
 
 
-def _comparable(value: Any) -> bool:
-    """Whether a value can be bound into SQL and compared, on both databases."""
+def _comparable(value: Any, kind: str) -> bool:
+    """Whether a value can be bound into SQL and compared with a field of ``kind``, on both databases (a
+    ``json`` attribute, say, takes any value, and is compared as text)."""
+    if kind == "boolean" or isinstance(value, bool):
+        return kind == "boolean" and isinstance(value, bool)
+    if kind == "text":
+        return isinstance(value, str)
     if isinstance(value, float):
         return math.isfinite(value)
-    if isinstance(value, int):
-        return -(2**63) <= value < 2**63
-    return isinstance(value, str)
+    return isinstance(value, int) and -(2**63) <= value < 2**63

@@ -40,10 +40,11 @@ def _of(entity_id: str) -> Any:
     return r.entity_id == entity_id
 
 
-def _bound(value: Any) -> Any:
-    """A value to compare a column with: a boolean as a typed parameter (SQLAlchemy takes a bare ``True`` for
+def _bound(col: Any, value: Any) -> Any:
+    """``value`` as a parameter of the column's type: a JSON number compared as a float whatever its size (not
+    as PostgreSQL's 32-bit ``integer``), a boolean as a boolean (SQLAlchemy takes a bare ``True`` for
     ``IS true`` and refuses it in ``<``)."""
-    return sa.bindparam(None, value, type_=sa.Boolean()) if isinstance(value, bool) else value
+    return sa.bindparam(None, value, type_=col.type)
 
 
 def compare(col: Any, op: str, v: Any) -> Any:
@@ -53,7 +54,7 @@ def compare(col: Any, op: str, v: Any) -> Any:
         return sa.or_(col.in_(present), col.is_(None)) if None in v else col.in_(present)
     if v is None:
         return col.is_(None) if op == "=" else col.is_not(None)
-    v = _bound(v)
+    v = _bound(col, v)
     if op == "!=":
         return col.is_distinct_from(v)
     return {"=": col.__eq__, ">": col.__gt__, ">=": col.__ge__, "<": col.__lt__, "<=": col.__le__}[op](v)
@@ -96,11 +97,11 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
         col = column(key.field)
         if v is None:
             continue  # nothing sorts after NULL on this key
-        beyond = col < _bound(v) if key.descending else col > _bound(v)
+        beyond = col < _bound(col, v) if key.descending else col > _bound(col, v)
         if key.field.nullable:
             beyond = sa.or_(beyond, col.is_(None))
         equal = [
-            column(k.field).is_(None) if w is None else column(k.field) == _bound(w)
+            column(k.field).is_(None) if w is None else column(k.field) == _bound(column(k.field), w)
             for k, w in zip(keys[:i], values[:i], strict=True)
         ]
         ors.append(sa.and_(*equal, beyond))
@@ -110,7 +111,7 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
         return sa.and_(column(first.field).is_(None), after)
     # the same condition, plus a plain range on the first key so an index can seek instead of filtering
     col = column(first.field)
-    bound = col <= _bound(v0) if first.descending else col >= _bound(v0)
+    bound = col <= _bound(col, v0) if first.descending else col >= _bound(col, v0)
     return sa.and_(sa.or_(bound, col.is_(None)) if first.field.nullable else bound, after)
 
 
