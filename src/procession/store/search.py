@@ -50,8 +50,8 @@ def _bound(col: Any, value: Any) -> Any:
 def compare(col: Any, op: str, v: Any) -> Any:
     """``col op v`` in the query language's sense: ``!=`` and null compare as distinct, ``in`` may hold null."""
     if op == "in":
-        present = [x for x in v if x is not None]
-        return sa.or_(col.in_(present), col.is_(None)) if None in v else col.in_(present)
+        present = col.in_(sa.bindparam(None, [x for x in v if x is not None], expanding=True, type_=col.type))
+        return sa.or_(present, col.is_(None)) if None in v else present
     if v is None:
         return col.is_(None) if op == "=" else col.is_not(None)
     v = _bound(col, v)
