@@ -35,7 +35,11 @@ settings.register_profile(
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # a failure is shown as found, not shrunk for minutes
+    phases=[
+        Phase.explicit,
+        Phase.reuse,
+        Phase.generate,
+    ],  # a failure is shown as found, not shrunk for minutes
 )
 settings.register_profile(
     "query-thorough", max_examples=400, deadline=None, suppress_health_check=list(HealthCheck)
@@ -65,10 +69,16 @@ class World:
     records: list[str]
     processes: list[str]
     made: Iterator[int] = field(default_factory=itertools.count)
+    pools: dict[str, st.SearchStrategy[Any]] = field(default_factory=dict)
 
 
 def values(world: World, kind: str) -> st.SearchStrategy[Any]:
     """Valid values of an attribute of type ``kind``, in their stored form (which the API takes back)."""
+    world.pools = world.pools or pools(world)
+    return world.pools[kind]
+
+
+def pools(world: World) -> dict[str, st.SearchStrategy[Any]]:
     return {
         "string": TEXTS,
         "text": TEXTS,
@@ -102,7 +112,7 @@ def values(world: World, kind: str) -> st.SearchStrategy[Any]:
         "user": st.sampled_from(world.users),
         "record": st.sampled_from(world.records),
         "process": st.sampled_from(world.processes),
-    }[kind]
+    }
 
 
 @pytest.fixture(scope="module")
