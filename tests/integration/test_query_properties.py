@@ -193,7 +193,7 @@ def specs(world: World, made: list[dict]) -> list[Spec]:
             "createdAt",
             "number",
             True,
-            st.sampled_from(times).flatmap(lambda t: st.sampled_from([t - 1, t, t + 1])),
+            st.sampled_from(times).flatmap(lambda t: st.sampled_from([max(t - 1, 0), t, t + 1])),
         ),
         Spec("assignedTo", "text", True, st.sampled_from(world.users)),
         Spec("id", "text", True, st.sampled_from(ids)),
@@ -311,7 +311,7 @@ def listed(world: World, short: str, body: dict) -> list[str]:
 
 JUNK = st.one_of(
     st.integers(),
-    st.floats(),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=5),
     st.booleans(),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),

@@ -213,7 +213,9 @@ class Parser:
                 out = convert(v)
             except ValueError as e:
                 raise Invalid.one("invalid_value", f"{name}: {e}", where) from None
-            if not _comparable(out, field.kind):  # a list (of a multi-valued attribute), an object, past 64 bits
+            if not _comparable(
+                out, field.kind
+            ):  # a list (of a multi-valued attribute), an object, past 64 bits
                 raise Invalid.one("invalid_value", f"{name}: {repr(v)[:100]} cannot be compared", where)
             return out
 

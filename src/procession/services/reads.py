@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from procession.domain.clock import now_ms
@@ -57,26 +58,45 @@ def list_processes(
         # a key's first characters are looked up on the key's index, in the key's order (never sorted after)
         keys = with_tiebreak(parser.sort(cmd.sort) if key_prefix is None else [BY_KEY])
         scope = (procedure.id, where, cmd.includeDeleted)
-        sig = signature(keys, scope if key_prefix is None else (*scope, key_prefix))
-        after = decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None
-        rows = uow.processes.search(
-            procedure.id,
-            where=where,
-            keys=keys,
-            after=after,
-            skip=cmd.skip,
-            limit=cmd.limit,
-            include_deleted=cmd.includeDeleted,
-            key_prefix=key_prefix,
+        page, meta = paged(
+            cmd,
+            keys,
+            scope if key_prefix is None else (*scope, key_prefix),
+            cursor_key,
+            lambda after: uow.processes.search(
+                procedure.id,
+                where=where,
+                keys=keys,
+                after=after,
+                skip=cmd.skip,
+                limit=cmd.limit,
+                include_deleted=cmd.includeDeleted,
+                key_prefix=key_prefix,
+            ),
         )
-        page, more = rows[: cmd.limit], len(rows) > cmd.limit
-        meta = {
-            "skip": cmd.skip,
-            "limit": cmd.limit,
-            "hasMore": more,
-            "nextCursor": encode_cursor(cursor_key, sig, page[-1][1]) if more else None,
-        }
-        return [process_view(p, procedure, external=external) for p, _ in page], meta
+        return [process_view(p, procedure, external=external) for p in page], meta
+
+
+def paged(
+    cmd: Any,
+    keys: list[SortKey],
+    scope: Any,
+    cursor_key: bytes,
+    fetch: Callable[[list[Any] | None], list[Any]],
+) -> tuple[list[Any], dict[str, Any]]:
+    """One page of a list (processes, records) sorted by ``keys`` (made total): ``fetch(after)`` gives up to
+    ``cmd.limit`` + 1 (item, sort values) after the cursor's values; ``_meta`` says whether there are more
+    and signs the cursor to the next page, bound to ``scope`` (what the list is of and its filter)."""
+    sig = signature(keys, scope)
+    rows = fetch(decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None)
+    page, more = rows[: cmd.limit], len(rows) > cmd.limit
+    meta = {
+        "skip": cmd.skip,
+        "limit": cmd.limit,
+        "hasMore": more,
+        "nextCursor": encode_cursor(cursor_key, sig, page[-1][1]) if more else None,
+    }
+    return [item for item, _ in page], meta
 
 
 def count_processes(
