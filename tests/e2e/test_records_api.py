@@ -96,7 +96,7 @@ def test_the_records_api_is_documented(api: Api) -> None:
     for path, methods in (
         (f"{RECORDS}/list".replace("customer", "{entityShortId}"), {"post"}),
         ("/v1/ext/entity/{entityShortId}/record/{recordId}", {"get", "put"}),
-        ("/v1/ext/entity/{entityShortId}/record/{pkShortId}/{pkValue}", {"get", "put"}),
+        ("/v1/ext/entity/{entityShortId}/record/{keyShortId}/{keyValue}", {"get", "put"}),
         ("/v1/ext/entity/{entityShortId}/record/{recordId}/process/list", {"post"}),
     ):
         assert methods <= set(paths[path]), (path, paths.get(path))

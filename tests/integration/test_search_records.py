@@ -5,6 +5,7 @@ cursor paging on a record's sort key."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from procession.domain.errors import Invalid
 from procession.services.commands import ListProcesses, ProcedureInput
@@ -176,3 +177,37 @@ def test_is_deleted_in_every_form(customers: Team, rhs: object, expected: set) -
     )
     assert {p["isDeleted"] for p in page} == expected
     assert (["LEAD-5"] if expected == {True} else None) in (None, [p["data"]["lead_id"] for p in page])
+
+
+def plan(team: Team, where: dict) -> str:
+    """The database's plan of the list statement ``where`` makes (on PostgreSQL with sequential scans off:
+    whether an index can drive it at all, whatever the size of the test's tables)."""
+    sent: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, params, *_):  # type: ignore[no-untyped-def]
+        if "FROM processes" in statement and "LIMIT" in statement:
+            sent.append((statement, params))
+
+    engine = team.services.engine
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        search(team, where=where)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    statement, params = sent[-1]
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, params).all()  # type: ignore[arg-type]
+            return "\n".join(r[0] for r in rows)
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()  # type: ignore[arg-type]
+        return "\n".join(str(r[-1]) for r in rows)
+
+
+def test_a_filter_on_the_records_key_is_driven_by_the_key_index(customers: Team) -> None:
+    found = plan(customers, {"phone_number": "7701200000"})
+    assert "ux_records_pk" in found, found
+    either = plan(
+        customers, {"or": [{"phone_number": "7701200000"}, {"record.phone_number": "+917701214822"}]}
+    )
+    assert "ux_records_pk" in either, either

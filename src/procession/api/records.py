@@ -17,7 +17,7 @@ from procession.services.records import read_record, record_processes, search_re
 
 RECORDS = "/entity/{entityShortId}/record"
 RECORD = f"{RECORDS}/{{recordId}}"
-BY_PK = f"{RECORDS}/{{pkShortId}}/{{pkValue}}"
+BY_PK = f"{RECORDS}/{{keyShortId}}/{{keyValue}}"  # the entity's primary key and its value
 
 router = APIRouter(prefix=EXT, tags=["external"])
 
@@ -61,8 +61,8 @@ def _by_id(recordId: str) -> tuple[str, ...]:
     return (recordId,)
 
 
-def _by_pk(pkShortId: str, pkValue: str) -> tuple[str, ...]:
-    return (pkShortId, pkValue)
+def _by_pk(keyShortId: str, keyValue: str) -> tuple[str, ...]:
+    return (keyShortId, keyValue)
 
 
 # the same two routes twice: by record id, and by the entity's primary key
