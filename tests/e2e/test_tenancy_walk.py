@@ -113,6 +113,9 @@ def made(api: Api, *, in_lead: bool) -> Mine:
     connector_body = {"name": f"crm_{tag}", "kind": "http", "baseUrl": "https://crm.example.com",
                       "credentials": {"auth": "Bearer first-team"}}  # fmt: skip
     connector = created(http.post("/v1/admin/connectors", json=connector_body))
+    phone = str(int(tag, 16) % 10**10).rjust(10, "7")
+    customer = {"record": {"data": {"phone_number": phone}}}
+    record = created(http.post("/v1/ext/procedure/lead/process", json=customer))["record"]
     ids: dict[str, str | int] = {
         "procedureShortId": short,
         "procedureId": short if in_lead else procedure["id"],
@@ -127,6 +130,10 @@ def made(api: Api, *, in_lead: bool) -> Mine:
         "connectorId": connector["id"],
         "webhookId": webhook["id"],
         "deliveryId": delivery["id"],
+        "entityShortId": "customer",
+        "recordId": record,
+        "keyShortId": "phone_number",
+        "keyValue": phone,
     }
     bodies = {
         "CreateProcess": {"data": {}},
@@ -144,8 +151,12 @@ def made(api: Api, *, in_lead: bool) -> Mine:
         "WebhookInput": webhook_body,
         "WebhookUpdate": {},
         "ReplayFailed": {},
+        "ListRecords": {},
+        "RecordProcesses": {},
+        "UpdateRecord": {"data": {}},
     }
-    return Mine(ids, {"procedureShortId", "procedureId", "pkShortId"} if in_lead else set(), bodies)
+    every = {"entityShortId", "keyShortId"}  # every team has the customer entity
+    return Mine(ids, every | ({"procedureShortId", "procedureId", "pkShortId"} if in_lead else set()), bodies)
 
 
 def schema_name(schema: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.routing import get_route_path
 
-from procession.api import admin, automations, connectors, errors, ext, internal, jobs, webhooks
+from procession.api import admin, automations, connectors, errors, ext, internal, jobs, records, webhooks
 from procession.api.envelope import Envelope, failure, reply
 from procession.bootstrap import Services
 from procession.console import install as install_console
@@ -165,6 +165,7 @@ def create_app(services: Services) -> FastAPI:
     errors.install(app)
     app.include_router(connectors.router)  # first: …/process/{id}/links is not a read by primary key
     app.include_router(ext.router)
+    app.include_router(records.router)
     app.include_router(admin.router)
     app.include_router(internal.router)
     app.include_router(jobs.router)

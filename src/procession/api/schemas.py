@@ -35,6 +35,14 @@ class ProcessOut(BaseModel):
     version: int
 
 
+class RecordOut(BaseModel):
+    id: str
+    entity: str
+    data: dict[str, Any]
+    createdAt: int
+    updatedAt: int
+
+
 class FileOut(BaseModel):
     id: str
     filename: str

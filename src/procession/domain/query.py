@@ -4,6 +4,10 @@
     Query   = { <field>: RHS, "or": [Query], "and": [Query] }       (keys of one object are ANDed)
     RHS     = value | [values] (one of) | { "=" | "!=" | ">" | ">=" | "<" | "<=": value }
 
+A field is a root field, an attribute, or an attribute of the process's record: ``record.<shortId>``, or the
+bare shortId when the procedure has no field or attribute of that name. A record that is absent, or holds no
+value there, compares as null. ``RecordParser`` reads the same language over an entity's records.
+
 A query is bounded (``too_complex`` past a limit): it becomes one SQL statement, which each database
 bounds in its own way (SQLite's parser stack and expression depth, PostgreSQL's 65,535 bound parameters),
 and whose cost grows with it. The limits are far above what a screen or a report asks for.
@@ -12,12 +16,12 @@ and whose cost grows with it. The limits are far above what a screen or a report
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from procession.domain.attributes import Attribute, Lookups, epoch_ms, parse_iso
 from procession.domain.errors import Invalid
-from procession.domain.procedure import Procedure
+from procession.domain.procedure import Entity, Procedure, Schema
 from procession.domain.process import Status
 
 OPERATORS = ("=", "!=", ">", ">=", "<", "<=")
@@ -48,12 +52,15 @@ NUMERIC = ("integer", "float", "decimal", "number", "integerEnum", "integerId", 
 
 @dataclass(frozen=True)
 class Field:
-    """A root column, or a key (an attribute id) inside the JSON column ``data`` or ``derived_data``."""
+    """A root column of ``table``, or a key (an attribute id) inside its JSON column ``data`` or
+    ``derived_data``; with ``via`` (an entity id), the column of the process's record, of that entity."""
 
     column: str
     key: str | None = None
     kind: str = "text"  # text | number | boolean
     nullable: bool = True
+    table: str = "processes"  # processes | records
+    via: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,9 @@ def _kind(attr: Attribute) -> str:
 class Parser:
     """Parses one request's ``where`` and ``sort`` for one procedure."""
 
-    def __init__(self, procedure: Procedure, refs: Refs) -> None:
-        self.procedure, self.refs = procedure, refs
+    def __init__(self, procedure: Procedure, refs: Refs, entity: Entity | None = None) -> None:
+        """``entity``: the procedure's, whose attributes ``record.<shortId>`` names (None: it has none)."""
+        self.procedure, self.refs, self.entity = procedure, refs, entity
         self.nodes = self.values = 0  # counted against MAX_NODES and MAX_ALL_VALUES as the query is read
 
     def _count(self, nodes: int, values: int, where: str) -> None:
@@ -116,8 +124,8 @@ class Parser:
     def field(self, name: str, where: str) -> tuple[Field, Any]:
         """The field called ``name`` and the function that turns a client value into a stored one."""
         found, convert = self._field(name, where)
-        if found.key is None and found.column in NOT_NULL:
-            found = Field(found.column, kind=found.kind, nullable=False)
+        if found.key is None and found.via is None and found.column in NOT_NULL:
+            found = replace(found, nullable=False)
         return found, convert
 
     def _field(self, name: str, where: str) -> tuple[Field, Any]:
@@ -144,16 +152,26 @@ class Parser:
             return Field(
                 "is_deleted", kind="boolean"
             ), lambda v: v if isinstance(v, bool) else self._bad(v, "a bool")
+        if name.startswith("record."):
+            return self._record(name.removeprefix("record."), where)
         attr = self.procedure.by_short.get(name) or self.procedure.by_id.get(name)
         if attr is None:
+            if self.entity is not None and name in self.entity.by_short:
+                return self._record(name, where)
             raise Invalid.one(
                 "unknown_field",
-                f"{name!r} is neither a process field nor an attribute of {self.procedure.short_id}",
+                f"{name!r} is neither a process field nor an attribute of {self.procedure.short_id}"
+                + (f" or of its {self.entity.short_id} record" if self.entity else ""),
                 where,
             )
         if attr.derived:
             return Field("derived_data", attr.id, kind=_kind(attr)), lambda v: v
         return Field("data", attr.id, kind=_kind(attr)), lambda v: attr.normalise(v, self.refs)
+
+    def _record(self, name: str, where: str) -> tuple[Field, Any]:
+        if self.entity is None:
+            raise Invalid.one("unknown_field", f"{self.procedure.short_id} is not created for records", where)
+        return record_field(self.entity, name, self.refs, where, via=self.entity.id)
 
     @staticmethod
     def _ref(found: str | None, value: Any, what: str) -> str:
@@ -195,7 +213,9 @@ class Parser:
                 out = convert(v)
             except ValueError as e:
                 raise Invalid.one("invalid_value", f"{name}: {e}", where) from None
-            if not _comparable(out):  # a list (of a multi-valued attribute, say), an object, past 64 bits
+            if not _comparable(
+                out, field.kind
+            ):  # a list (of a multi-valued attribute), an object, past 64 bits
                 raise Invalid.one("invalid_value", f"{name}: {repr(v)[:100]} cannot be compared", where)
             return out
 
@@ -243,14 +263,50 @@ class Parser:
         return out
 
 
+class RecordParser(Parser):
+    """Parses ``where`` and ``sort`` over an entity's records: ``id``, ``createdAt``, ``updatedAt`` and the
+    entity's attributes (bare or as ``record.<shortId>``)."""
+
+    def __init__(self, entity: Entity, refs: Refs) -> None:
+        self.entity, self.refs = entity, refs
+        self.nodes = self.values = 0
+
+    def _field(self, name: str, where: str) -> tuple[Field, Any]:
+        if name in ("createdAt", "updatedAt"):
+            return Field(TIMES[name], kind="number", table="records"), _time
+        if name == "id":
+            return Field("id", table="records"), lambda v: v if isinstance(v, str) else self._bad(v, "an id")
+        assert self.entity is not None
+        return record_field(self.entity, name.removeprefix("record."), self.refs, where)
+
+
+def record_field(
+    entity: Schema, name: str, refs: Refs, where: str, *, via: str | None = None
+) -> tuple[Field, Any]:
+    """The field of the entity's attribute ``name`` on the records table (reached from a process with ``via``):
+    the primary key's text is its indexed column ``pk_value``."""
+    attr = entity.by_short.get(name) or entity.by_id.get(name)
+    if attr is None or attr.derived:
+        raise Invalid.one("unknown_field", f"{name!r} is not an attribute of {entity.short_id}", where)
+    kind = _kind(attr)
+    if attr.id == entity.primary_key and kind == "text":
+        found = Field("pk_value", table="records", via=via)
+    else:
+        found = Field("data", attr.id, kind=kind, table="records", via=via)
+    return found, lambda v: attr.normalise(v, refs)
+
+
 def _too_complex(what: str, field: str) -> Invalid:
     return Invalid.one("too_complex", f"the query is too complex: {what}", field)
 
 
-def _comparable(value: Any) -> bool:
-    """Whether a value can be bound into SQL and compared, on both databases."""
+def _comparable(value: Any, kind: str) -> bool:
+    """Whether a value can be bound into SQL and compared with a field of ``kind``, on both databases (a
+    ``json`` attribute, say, takes any value, and is compared as text)."""
+    if kind == "boolean" or isinstance(value, bool):
+        return kind == "boolean" and isinstance(value, bool)
+    if kind == "text":
+        return isinstance(value, str)
     if isinstance(value, float):
         return math.isfinite(value)
-    if isinstance(value, int):
-        return -(2**63) <= value < 2**63
-    return isinstance(value, str)
+    return isinstance(value, int) and -(2**63) <= value < 2**63

@@ -12,18 +12,17 @@ from pydantic import Field, StrictBool
 from procession.domain.automations import Automation
 from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Invalid, NotFound
-from procession.domain.query import Parser
 from procession.engine.registration import KIND, add_runs, new_run
 from procession.services.automations import _automation
 from procession.services.commands import Command
 from procession.services.common import Caller
 from procession.services.jobs import MAX_ITEMS, job_view
-from procession.services.processes import load_procedure
+from procession.services.processes import load_procedure, query_parser
 from procession.store.repositories.runs import FAILED, PENDING, Run
 from procession.store.search import with_tiebreak
 from procession.store.statement import json_text
 from procession.store.tasks import NewTask
-from procession.store.uow import Lookups, UnitOfWork, UnitsOfWork
+from procession.store.uow import UnitOfWork, UnitsOfWork
 
 BATCH = 1000  # runs per task
 PAGE = 5000  # processes read per query when a filter picks them
@@ -119,7 +118,7 @@ def _resume(uow: UnitOfWork, runs: list[Run], job_id: str, now: int) -> None:
 
 def _matching(uow: UnitOfWork, procedure: Any, where: dict[str, Any]) -> list[str]:
     """The ids of the processes ``where`` finds (not deleted), at most ``MAX_ITEMS``."""
-    parser = Parser(procedure, Lookups(uow))
+    parser = query_parser(uow, procedure)
     condition, keys = parser.where(where), with_tiebreak(parser.sort([]))
     ids: list[str] = []
     after = None

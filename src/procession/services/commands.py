@@ -106,6 +106,28 @@ class ListProcesses(Command):
     includeDeleted: StrictBool = False
 
 
+class ListRecords(Command):
+    where: dict[str, Any] = Field(
+        default_factory=dict, description="id, createdAt, updatedAt, attribute shortIds"
+    )
+    skip: Integer = Field(default=0, ge=0, le=100_000)
+    limit: Integer = Field(default=10, ge=1, le=100)
+    sort: list[Any] = Field(default_factory=list, description='[{"field": name, "dir": "asc"|"desc"}]')
+    cursor: str | None = Field(default=None, description="_meta.nextCursor of the previous page")
+
+
+class RecordProcesses(Command):
+    skip: Integer = Field(default=0, ge=0, le=100_000)
+    limit: Integer = Field(default=10, ge=1, le=100)
+    cursor: str | None = Field(default=None, description="_meta.nextCursor of the previous page")
+
+
+class UpdateRecord(Command):
+    data: dict[str, Any] = Field(
+        description="attribute shortId -> value; only those sent change; null clears"
+    )
+
+
 class AttributeInput(Command):
     id: str | None = Field(
         default=None, description="keep an existing attribute (allows renaming its shortId)"

@@ -10,6 +10,7 @@ from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process, ProcessChange
+from procession.domain.query import Parser
 from procession.services.commands import CreateProcess, ProcessFields, RecordInput, UpdateProcess
 from procession.services.common import Caller
 from procession.services.idempotency import Once, run_once
@@ -23,6 +24,12 @@ def load_procedure(uow: UnitOfWork, ref: str) -> Procedure:
     if procedure is None:
         raise NotFound(f"no procedure {ref!r}", field="procedureShortId")
     return procedure
+
+
+def query_parser(uow: UnitOfWork, procedure: Procedure) -> Parser:
+    """The parser of ``where`` and ``sort`` for the procedure's processes (and its entity's records)."""
+    entity = uow.entities.get(procedure.entity) if procedure.entity else None
+    return Parser(procedure, Lookups(uow), entity)
 
 
 def resolve_change(

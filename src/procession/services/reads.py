@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from procession.domain.clock import now_ms
 from procession.domain.errors import NotFound
 from procession.domain.process import Process
-from procession.domain.query import Field, Parser, SortKey
+from procession.domain.query import Field, SortKey
 from procession.domain.requirements import GATE, STATUSES
 from procession.services.commands import ListProcesses
 from procession.services.common import Caller
-from procession.services.processes import find_process, load_procedure, record_data
+from procession.services.processes import find_process, load_procedure, query_parser, record_data
 from procession.services.views import FIELD_NAMES, process_view
 from procession.store.search import decode_cursor, encode_cursor, signature, with_tiebreak
-from procession.store.uow import Lookups, UnitsOfWork
+from procession.store.uow import UnitsOfWork
 
 BY_KEY = SortKey(Field("pk_value", nullable=False), False)  # the primary key's value, as stored
 
@@ -52,31 +53,50 @@ def list_processes(
     Cursors are signed with ``cursor_key`` (``Settings.secret``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
-        parser = Parser(procedure, Lookups(uow))
+        parser = query_parser(uow, procedure)
         where = parser.where(cmd.where)
         # a key's first characters are looked up on the key's index, in the key's order (never sorted after)
         keys = with_tiebreak(parser.sort(cmd.sort) if key_prefix is None else [BY_KEY])
         scope = (procedure.id, where, cmd.includeDeleted)
-        sig = signature(keys, scope if key_prefix is None else (*scope, key_prefix))
-        after = decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None
-        rows = uow.processes.search(
-            procedure.id,
-            where=where,
-            keys=keys,
-            after=after,
-            skip=cmd.skip,
-            limit=cmd.limit,
-            include_deleted=cmd.includeDeleted,
-            key_prefix=key_prefix,
+        page, meta = paged(
+            cmd,
+            keys,
+            scope if key_prefix is None else (*scope, key_prefix),
+            cursor_key,
+            lambda after: uow.processes.search(
+                procedure.id,
+                where=where,
+                keys=keys,
+                after=after,
+                skip=cmd.skip,
+                limit=cmd.limit,
+                include_deleted=cmd.includeDeleted,
+                key_prefix=key_prefix,
+            ),
         )
-        page, more = rows[: cmd.limit], len(rows) > cmd.limit
-        meta = {
-            "skip": cmd.skip,
-            "limit": cmd.limit,
-            "hasMore": more,
-            "nextCursor": encode_cursor(cursor_key, sig, page[-1][1]) if more else None,
-        }
-        return [process_view(p, procedure, external=external) for p, _ in page], meta
+        return [process_view(p, procedure, external=external) for p in page], meta
+
+
+def paged(
+    cmd: Any,
+    keys: list[SortKey],
+    scope: Any,
+    cursor_key: bytes,
+    fetch: Callable[[list[Any] | None], list[Any]],
+) -> tuple[list[Any], dict[str, Any]]:
+    """One page of a list (processes, records) sorted by ``keys`` (made total): ``fetch(after)`` gives up to
+    ``cmd.limit`` + 1 (item, sort values) after the cursor's values; ``_meta`` says whether there are more
+    and signs the cursor to the next page, bound to ``scope`` (what the list is of and its filter)."""
+    sig = signature(keys, scope)
+    rows = fetch(decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None)
+    page, more = rows[: cmd.limit], len(rows) > cmd.limit
+    meta = {
+        "skip": cmd.skip,
+        "limit": cmd.limit,
+        "hasMore": more,
+        "nextCursor": encode_cursor(cursor_key, sig, page[-1][1]) if more else None,
+    }
+    return [item for item, _ in page], meta
 
 
 def count_processes(
@@ -85,7 +105,7 @@ def count_processes(
     """How many processes (not deleted) ``where`` finds: (count, whether there are more than ``cap``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
-        found = uow.processes.count(procedure.id, where=Parser(procedure, Lookups(uow)).where(where), cap=cap)
+        found = uow.processes.count(procedure.id, where=query_parser(uow, procedure).where(where), cap=cap)
     return min(found, cap), found > cap
 
 

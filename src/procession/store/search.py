@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import math
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -16,15 +17,51 @@ from procession.domain.query import Both, Compare, Either, Field, SortKey
 from procession.store import tables as t
 
 c = t.processes.c
+r = t.records.c
+TABLES = {"processes": t.processes, "records": t.records}
 
 
 def column(field: Field) -> Any:
-    if field.key is None:
-        return c[field.column]
-    value = c[field.column][field.key]
-    if field.kind == "number":
-        return value.as_float()
-    return value.as_boolean() if field.kind == "boolean" else value.as_string()
+    """The field's value; one of the process's record's (``via``) is read from the record (null without)."""
+    value: Any = TABLES[field.table].c[field.column]
+    if field.key is not None:
+        value = value[field.key]
+        if field.kind == "number":
+            value = value.as_float()
+        else:
+            value = value.as_boolean() if field.kind == "boolean" else value.as_string()
+    if field.via is None:
+        return value
+    return sa.select(value).where(_of(field.via), r.id == c.record_id).scalar_subquery()
+
+
+def _of(entity_id: str) -> Any:
+    """Records of the entity: its id names one team's (the procedure's, whose processes are searched)."""
+    return r.entity_id == entity_id
+
+
+def _bound(col: Any, value: Any) -> Any:
+    """``value`` as a parameter of the column's type: a JSON number compared as a float whatever its size (not
+    as PostgreSQL's 32-bit ``integer``), a boolean as a boolean (SQLAlchemy takes a bare ``True`` for
+    ``IS true`` and refuses it in ``<``)."""
+    return sa.bindparam(None, value, type_=col.type)
+
+
+def compare(col: Any, op: str, v: Any) -> Any:
+    """``col op v`` in the query language's sense: ``!=`` and null compare as distinct, ``in`` may hold null."""
+    if op == "in":
+        present = col.in_(sa.bindparam(None, [x for x in v if x is not None], expanding=True, type_=col.type))
+        return sa.or_(present, col.is_(None)) if None in v else present
+    if v is None:
+        return col.is_(None) if op == "=" else col.is_not(None)
+    v = _bound(col, v)
+    if op == "!=":
+        return col.is_distinct_from(v)
+    return {"=": col.__eq__, ">": col.__gt__, ">=": col.__ge__, "<": col.__lt__, "<=": col.__le__}[op](v)
+
+
+def _matches_null(op: str, v: Any) -> bool:
+    return (op == "=" and v is None) or (op == "!=" and v is not None) or (op == "in" and None in v)
 
 
 def clause(node: Any) -> Any:
@@ -33,20 +70,18 @@ def clause(node: Any) -> Any:
     if isinstance(node, Either):
         return sa.or_(*(clause(p) for p in node.parts))
     assert isinstance(node, Compare)
-    col, op, v = column(node.field), node.op, node.value
-    if op == "in":
-        present = [x for x in v if x is not None]
-        return sa.or_(col.in_(present), col.is_(None)) if None in v else col.in_(present)
-    if v is None:
-        return col.is_(None) if op == "=" else col.is_not(None)
-    return {
-        "=": col == v,
-        "!=": col.is_distinct_from(v),
-        ">": col > v,
-        ">=": col >= v,
-        "<": col < v,
-        "<=": col <= v,
-    }[op]
+    field, op, v = node.field, node.op, node.value
+    if field.via is None:
+        return compare(column(field), op, v)
+    # on the process's record: a semi-join the planner can drive from the record's side (its primary key's
+    # index) into the processes' (procedure, record) index; a process without a record compares as null
+    value = column(replace(field, via=None))
+    records = sa.select(r.id).where(_of(field.via))
+    if not _matches_null(op, v):
+        return c.record_id.in_(records.where(compare(value, op, v)))
+    # null matches: every process but those whose record holds a value that does not
+    unmatched = records.where(value.is_not(None), sa.not_(compare(value, op, v)))
+    return sa.or_(c.record_id.is_(None), c.record_id.not_in(unmatched))
 
 
 def _order(key: SortKey) -> Any:
@@ -62,11 +97,11 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
         col = column(key.field)
         if v is None:
             continue  # nothing sorts after NULL on this key
-        beyond = col < v if key.descending else col > v
+        beyond = col < _bound(col, v) if key.descending else col > _bound(col, v)
         if key.field.nullable:
             beyond = sa.or_(beyond, col.is_(None))
         equal = [
-            column(k.field).is_(None) if w is None else column(k.field) == w
+            column(k.field).is_(None) if w is None else column(k.field) == _bound(column(k.field), w)
             for k, w in zip(keys[:i], values[:i], strict=True)
         ]
         ors.append(sa.and_(*equal, beyond))
@@ -76,7 +111,7 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
         return sa.and_(column(first.field).is_(None), after)
     # the same condition, plus a plain range on the first key so an index can seek instead of filtering
     col = column(first.field)
-    bound = col <= v0 if first.descending else col >= v0
+    bound = col <= _bound(col, v0) if first.descending else col >= _bound(col, v0)
     return sa.and_(sa.or_(bound, col.is_(None)) if first.field.nullable else bound, after)
 
 
@@ -150,18 +185,18 @@ def _fits(key: SortKey, value: Any) -> bool:
     return isinstance(value, str) or (key.field.key is not None and number)
 
 
-def with_tiebreak(keys: list[SortKey]) -> list[SortKey]:
-    """The sort keys made total by ``id`` (in the direction of the first key)."""
-    keys = keys or [SortKey(Field("updated_at", nullable=False, kind="number"), True)]
-    if any(k.field.key is None and k.field.column == "id" for k in keys):
+def with_tiebreak(keys: list[SortKey], table: str = "processes") -> list[SortKey]:
+    """The sort keys made total by ``id`` (in the direction of the first key); rows of ``table``."""
+    keys = keys or [SortKey(Field("updated_at", nullable=False, kind="number", table=table), True)]
+    if any(k.field.key is None and k.field.via is None and k.field.column == "id" for k in keys):
         return keys
-    return [*keys, SortKey(Field("id", nullable=False), keys[0].descending)]
+    return [*keys, SortKey(Field("id", nullable=False, table=table), keys[0].descending)]
 
 
 def search_statement(
     base: Any, where: Any, keys: list[SortKey], after: list[Any] | None, skip: int, limit: int
 ) -> Any:
-    """``base`` (a select of processes) filtered, ordered, positioned and limited (one extra row for hasMore)."""
+    """``base`` (a select of processes, or of records) filtered, ordered, positioned and limited (one extra row for hasMore)."""
     stmt = base.add_columns(*(column(k.field).label(f"_k{i}") for i, k in enumerate(keys))).where(
         clause(where)
     )

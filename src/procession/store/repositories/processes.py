@@ -12,7 +12,7 @@ from procession.domain.errors import Conflict
 from procession.domain.events import EventRecord
 from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
-from procession.domain.query import SortKey
+from procession.domain.query import Both, SortKey
 from procession.store import tables as t
 from procession.store.batch import Write, insert_events, run, update_processes
 from procession.store.outbox import Outbox
@@ -250,6 +250,26 @@ class Processes(Repository):
                 sa.func.substr(c.pk_value, 1, len(key_prefix)) == key_prefix,
             )
         stmt = search_statement(base, where, keys, after, skip, limit)
+        width = len(_PROCESS_COLUMNS)
+        return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
+
+    def of_record(
+        self,
+        procedure_ids: list[str],
+        record_id: str,
+        *,
+        keys: list[SortKey],
+        after: list[Any] | None,
+        skip: int,
+        limit: int,
+    ) -> list[tuple[Process, list[Any]]]:
+        """One page of a record's processes (not deleted) of these procedures (on the index of each's processes
+        by record), as ``search`` pages them."""
+        c = t.processes.c
+        base = self._select().where(
+            c.procedure_id.in_(procedure_ids), c.record_id == record_id, c.is_deleted.is_(False)
+        )
+        stmt = search_statement(base, Both(()), keys, after, skip, limit)
         width = len(_PROCESS_COLUMNS)
         return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
 

@@ -7,8 +7,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.domain.procedure import Entity
+from procession.domain.query import SortKey
 from procession.store import tables as t
 from procession.store.repositories.base import ID, TEAM, Repository
+from procession.store.search import search_statement
 from procession.store.statement import Statement
 
 _RE = t.records.c
@@ -43,12 +45,42 @@ class Records(Repository):
             return self._first(RECORD_OF_ENTITY_EXISTS, b_id=record_id, b_entity=entity_id) is not None
         return self._first(RECORD_EXISTS, b_id=record_id) is not None
 
-    def get(self, record_id: str) -> dict[str, Any] | None:
+    def _select(self) -> Any:
         c = t.records.c
-        row = self.conn.execute(
-            sa.select(c.id, c.entity_id, c.data).where(c.team_id == self.team_id, c.id == record_id)
-        ).first()
+        return sa.select(c.id, c.entity_id, c.pk_value, c.data, c.created_at, c.updated_at).where(
+            c.team_id == self.team_id
+        )
+
+    def get(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        """The record with this id; ``for_update`` locks it until commit (PostgreSQL)."""
+        stmt = self._select().where(t.records.c.id == record_id)
+        row = self.conn.execute(stmt.with_for_update() if for_update else stmt).first()
         return row._asdict() if row else None
+
+    def search(
+        self,
+        entity_id: str,
+        *,
+        where: Any,
+        keys: list[SortKey],
+        after: list[Any] | None,
+        skip: int,
+        limit: int,
+    ) -> list[tuple[dict[str, Any], list[Any]]]:
+        """One page of the entity's records (``limit`` + 1 rows) with their sort values, as
+        ``Processes.search`` pages processes."""
+        base = self._select().where(t.records.c.entity_id == entity_id)
+        rows = self.conn.execute(search_statement(base, where, keys, after, skip, limit))
+        return [(dict(zip(row._fields[:6], row[:6], strict=True)), list(row[6:])) for row in rows]
+
+    def rewrite(self, record_id: str, data: dict[str, Any], pk_value: str | None, now: int) -> None:
+        """Its data and primary-key value (``IntegrityError`` when another record of its entity has it)."""
+        c = t.records.c
+        self.conn.execute(
+            t.records.update()
+            .where(c.team_id == self.team_id, c.id == record_id)
+            .values(data=data, pk_value=pk_value, updated_at=now)
+        )
 
     def page(self, entity_id: str, *, after: str | None, limit: int) -> list[dict[str, Any]]:
         """Records of an entity in id order, after the id ``after``."""
