@@ -2,7 +2,8 @@
 it belongs to.
 
 ``REQUEST_ID`` is the request being served (set by ``api.observe``) or the one that started the background
-work being done (``engine.tasks``: every task carries the id of the request that added it, ``store.tasks``).
+work being done (``engine.tasks``: every task carries the id of the request that added it, ``store.tasks``);
+every record is stamped with it when made (the record factory, installed with this module).
 A record's ``fields`` (``log.info("...", extra={"fields": {...}})``) are written as keys of their own.
 
 No line holds a secret: what is logged on purpose names no key, password or credential, and a message that
@@ -20,6 +21,17 @@ from typing import Any, TextIO
 import orjson
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("procession.request_id", default=None)
+_make_record = logging.getLogRecordFactory()
+
+
+def _record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """A record stamped with the request it was written for, whenever and wherever it is formatted."""
+    record = _make_record(*args, **kwargs)
+    record.request_id = REQUEST_ID.get()
+    return record
+
+
+logging.setLogRecordFactory(_record)
 
 _SECRETS = re.compile(
     r"(?i)(bearer\s+|(?:password|passwd|secret|token|api[_-]?key|authorization|credentials?)[\"']?\s*[:=]\s*[\"']?)"
@@ -48,7 +60,7 @@ class Structured(logging.Formatter):
             "logger": record.name,
             "msg": masked(record.getMessage()),
         }
-        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
+        request_id = getattr(record, "request_id", None)
         if request_id is not None:
             line["request_id"] = request_id
         fields = getattr(record, "fields", None)
