@@ -4,7 +4,9 @@ app (the counters are this process's, so each test compares a figure before and 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -190,3 +192,21 @@ def test_a_bulk_job_s_log_lines_name_the_request_that_submitted_it(
     assert len(finished) == 1 and getattr(finished[0], "request_id", None) == f"req-{team.slug}"
     line = orjson.loads(Structured("json").format(finished[0]))  # as the log shows it, outside the request
     assert line["request_id"] == f"req-{team.slug}" and line["kind"] == "update"
+
+
+def test_the_dashboard_and_the_readme_name_only_metrics_that_are_served(http: TestClient) -> None:
+    families = list(text_string_to_metric_families(http.get("/metrics").text))
+    served = {f.name for f in families} | {
+        f"{f.name}{suffix}" for f in families for suffix in SUFFIXES[f.type]
+    }
+    root = Path(__file__).parents[2]
+    named = set(re.findall(r"procession_[a-z_]+", (root / "docs" / "grafana-dashboard.json").read_text()))
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("### Metrics") : readme.index("### Logs")]
+    named |= set(re.findall(r"`(procession_[a-z_]+)`", section))
+    pool = next(line for line in section.splitlines() if "`procession_db_pool_size`" in line)
+    named |= {f"procession_db_pool{suffix}" for suffix in re.findall(r"`(_[a-z_]+)`", pool)}
+    assert len(named) >= 10 and named <= served, named - served
+
+
+SUFFIXES = {"counter": ("_total",), "histogram": ("_count", "_sum", "_bucket"), "gauge": ()}
