@@ -37,9 +37,11 @@ def redis_up() -> bool:
 
 
 @contextmanager
-def running(command: str, env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
+def running(
+    command: str, env: dict[str, str], log: Path, port: int | None = None, *more: str
+) -> Iterator[str]:
     """``procession <command>``, its log lines (stderr) written to ``log``; its URL for ``serve``."""
-    args = [sys.executable, "-m", "procession.cli", command, *(["--port", str(port)] if port else [])]
+    args = [sys.executable, "-m", "procession.cli", command, *(["--port", str(port)] if port else []), *more]
     with log.open("ab") as out:
         proc = subprocess.Popen(args, env={**os.environ, **checking(), **env}, stderr=out)
     STARTED.append(command)
@@ -102,7 +104,12 @@ def test_a_request_id_crosses_from_a_request_to_its_job_s_log_lines(
     env, team = server_env(services), make_team(services)
     worker_log = tmp_path / "worker.log"
     with running("serve", env, tmp_path / "serve.log", free_port()) as url:
-        worker = None if services.settings.is_sqlite else running("worker", env, worker_log)
+        metrics_port = free_port()  # the worker's own metrics (PostgreSQL): it does the job
+        worker = (
+            None
+            if services.settings.is_sqlite
+            else running("worker", env, worker_log, None, "--metrics-port", str(metrics_port))
+        )
         with (
             worker or _nothing(),
             httpx.Client(base_url=url, headers={"Authorization": f"Bearer {team.key()}"}) as http,
@@ -120,6 +127,13 @@ def test_a_request_id_crosses_from_a_request_to_its_job_s_log_lines(
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             time.sleep(0.2)  # the line is written once the job's last chunk has committed
+            where = url if services.settings.is_sqlite else f"http://127.0.0.1:{metrics_port}"
+            scraped = httpx.get(f"{where}/metrics").text
+            succeeded = re.search(
+                r'procession_bulk_entries_total\{kind="update",outcome="SUCCESS"\} (\S+)', scraped
+            )
+            assert succeeded is not None and float(succeeded.group(1)) >= 1
+            assert "procession_tasks_pending" in scraped
     logs = lines(tmp_path / "serve.log") + (lines(worker_log) if worker_log.exists() else [])
     access = [x for x in logs if x["logger"] == "procession.access" and x.get("request_id") == "bulk-42"]
     assert len(access) == 1 and access[0]["status"] == 202 and access[0]["team"] == team.id

@@ -210,3 +210,21 @@ def test_the_dashboard_and_the_readme_name_only_metrics_that_are_served(http: Te
 
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_count", "_sum", "_bucket"), "gauge": ()}
+
+
+def test_an_automation_run_s_log_line_names_the_request_whose_save_started_it(
+    team: Team, http: TestClient, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    automation.define(team, converted(f"{receiver.url}/crm"))
+    lead = automation.create(team)
+    caplog.set_level(logging.INFO)
+    r = http.put(
+        f"/v1/ext/procedure/lead/process/{lead['id']}",
+        json={"state": "CONVERTED"},
+        headers={"X-Request-ID": "convert-1"},
+    )
+    assert r.status_code == 200, r.text
+    automation.work(team)
+    (run,) = automation.runs(team)
+    done = [rec for rec in caplog.records if rec.getMessage() == f"run {run['id']} succeeded"]
+    assert len(done) == 1 and getattr(done[0], "request_id", None) == "convert-1"
