@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from contextvars import ContextVar
 from typing import Any, TextIO
 
@@ -55,7 +56,8 @@ class Structured(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": masked(record.getMessage()),
@@ -71,9 +73,6 @@ class Structured(logging.Formatter):
         if not self.logfmt:
             return orjson.dumps(line, default=str).decode()
         return " ".join(f"{k}={_logfmt(v)}" for k, v in line.items())
-
-
-Structured.converter = __import__("time").gmtime
 
 
 def _logfmt(value: Any) -> str:
