@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from procession.bootstrap import Services, bootstrap
+from procession.config import Settings
 from procession.domain.errors import ProcessionError
 from procession.services import teams as team_service
 from procession.services.accounts import check_password, set_password
@@ -84,6 +85,7 @@ def serve(
     from procession.api.app import create_app
 
     svc = bootstrap()
+    _log_as(svc.settings)
     if demo:
         team_id = svc.run(seed_demo)
         key, password = _demo_key(svc, team_id), _demo_password(svc, team_id)
@@ -96,7 +98,9 @@ def serve(
     svc.start_background()
     _settle_gc()
     try:
-        uvicorn.run(create_app(svc), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            create_app(svc), host=host, port=port, log_level="warning", access_log=False, log_config=None
+        )
     finally:
         svc.close()
 
@@ -109,28 +113,42 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise _Stopped
 
 
+def _log_as(settings: Settings) -> None:
+    """Structured logs, as the settings have them (``logs.configure``)."""
+    from procession.logs import configure
+
+    configure(style=settings.log_format, level=settings.log_level)
+
+
 @app.command()
 def worker(
     concurrency: Annotated[
         int, typer.Option(min=1, help="chunks applied at once (2: one computes while the other's SQL runs)")
     ] = 2,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve this worker's Prometheus metrics on this port (default: none)")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="the address the metrics port listens on")] = "127.0.0.1",
 ) -> None:
     """Apply background work (PostgreSQL): run on as many machines as needed. A lost database is waited
     for (at start too), however long; the command exits 1 only on what waiting cannot fix."""
-    from procession.config import Settings
     from procession.engine.distributed import run_worker
     from procession.engine.retry import describe, retry
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for signum in (signal.SIGINT, signal.SIGTERM):  # until run_worker's own: stop, status 0
         signal.signal(signum, _raise_stopped)
     try:
         settings = Settings()
+        _log_as(settings)
         if settings.is_sqlite:
             typer.echo("error: on SQLite, `procession serve` applies background work itself", err=True)
             raise typer.Exit(2)
         svc = retry(lambda: bootstrap(settings), what="procession worker: start")
         assert svc is not None  # no stop event: until it succeeds (or raises)
+        if metrics_port is not None:
+            from procession.metrics import serve_worker_metrics
+
+            serve_worker_metrics(svc.engine, metrics_port, metrics_host)
         _settle_gc()
         run_worker(svc.uows, svc.kinds, svc.settings.url, concurrency=concurrency, lease_ms=svc.lease_ms)
     except _Stopped:

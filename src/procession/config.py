@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,31 @@ class Settings(BaseSettings):
         default="",
         description="addresses automations may call although they are private (loopback, private networks, "
         "link-local, ...): comma-separated addresses, networks (10.1.0.0/16) or host:port pairs",
+    )
+    log_format: Literal["auto", "json", "logfmt"] = Field(
+        default="auto",
+        description="log lines as JSON objects or logfmt pairs; auto: logfmt when stderr is a terminal, "
+        "JSON otherwise",
+    )
+    log_level: str = Field(default="INFO", description="the least level logged (DEBUG, INFO, WARNING, ...)")
+    access_log: bool = Field(default=True, description="one log line per request (procession.access)")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="if set, GET /metrics needs 'Authorization: Bearer <this>'; default: open, like "
+        "/healthz (bind serve to an address only the scraper reaches, or set this)",
+    )
+    rate_limit_key: str | None = Field(
+        default=None,
+        description="requests one API key may make, as '100/second', '6000/minute', '100/second;5000/hour' "
+        "(off by default)",
+    )
+    rate_limit_team: str | None = Field(
+        default=None, description="requests all API keys of one team may make together, same form (off)"
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="where the counts are kept: redis://host:6379[/db] (shared by every serve process: "
+        "needed for a limit that holds across several), or memory:// (this process alone)",
     )
     check_tenancy: Path | None = Field(
         default=None,

@@ -13,6 +13,8 @@ from starlette.routing import get_route_path
 
 from procession.api import admin, automations, connectors, errors, ext, internal, jobs, records, webhooks
 from procession.api.envelope import Envelope, failure, reply
+from procession.api.limits import RateLimits
+from procession.api.observe import Observe, install_metrics
 from procession.bootstrap import Services
 from procession.console import install as install_console
 from procession.domain.errors import TooLarge
@@ -107,7 +109,7 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "QUER
 
 
 class Guard:
-    """The outermost middleware: an exception that no handler answered (``errors.install``) gets the 500
+    """The middleware inside ``observe.Observe``: an exception that no handler answered (``errors.install``) gets the 500
     envelope here (``errors.unexpected``: a request id, one log line). Without it, Starlette's server-error
     middleware answers and then raises it again to the server, which logs it whole (a statement and its
     parameters with it) and closes the connection, so the client's next request on it fails."""
@@ -162,6 +164,13 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    settings = services.settings
+    limited = settings.rate_limit_key or settings.rate_limit_team
+    app.state.limits = (
+        RateLimits(settings.rate_limit_key, settings.rate_limit_team, settings.rate_limit_storage)
+        if limited
+        else None
+    )
     errors.install(app)
     app.include_router(connectors.router)  # first: …/process/{id}/links is not a read by primary key
     app.include_router(ext.router)
@@ -177,7 +186,7 @@ def create_app(services: Services) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    settings = services.settings
+    install_metrics(app)
     readiness = Readiness(
         services.write,
         services.engine,
@@ -193,5 +202,6 @@ def create_app(services: Services) -> FastAPI:
 
     app.add_middleware(BodyLimit, limit=services.settings.max_body_bytes)
     app.add_middleware(Methods, document=app.openapi)
-    app.add_middleware(Guard)  # added last: the outermost
+    app.add_middleware(Guard)
+    app.add_middleware(Observe, access_log=settings.access_log)  # added last: the outermost
     return app

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from procession.api.limits import Limited, RateLimits
+from procession.api.limits import headers as rate_headers
+from procession.api.observe import Observed, observed
 from procession.bootstrap import Services
 from procession.domain.errors import Forbidden
 from procession.services.common import Caller
 from procession.services.idempotency import Once
 from procession.services.teams import authenticate
 
+log = logging.getLogger("procession.api")
 bearer = HTTPBearer(auto_error=False, description="An API key of the team")
 
 
@@ -31,8 +37,39 @@ async def caller(
     svc: Services = request.app.state.services
     token = credentials.credentials if credentials else None
     if svc.settings.is_sqlite:
-        return authenticate(svc.engine, token)
-    return await run_in_threadpool(authenticate, svc.engine, token)
+        who = authenticate(svc.engine, token)
+    else:
+        who = await run_in_threadpool(authenticate, svc.engine, token)
+    seen = observed(request.scope)
+    if seen is not None:
+        seen.team = who.team_id
+    limits: RateLimits | None = request.app.state.limits
+    if limits is not None and who.key_id is not None:
+        await _count(limits, who, seen)
+    return who
+
+
+async def _count(limits: RateLimits, who: Caller, seen: Observed | None) -> None:
+    """Count the request against the key's and the team's limits; their headers go on the reply. A store
+    that does not answer lets the request through (logged, at most every ``QUIET_S``)."""
+    global _warned
+    try:
+        standing = await limits.count(key_id=who.key_id or "", team_id=who.team_id)
+    except Limited as e:
+        if seen is not None:
+            seen.headers = rate_headers(e.standing)
+        raise
+    except Exception as e:
+        if time.monotonic() - _warned > QUIET_S:
+            _warned = time.monotonic()
+            log.warning("rate limits not counted: their store failed: %s: %s", type(e).__name__, e)
+        return
+    if seen is not None:
+        seen.headers = rate_headers(standing)
+
+
+QUIET_S = 10.0
+_warned = -QUIET_S
 
 
 async def admin(who: Caller = Depends(caller)) -> Caller:

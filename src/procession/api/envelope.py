@@ -9,6 +9,7 @@ from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from procession.domain.text import shown
+from procession.logs import REQUEST_ID
 
 T = TypeVar("T")
 
@@ -43,7 +44,11 @@ def failure(
     *,
     meta: dict[str, Any] | None = None,
 ) -> Response:
-    """An error reply. Text it quotes from the request that UTF-8 cannot encode is shown with U+FFFD."""
+    """An error reply, naming its request (``_meta.requestId``). Text it quotes from the request that UTF-8
+    cannot encode is shown with U+FFFD."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        meta = {"requestId": request_id, **(meta or {})}
     envelope = {"_data": None, "_meta": meta or {}, "_errors": errors}
     try:
         body = orjson.dumps(envelope)

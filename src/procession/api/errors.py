@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from procession.api.envelope import failure
 from procession.domain import errors as e
+from procession.logs import REQUEST_ID
 from procession.store.db import storage_full, timed_out
 
 log = logging.getLogger("procession.api")
@@ -27,6 +28,7 @@ STATUS: dict[type[e.ProcessionError], int] = {
     e.Conflict: 409,
     e.TooLarge: 413,
     e.Invalid: 422,
+    e.TooManyRequests: 429,
     e.Unavailable: 503,
     e.StorageFull: 507,
 }
@@ -48,6 +50,8 @@ def answer(exc: e.ProcessionError) -> Response:
     """The envelope and status (``STATUS``) of an error raised on purpose."""
     status = next(code for cls, code in STATUS.items() if isinstance(exc, cls))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, e.TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     return failure(status, [err.as_dict() for err in exc.errors], headers)
 
 
@@ -125,11 +129,11 @@ def unexpected(scope: Any, exc: BaseException) -> Response:
     """The reply to an exception no handler answered on purpose: a write refused for lack of storage (the
     database's or the files' disk, ``db.storage_full``) is a 507 ``StorageFull``; anything else a 500 with a
     request id, logged on one line with the exception's type, message (short, without any statement or
-    parameters) and where it was raised."""
+    parameters) and where it was raised; the request's id is in the envelope, the reply's header and the line."""
     if storage_full(exc):
         log.warning("storage full (%s %s): %s", scope.get("method"), scope.get("path"), _described(exc))
         return answer(e.StorageFull())
-    request_id = uuid.uuid4().hex[:16]
+    request_id = REQUEST_ID.get() or uuid.uuid4().hex[:16]  # ``observe.Observe``'s, which sends it back
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     log.error(
@@ -141,7 +145,7 @@ def unexpected(scope: Any, exc: BaseException) -> Response:
         where,
     )
     body = [{"code": "internal", "message": f"internal error (request {request_id})"}]
-    return failure(500, body, {"X-Request-Id": request_id}, meta={"requestId": request_id})
+    return failure(500, body, meta={"requestId": request_id})
 
 
 LOGGED_CHARS = 500  # of an exception's message in the log

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
+from procession.api.observe import observed
 from procession.console.web import ConsoleRoute, SignInNeeded, back, page, services
 from procession.domain.errors import Forbidden, ProcessionError, Unauthorized
 from procession.services.accounts import session_user, sign_in
@@ -80,6 +81,8 @@ async def signed_in(request: Request) -> Session:
         raise SignInNeeded from None
     session = Session(caller, user["username"], user["name"], str(value.get("c", "")))
     request.state.session = session
+    if (seen := observed(request.scope)) is not None:  # the team, in the request's log line
+        seen.team = caller.team_id
     await _csrf_checked(request, session.csrf)
     return session
 

@@ -10,6 +10,7 @@ ProcessionError(code, message, field=None)
 ├── Invalid         values or transitions that break the rules        -> 422
 │                   (carries one FieldError per offending field; ``too_complex`` for a query past a
 │                   limit, ``invalid_character`` for text that is not Unicode)
+├── TooManyRequests past a rate limit of the key or of its team          -> 429 (``Retry-After``)
 ├── Unavailable     the database did not answer in time (``statement_timeout``)  -> 503
 └── StorageFull     a write refused because the disk (or the database's) is full  -> 507
 The HTTP mapping lives in one table, ``procession.api.errors``.
@@ -95,6 +96,16 @@ class Invalid(ProcessionError):
     @property
     def errors(self) -> list[FieldError]:
         return self._errors
+
+
+class TooManyRequests(ProcessionError):
+    """Past a rate limit (``api.limits``): retrying after ``retry_after`` seconds may succeed."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(ProcessionError):

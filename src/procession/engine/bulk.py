@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from procession.domain.clock import now_ms
 from procession.domain.errors import Invalid, ProcessionError
 from procession.domain.process import Event, Process
+from procession.engine.batches import counted
 from procession.engine.tasks import Kind
 from procession.engine.webhooks import job_counted
 from procession.services.commands import CreateProcess
@@ -132,7 +133,9 @@ def apply_chunk(uow: UnitOfWork, task: Task) -> None:
         results = plan.results
     else:
         results = apply_creates(uow, job, rows)
-    job_counted(uow, job.id, uow.jobs.finish_chunk(job.id, results, now), now)
+    status = uow.jobs.finish_chunk(job.id, results, now)
+    job_counted(uow, job.id, status, now)
+    counted(uow, job.id, job.kind, results, status)
 
 
 def plan_chunk(uow: UnitOfWork, task: Task) -> Plan | None:
@@ -159,6 +162,7 @@ def write_chunk(uow: UnitOfWork, task: Task, plan: Plan) -> None:
         uow.processes.save_many(saved)
     status = uow.jobs.finish_chunk(task.ref, plan.results, plan.now, marks=plan.marks)
     job_counted(uow, task.ref, status, plan.now)
+    counted(uow, task.ref, plan.job.kind, plan.results, status)
 
 
 def apply_creates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:
@@ -189,7 +193,10 @@ def give_up(uow: UnitOfWork, task: Task, error: str) -> None:
         for idx, _ in (found[1] if found else [])
     ]
     now = now_ms()
-    job_counted(uow, task.ref, uow.jobs.finish_chunk(task.ref, results, now, failed=True), now)
+    status = uow.jobs.finish_chunk(task.ref, results, now, failed=True)
+    job_counted(uow, task.ref, status, now)
+    if found is not None:
+        counted(uow, task.ref, found[0].kind, results, status)
 
 
 BULK_CHUNK = Kind(CHUNK, run=apply_chunk, give_up=give_up, plan=plan_chunk, write=write_chunk)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from procession import metrics
 from procession.connectors.outbound import (
     Call,
     Outbound,
@@ -157,6 +158,8 @@ class WebhookDeliveries:
                 uow.tasks.wake_ref(KIND, ref, now)
             _reschedule(uow, task, now)
             uow.commit()
+        for s in sendings:
+            metrics.DELIVERIES.labels(s.attempt["outcome"]).inc()
         log.debug("task %s: %d deliveries recorded", task.id, len(sendings))
 
 

@@ -15,9 +15,11 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from procession import metrics
 from procession.connectors.outbound import Outbound
 from procession.connectors.secrets import Vault
 from procession.domain.automations import Automation, Trigger
@@ -171,6 +173,18 @@ def give_up(uow: UnitOfWork, task: Task, error: str) -> None:
     )
     finish_entries(uow, runs, now)
     runs_failed(uow, runs, now)
+    uow.on_commit(lambda: observed(runs, []))
+
+
+def observed(runs: list[Run], attempts: list[dict[str, Any]]) -> None:
+    """Runs that finished and attempts of steps, in the metrics (once recorded)."""
+    for run in runs:
+        if run.finished_at is not None:
+            metrics.RUNS.labels(run.status).observe(max(0, run.finished_at - run.created_at) / 1000)
+            fields = {"run": run.id, "automation": run.automation_id, "process": run.process_id}
+            log.info("run %s %s", run.id, run.status.lower(), extra={"fields": fields})
+    for attempt in attempts:
+        metrics.STEP_ATTEMPTS.labels(attempt["outcome"]).observe(attempt["duration_ms"] / 1000)
 
 
 def _within_limits(uow: UnitOfWork, take: list[Run], now: int) -> list[Run]:
@@ -292,6 +306,7 @@ def _local(uows: UnitsOfWork, team_id: str, token: str, a: Active) -> None:
             connected.write_links(uow, [a], now)  # those of earlier steps: their results commit now
             uow.runs.add_attempts(a.attempts)
             uow.runs.update([_progress(a.run)])
+            uow.on_commit(partial(observed, [], a.attempts))
             uow.commit()
         a.attempts, a.new_links, a.process = [], [], process
     except ProcessionError as e:
@@ -335,6 +350,7 @@ def _record(uows: UnitsOfWork, task: Task, held: Held) -> None:
             uow.tasks.wake_ref(KIND, ref, now)
         finish_entries(uow, [r for r in moved if r.finished_at is not None and r.job_id is not None], now)
         runs_failed(uow, moved, now)
+        uow.on_commit(partial(observed, moved, [row for a in held.actives for row in a.attempts]))
         take, wake = plan_batch(uow, task.ref, now)
         wake = now if take else wake
         if wake is None:

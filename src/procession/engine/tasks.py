@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from procession.domain.clock import now_ms
+from procession.logs import REQUEST_ID
 from procession.store.tasks import Queue, Task
 from procession.store.uow import UnitOfWork, UnitsOfWork
 from procession.tuning import gc_paused
@@ -133,11 +134,13 @@ def run_task(
         return False
     task: Task | None = None
     held: Any = None
+    named = REQUEST_ID.set(None)
     try:
         with uows.write(team_id) as uow:
             task = uow.tasks.claim(task_id)
             if task is None:
                 return False
+            REQUEST_ID.set(task.args.get("request_id"))  # its log lines name the request that added it
             kind = kinds[task.kind]
             if kind.hold is not None:
                 held = kind.hold(uow, task)  # what it takes, with a lease: done below, outside
@@ -157,6 +160,8 @@ def run_task(
         if task is not None:
             failed(uows, kinds, task, e)
         raise
+    finally:
+        REQUEST_ID.reset(named)
     if held is not None:  # its failure is recorded by ``_outside``
         work = partial(_outside, uows, kinds, task, held)
         if elsewhere is None:
@@ -169,12 +174,15 @@ def run_task(
 def _outside(uows: UnitsOfWork, kinds: Kinds, task: Task, held: Any) -> None:
     kind = kinds[task.kind]
     assert kind.outside is not None
+    named = REQUEST_ID.set(task.args.get("request_id"))
     try:
         kind.outside(uows, task, held)
     except Exception as e:
         log.exception("task %s failed", task.id)
         failed(uows, kinds, task, e)
         raise
+    finally:
+        REQUEST_ID.reset(named)
 
 
 def failed(uows: UnitsOfWork, kinds: Kinds, task: Task, error: BaseException) -> None:

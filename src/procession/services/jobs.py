@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 
+from procession import metrics
 from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
@@ -213,7 +215,16 @@ def _submit(
     uow.jobs.counted(job_id, now, total=total, invalid=total - valid, chunks=len(chunks))
     if not chunks:  # every entry INVALID: the job is over already
         job_finished(uow, job_id, now)
+    uow.on_commit(partial(_counted, kind, total - valid, finished=not chunks))
     return job_view(uow, job_id)
+
+
+def _counted(kind: str, invalid: int, *, finished: bool) -> None:
+    """A submitted job's entries refused at once, and the job if none was left to apply, in the metrics."""
+    if invalid:
+        metrics.BULK_ENTRIES.labels(kind, "INVALID").inc(invalid)
+    if finished:
+        metrics.BULK_JOBS.labels(kind, "COMPLETED").inc()
 
 
 NUL_MESSAGE = "strings must not hold the NUL character (\\u0000)"
@@ -337,5 +348,6 @@ def abort_job(uows: UnitsOfWork, caller: Caller, job_id: str) -> dict[str, Any]:
             if job.kind == "run":  # its runs not finished are cancelled
                 uow.runs.cancel_job(job_id, now)
             job_finished(uow, job_id, now)
+            uow.on_commit(metrics.BULK_JOBS.labels(job.kind, "ABORTED").inc)
         uow.commit()
         return job_view(uow, job_id)

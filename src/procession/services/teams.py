@@ -26,7 +26,7 @@ def authenticate(engine: sa.Engine, token: str | None) -> Caller:
     if token:
         key = key_by_hash(engine, hash_key(token))
         if key is not None:
-            return Caller(team_id=key.team_id, role=key.role, user_id=key.user_id)
+            return Caller(team_id=key.team_id, role=key.role, user_id=key.user_id, key_id=key.id)
     raise Unauthorized("a valid API key is required (Authorization: Bearer <key>)")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from procession.logs import REQUEST_ID
 from procession.store import tables as t
 from procession.store.repositories.base import ID, TEAM, Repository, new_ids
 from procession.store.statement import ACROSS_TEAMS, Statement
@@ -108,6 +109,8 @@ class Tasks(Repository):
         if not tasks:
             return
         ids = new_ids(self.conn, t.tasks, len(tasks))
+        request_id = REQUEST_ID.get()  # the request (or the task) adding them: named in their logs
+        stamp = {"request_id": request_id} if request_id is not None else {}
         rows = [
             {
                 "id": ids[n],
@@ -115,7 +118,7 @@ class Tasks(Repository):
                 "kind": kind,
                 "ref": task.ref,
                 "part": task.part,
-                "args": task.args or {},
+                "args": (task.args or {}) | stamp,
                 "status": PENDING,
                 "attempts": 0,
                 "wake_at": now if task.wake_at is None else task.wake_at,

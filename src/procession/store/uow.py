@@ -80,6 +80,7 @@ class UnitOfWork:
         self.tx: sa.RootTransaction | Savepoint
         self._team: Any = None  # while the tenancy check is on: the token of its team, reset on exit
         self.depth = 0  # automation runs whose saves led to this unit of work's (see ``engine.runs``)
+        self.committed: list[Callable[[], None]] = []  # ``on_commit``'s
 
     def __enter__(self) -> UnitOfWork:
         if self.within is not None:
@@ -166,12 +167,19 @@ class UnitOfWork:
         except psycopg.Error as e:  # raised by a reply: when settling or when the pipeline ends
             raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
 
+    def on_commit(self, call: Callable[[], None]) -> None:
+        """Call ``call`` once this unit of work has committed (a metric counted: never for a rollback)."""
+        self.committed.append(call)
+
     def commit(self) -> None:
         try:
             self.outbox.flush(self)
             self.tx.commit()
         finally:
             self._release()
+        committed, self.committed = self.committed, []
+        for call in committed:
+            call()
         woken, self.tasks.added = self.tasks.added, set()
         if self.within is None:  # and what its savepoints added
             woken |= self.conn.info.pop(WOKEN, set())

@@ -18,6 +18,7 @@ event loop goes on serving reads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,8 @@ class Writer:
         if self.lock is None:
             return await run_in_threadpool(use_case, self.uows, *args, **kwargs)
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((lambda uows: use_case(uows, *args, **kwargs), done))
+        context = contextvars.copy_context()  # each call in its request's (its request id, for its tasks)
+        self._waiting.append((lambda uows: context.run(use_case, uows, *args, **kwargs), done))
         if not self._draining:
             self._draining = True
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
