@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from procession.bootstrap import Services
+from procession.bootstrap import Services, bootstrap
+from procession.config import Settings
 from tests.conftest import BACKENDS, Team, fresh_database, make_team, services_on, tenancy_kept
 
 CHECKED: dict[str, Path] = {}  # the file every process started here checks tenancy into (``tenancy_checked``)
@@ -130,3 +131,12 @@ def api(server: str, services: Services) -> Iterator[Api]:
     team = make_team(services)
     with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {team.key()}"}) as http:
         yield Api(team, http, server)
+
+
+@pytest.fixture(params=BACKENDS)
+def own(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Services on a database of the test's own, of each backend: what a test kills runs on it alone."""
+    for url in fresh_database(request.param, tmp_path_factory):
+        svc = bootstrap(Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=url))
+        yield svc
+        svc.close()

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from tests.conftest import postgres_database
 from tests.e2e.conftest import checking, free_port, start, stop, wait_until_up
 
 
@@ -45,3 +47,21 @@ def test_teams_keys_and_demo(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/v1/ext/config", headers=headers).status_code == 401
     finally:
         stop(server)
+
+
+@pytest.mark.postgres
+def test_a_worker_exits_1_at_once_on_what_waiting_cannot_fix(tmp_path: Path) -> None:
+    """A database that does not exist is a wrong setting, not a database away for a while: the worker says
+    so and exits 1 (a supervisor restarts it, and its log says why), rather than waiting for ever."""
+    for url in postgres_database():  # a server that answers
+        env = {**os.environ, **checking(), "PROCESSION_DATA_DIR": str(tmp_path)}
+        env["PROCESSION_DATABASE_URL"] = f"{url}_missing"
+        done = subprocess.run(
+            [sys.executable, "-m", "procession.cli", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "does not exist" in done.stderr
