@@ -98,9 +98,9 @@ def test_two_servers_sharing_one_limit_answer_429s_with_the_headers(
         assert anonymous.status_code == 401 and "RateLimit-Limit" not in anonymous.headers
 
 
-def test_a_request_id_crosses_from_a_request_to_its_job_s_log_lines(
-    services: Services, tmp_path: Path
-) -> None:
+def test_a_request_id_crosses_from_a_request_to_its_job_s_log_lines(own: Services, tmp_path: Path) -> None:
+    """On a database of its own, so that its worker is the one that does the job."""
+    services = own
     env, team = server_env(services), make_team(services)
     worker_log = tmp_path / "worker.log"
     with running("serve", env, tmp_path / "serve.log", free_port()) as url:
@@ -128,7 +128,12 @@ def test_a_request_id_crosses_from_a_request_to_its_job_s_log_lines(
                 time.sleep(0.1)
             time.sleep(0.2)  # the line is written once the job's last chunk has committed
             where = url if services.settings.is_sqlite else f"http://127.0.0.1:{metrics_port}"
-            scraped = httpx.get(f"{where}/metrics").text
+            for _ in range(100):  # the worker's metrics server may still be starting
+                try:
+                    scraped = httpx.get(f"{where}/metrics").text
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
             succeeded = re.search(
                 r'procession_bulk_entries_total\{kind="update",outcome="SUCCESS"\} (\S+)', scraped
             )
