@@ -47,7 +47,9 @@ def test_readyz_takes_a_real_write_and_leaves_nothing_behind(services: Services)
 def beat(engine: sa.Engine) -> int:
     """A worker's heartbeat, as procrastinate records it; the worker's id."""
     with engine.begin() as conn:
-        return int(conn.exec_driver_sql("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id").scalar_one())
+        return int(
+            conn.exec_driver_sql("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id").scalar_one()
+        )
 
 
 def test_readyz_fails_while_the_database_cannot_be_reached(tmp_path: Path) -> None:
