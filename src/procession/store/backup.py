@@ -86,7 +86,9 @@ def restore(url: str, source: Path) -> str:
                 f"{busy} other session(s) are connected to the database: stop every `procession serve` and "
                 "`procession worker` of it (and other clients) first"
             )
-        _pg("pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", str(source), url=url)
+        _pg(
+            "pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", str(source), url=url
+        )
         return f"restored {source} into the PostgreSQL database (its objects dropped and created anew)"
     _check(source)
     path.parent.mkdir(parents=True, exist_ok=True)
