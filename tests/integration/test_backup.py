@@ -98,7 +98,7 @@ def test_a_restore_refuses_a_database_in_use(services, tmp_path: Path) -> None: 
         with engine.connect() as conn:
             held = hold(target)  # SQLite: a server's lock; PostgreSQL: this session
             try:
-                with pytest.raises(BackupError, match="serve|session"):
+                with pytest.raises(BackupError, match=r"serve|session"):
                     restore(target, source)
             finally:
                 if held is not None:
