@@ -16,11 +16,14 @@ from procession.connectors.secrets import Vault
 from procession.engine.bulk import BULK_CHUNK
 from procession.engine.deliveries import WebhookDeliveries
 from procession.engine.registration import register_runs
+from procession.engine.retention import Rounds
 from procession.engine.runs import AutomationRuns
 from procession.engine.tasks import Kind, Kinds
 from procession.engine.webhooks import register_deliveries
+from procession.store.backup import hold
 from procession.store.db import make_engine, migrate
 from procession.store.outbox import FollowUp
+from procession.store.repositories.retention import ensure_tasks
 from procession.store.sqlite import Checkpointer
 from procession.store.uow import UnitsOfWork
 from procession.store.writer import Writer
@@ -43,6 +46,7 @@ class Services:
     uows: UnitsOfWork = field(init=False)  # background work's: statements unbounded
     requests: UnitsOfWork = field(init=False)  # requests': each statement bounded (statement_timeout_ms)
     writer: Writer = field(init=False)
+    in_use: Any = None  # SQLite, while serving: the shared lock that keeps a restore off (``store.backup``)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -57,7 +61,8 @@ class Services:
             lease_seconds=settings.run_lease_seconds,
             disable_after_seconds=settings.webhook_disable_after_seconds,
         )
-        self.kinds = Kinds(*KINDS, runs.kind(), deliveries.kind())
+        retention = Rounds(settings.retention_days, every_ms=int(settings.retention_every_seconds * 1000))
+        self.kinds = Kinds(*KINDS, runs.kind(), deliveries.kind(), retention.kind())
         self.uows = UnitsOfWork(self.engine, follow_ups=self.follow_ups, deadline_ms=0)
         self.requests = UnitsOfWork(
             self.engine, follow_ups=self.follow_ups, deadline_ms=self.settings.statement_timeout_ms
@@ -93,6 +98,8 @@ class Services:
 
     def start_background(self) -> None:
         """Run background work in this process (embedded) or hand it to ``procession worker`` processes."""
+        self.in_use = hold(self.settings.url)  # SQLite: a restore waits until this process is gone
+        ensure_tasks(self.engine)  # periodic work: every team's retention task
         if self.settings.is_sqlite:
             self.checkpointer = Checkpointer(self.engine)
             self.checkpointer.start()
@@ -122,6 +129,8 @@ class Services:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.writer.close()
+        if self.in_use is not None:
+            self.in_use.close()
         if "outbound" in self.__dict__:
             self.outbound.close()
         self.engine.dispose()

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -134,6 +135,7 @@ def worker(
     for (at start too), however long; the command exits 1 only on what waiting cannot fix."""
     from procession.engine.distributed import run_worker
     from procession.engine.retry import describe, retry
+    from procession.store.repositories.retention import ensure_tasks
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # until run_worker's own: stop, status 0
         signal.signal(signum, _raise_stopped)
@@ -149,6 +151,7 @@ def worker(
             from procession.metrics import serve_worker_metrics
 
             serve_worker_metrics(svc.engine, metrics_port, metrics_host)
+        ensure_tasks(svc.engine)  # periodic work: every team's retention task
         _settle_gc()
         run_worker(svc.uows, svc.kinds, svc.settings.url, concurrency=concurrency, lease_ms=svc.lease_ms)
     except _Stopped:
@@ -166,6 +169,37 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     bootstrap().close()
     typer.echo("migrated", err=True)
+
+
+@app.command()
+def backup(path: Path) -> None:
+    """Copy the database to PATH while the service runs: on SQLite with its online backup (one consistent
+    snapshot, in steps; writers go on), on PostgreSQL with pg_dump (custom format)."""
+    from procession.config import Settings
+    from procession.store.backup import BackupError
+    from procession.store.backup import backup as make_backup
+
+    try:
+        made = make_backup(Settings().url, path)
+    except BackupError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"backed up to {made['path']}: {made['bytes']:,} bytes in {made['seconds']:.1f} s", err=True)
+
+
+@app.command()
+def restore(path: Path) -> None:
+    """Replace the configured database by the backup at PATH. Refuses while a server (SQLite) or any other
+    session (PostgreSQL) uses it; the uploaded files and keys of the data folder are not part of it."""
+    from procession.config import Settings
+    from procession.store.backup import BackupError
+    from procession.store.backup import restore as do_restore
+
+    try:
+        typer.echo(do_restore(Settings().url, path), err=True)
+    except BackupError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -194,6 +228,24 @@ def teams_create(
     if template:
         svc.run(install_template, team_id, template)
     typer.echo(team_id)
+
+
+@teams_app.command("set")
+def teams_set(
+    slug: str,
+    event_retention_days: Annotated[
+        int, typer.Option(min=0, help="remove the team's events once this many days old (0: keep them)")
+    ],
+) -> None:
+    """Change a team's settings."""
+    svc = bootstrap()
+    try:
+        svc.run(
+            team_service.set_event_retention, team_service.team_id(svc.engine, slug), event_retention_days
+        )
+    except ProcessionError as e:
+        _fail(e)
+    typer.echo("set", err=True)
 
 
 @keys_app.command("create")

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
         description="a webhook subscription whose endpoint failed every attempt for this long is disabled "
         "(its unfinished deliveries given up; the team told by an event and a flag on the subscription)",
     )
+    retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="the entries of finished jobs, finished automation runs (with their attempts) and "
+        "finished webhook deliveries (with theirs) older than this are removed by background work (0: kept "
+        "for ever); events are kept unless a team sets its own retention",
+    )
+    retention_every_seconds: float = Field(
+        default=3600.0, gt=0, description="how often each team's old rows are looked for"
+    )
     outbound_allow: str = Field(
         default="",
         description="addresses automations may call although they are private (loopback, private networks, "

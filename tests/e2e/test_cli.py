@@ -65,3 +65,27 @@ def test_a_worker_exits_1_at_once_on_what_waiting_cannot_fix(tmp_path: Path) -> 
         )
         assert done.returncode == 1, done.stderr
         assert "does not exist" in done.stderr
+
+
+def test_backup_while_serving_then_restore_once_stopped(tmp_path: Path) -> None:
+    """``procession backup`` copies the database a server is using; ``restore`` refuses it while the server
+    runs, and puts the copy back once it is stopped (a team made after the backup is gone again)."""
+    data, copy = tmp_path / "data", tmp_path / "procession.backup"
+    assert cli(data, "teams", "create", "before").returncode == 0
+    port = free_port()
+    server = start("serve", {"PROCESSION_DATA_DIR": str(data)}, port)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}")
+        made = cli(data, "backup", str(copy))
+        assert made.returncode == 0 and "backed up" in made.stderr, made.stderr
+        assert cli(data, "teams", "create", "after").returncode == 0
+        refused = cli(data, "restore", str(copy))
+        assert refused.returncode == 1 and "stop it first" in refused.stderr
+    finally:
+        stop(server)
+    restored = cli(data, "restore", str(copy))
+    assert restored.returncode == 0 and "replacing what it held" in restored.stderr, restored.stderr
+    assert cli(data, "teams", "create", "before").returncode == 1  # it exists: restored
+    assert cli(data, "teams", "create", "after").returncode == 0  # it did not, in the copy
+    missing = cli(data, "restore", str(tmp_path / "nothing"))
+    assert missing.returncode == 1 and "is not a file" in missing.stderr

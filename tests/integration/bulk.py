@@ -14,6 +14,7 @@ from procession.services.jobs import CHUNK, get_job, job_entries, submit_job
 from procession.services.processes import create_process
 from procession.services.reads import get_process
 from procession.store import tables as t
+from procession.store.repositories.retention import RETENTION
 from tests.conftest import Team
 
 
@@ -41,12 +42,15 @@ def run_chunk(team: Team, job_id: str, chunk: int, kinds: Any = None) -> bool:
 
 
 def drain(team: Team) -> int:
-    """Run this team's pending tasks, as a worker would; the number run here. (A server sharing the
-    database may run some too: claims make sure each task runs once.)"""
+    """Run this team's pending tasks, as a worker would, but its retention task (periodic, always pending);
+    the number run here. (A server sharing the database may run some too: claims make sure each task runs
+    once.)"""
     c = t.tasks.c
     with team.services.engine.connect() as conn:
         pending = conn.execute(
-            sa.select(c.id, c.ref).where(c.team_id == team.id, c.status == "PENDING").order_by(c.id)
+            sa.select(c.id, c.ref)
+            .where(c.team_id == team.id, c.status == "PENDING", c.kind != RETENTION)
+            .order_by(c.id)
         ).all()
     applied = sum(run_task(team.services.uows, team.services.kinds, task_id) for task_id, _ in pending)
     for job_id in {ref for _, ref in pending}:  # tasks another runner claimed finish there

@@ -150,7 +150,8 @@ READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {
         "model": Envelope[None],
         "description": "The database takes no write now: `storage_full`, or `not_ready` (unreachable, "
-        f"refused, or no answer within {PROBE_TIMEOUT_S:g} s)",
+        f"refused, or no answer within {PROBE_TIMEOUT_S:g} s); or, on PostgreSQL, `no_workers`: no worker "
+        "was seen lately",
     },
 }
 

@@ -35,7 +35,8 @@ class Kind:
     """A kind of task: ``run(uow, task)`` does it in the claiming transaction (raise to roll it back);
     ``give_up(uow, task, error)`` records that it never will, in the transaction that marks it FAILED.
     ``plan(uow, task)`` and ``write(uow, task, plan)``, if given, split ``run`` for the embedded runner:
-    ``write`` raises if what ``plan`` read has changed, and the task is then run afresh.
+    ``write`` raises if what ``plan`` read has changed, and the task is then run afresh. A ``run`` that
+    reschedules its task (``Tasks.schedule``) keeps it pending: periodic work (retention) is one task.
 
     A kind that waits on the outside world (``hold`` and ``outside``) holds no transaction meanwhile: ``hold``
     takes what it will do in the claiming transaction (marking it as taken, with a lease, and making the task
@@ -149,7 +150,7 @@ def run_task(
             else:
                 with gc_paused():  # a chunk's thousands of short-lived objects: reference counting frees them
                     kind.run(uow, task)
-            if kind.hold is None:
+            if kind.hold is None and task.id not in uow.tasks.later:  # rescheduled by its run: pending
                 uow.tasks.close(task, now_ms())
             uow.commit()
     except Exception as e:

@@ -1,5 +1,5 @@
 """Readiness (``/readyz``): whether the database takes a write now, and on PostgreSQL whether workers were
-seen lately."""
+seen lately (none seen: not ready, since the background work the writes add would wait)."""
 
 from __future__ import annotations
 
@@ -106,6 +106,12 @@ class Readiness:
         found: dict[str, Any] = {"database": "writable"}
         if self.workers:
             seen = await asyncio.to_thread(workers_seen, self.engine)
+            if seen == 0:  # writes are taken, but the background work they add would wait for a worker
+                raise Unavailable(
+                    f"no worker was seen in the last {WORKERS_WITHIN_S} s: background work waits "
+                    "(start `procession worker`)",
+                    code="no_workers",
+                )
             if seen is not None:
                 found["workers"] = {"seen": seen, "withinSeconds": WORKERS_WITHIN_S}
         return found

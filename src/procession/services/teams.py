@@ -9,8 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from procession.domain.clock import new_id, now_ms
-from procession.domain.errors import Conflict, Invalid, NotFound, Unauthorized
+from procession.domain.errors import BadRequest, Conflict, Invalid, NotFound, Unauthorized
 from procession.services.common import Caller
+from procession.store.repositories.retention import FIRST_ROUND_MS, Retention
+from procession.store.repositories.retention import add_task as add_retention_task
 from procession.store.repositories.teams import Teams, key_by_hash
 from procession.store.uow import UnitsOfWork
 
@@ -46,6 +48,7 @@ def create_team(engine: sa.Engine, slug: str, name: str = "") -> str:
             raise Conflict(f"team {slug!r} exists", field="slug")
         new = new_id()
         teams.add(id=new, slug=slug, name=name or slug, now=now_ms())
+        add_retention_task(conn, new, now_ms() + FIRST_ROUND_MS)
     return new
 
 
@@ -84,4 +87,13 @@ def revoke_key(uows: UnitsOfWork, team_id: str, key_id: str) -> None:
     with uows.write(team_id) as uow:
         if not uow.keys.revoke(key_id, now_ms()):
             raise NotFound(f"no active key {key_id!r}")
+        uow.commit()
+
+
+def set_event_retention(uows: UnitsOfWork, team_id: str, days: int | None) -> None:
+    """Remove the team's events once older than ``days`` (None or 0: keep them, the default)."""
+    if days is not None and days < 0:
+        raise BadRequest("days must be 0 (keep events) or more", field="days")
+    with uows.write(team_id) as uow:
+        Retention(uow.conn, team_id).set_event_days(days or None)
         uow.commit()

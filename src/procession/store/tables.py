@@ -30,6 +30,7 @@ teams = sa.Table(
     sa.Column("slug", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("event_retention_days", sa.Integer),  # events older than this are removed; None: kept
 )
 
 users = sa.Table(  # a user's id is its team's: a client may choose it, whatever other teams chose
@@ -169,6 +170,7 @@ events = sa.Table(
     sa.Column("payload", JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Index("ix_events_process", "process_id", "id"),
+    sa.Index("ix_events_team_created", "team_id", "created_at"),  # retention, for teams that set one
 )
 
 idempotency_keys = sa.Table(
@@ -213,6 +215,7 @@ jobs = sa.Table(
     sa.Column("invalid", sa.Integer, nullable=False, server_default="0"),
     sa.Column("succeeded", sa.Integer, nullable=False, server_default="0"),
     sa.Column("errored", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_jobs_finished", "team_id", "finished_at"),  # retention
 )
 
 job_entries = sa.Table(
@@ -299,6 +302,7 @@ runs = sa.Table(  # one execution of an automation for one process
     sa.Index("ix_runs_task", "task_ref", "id"),
     sa.Index("ix_runs_automation", "team_id", "automation_id", "id"),
     sa.Index("ix_runs_job", "job_id", "job_idx"),
+    sa.Index("ix_runs_finished", "team_id", "finished_at"),  # retention
 )
 
 run_attempts = sa.Table(  # every attempt of every step: what was sent, what came back
@@ -403,6 +407,7 @@ webhook_deliveries = sa.Table(  # one event for one subscription: sent until it 
     sa.Index("ix_webhook_deliveries_subject", "team_id", "subject", "webhook_id", "id"),
     sa.Index("ix_webhook_deliveries_webhook", "team_id", "webhook_id", "id"),
     sa.Index("ix_webhook_deliveries_task", "task_ref", "id"),
+    sa.Index("ix_webhook_deliveries_finished", "team_id", "finished_at"),  # retention
 )
 
 webhook_attempts = sa.Table(  # every attempt of every delivery: what was sent, what came back

@@ -1,0 +1,265 @@
+"""Scale-out under sustained mixed load on PostgreSQL: two ``procession serve`` and two ``procession worker``
+processes against one of each, the same traffic for the same time.
+
+    .venv/bin/python bench/load.py [--duration 600] [--clients 32] [--pairs 1,2] [--pg-server URL]
+
+Per configuration (N pairs; 1 then 2 by default), in one run: a fresh PostgreSQL database with the demo team
+and an admin key; the fake receiver (``tests/fakes/receiver.py``) as an automation's endpoint; N ``serve``
+processes (embedded worker off) and N ``worker`` processes, sharing the data folder (so one secret key);
+an automation on ``lead`` (manual trigger) whose one ``http`` step POSTs to the receiver; 200 leads made
+before the clock starts. Then ``--clients`` closed-loop clients for ``--duration`` seconds, each request
+sent to the servers in turn, drawn by weight:
+
+    create 30  update 30 (a lead's score)  list 28 (50 newest of a state)  run 10 (an automation run by hand)
+    bulk 2 (a bulk update of 200 leads: PATCH, 202)
+
+After the clock stops, the background work is waited for (up to 5 minutes): every bulk job finished, every
+run finished. Printed: per operation its count, rate, p50 and p99 (ms) and errors (any status but the one
+expected, a timeout, a lost connection); the background work's outcome (job entries applied and in error,
+runs succeeded and not); and, with both configurations, each rate of N=2 over N=1 (the gain from the second
+pair). Errors are expected to be zero; the script exits 1 if there is any.
+
+The machine's cores bound what a second pair can add: on a 2-core machine the load generator, PostgreSQL,
+the servers and the workers share them, so the gain shows what the processes' own limits (one event loop
+per server, a worker's concurrency) cost, not what a second machine would add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from automation import prepare  # bench/automation.py, next to this file
+from bulk import max_worker_id
+from common import PG_SERVER, free_port, fresh_database, process, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: tests.fakes
+from procession.config import Settings
+from tests.fakes.receiver import Receiver
+
+LEADS = "/v1/ext/procedure/lead/process"
+WEIGHTS = {"create": 30, "update": 30, "list": 28, "run": 10, "bulk": 2}
+BULK_ITEMS, SEED = 200, 200
+DRAIN_S = 300.0
+STATES = ("NEW", "IN_PROGRESS")
+
+
+@dataclass
+class Figures:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    samples: dict[str, str] = field(default_factory=dict)  # an error of each operation, to show
+    seconds: float = 0.0
+    background: dict[str, int] = field(default_factory=dict)
+
+
+@contextmanager
+def cluster(url: str, env: dict[str, str], logs: Path, pairs: int) -> Iterator[list[str]]:
+    """``pairs`` servers and ``pairs`` workers, each ready: the servers' base URLs."""
+    cli = [sys.executable, "-m", "procession.cli"]
+    bases: list[str] = []
+    with ExitStack() as stack:
+        for n in range(pairs):
+            port = free_port()
+            base, log = f"http://127.0.0.1:{port}", logs / f"server{n}.log"
+            server = stack.enter_context(process([*cli, "serve", "--port", str(port)], env, log))
+            wait_until(lambda: httpx.get(f"{base}/healthz").status_code == 200, server, "serve", log)  # noqa: B023
+            bases.append(base)
+        for n in range(pairs):
+            before, log = max_worker_id(url), logs / f"worker{n}.log"
+            worker = stack.enter_context(process([*cli, "worker"], env, log))
+            wait_until(lambda: max_worker_id(url) > before, worker, f"worker {n}", log)  # noqa: B023
+        yield bases
+
+
+async def traffic(bases: list[str], key: str, automation: str, seconds: float, clients: int) -> Figures:
+    figures = Figures()
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    http = [httpx.AsyncClient(base_url=b, headers=headers, timeout=30, limits=limits) for b in bases]
+    leads: list[str] = []
+    turn = 0
+
+    def client() -> httpx.AsyncClient:
+        nonlocal turn
+        turn += 1
+        return http[turn % len(http)]
+
+    async def create(n: int) -> httpx.Response:
+        r = await client().post(LEADS, json={"data": {"score": n % 100}})
+        if r.status_code == 201:
+            leads.append(r.json()["_data"]["id"])
+        return r
+
+    async def update(n: int) -> httpx.Response:
+        return await client().put(f"{LEADS}/{random.choice(leads)}", json={"data": {"score": n % 100}})
+
+    async def listing(n: int) -> httpx.Response:
+        body = {"where": {"state": random.choice(STATES)}, "limit": 50}
+        return await client().post(f"{LEADS}/list", json=body)
+
+    async def run(n: int) -> httpx.Response:
+        return await client().post(f"{LEADS}/{random.choice(leads)}/automations/{automation}/run")
+
+    async def bulk(n: int) -> httpx.Response:
+        items = [
+            {"id": i, "data": {"score": n % 100}} for i in random.sample(leads, min(BULK_ITEMS, len(leads)))
+        ]
+        return await client().patch(LEADS, json={"processes": items})
+
+    operations = {"create": (create, 201), "update": (update, 200), "list": (listing, 200), "run": (run, 202)}
+    operations["bulk"] = (bulk, 202)
+    for n in range(SEED):
+        await create(n)
+    names, weights = list(WEIGHTS), list(WEIGHTS.values())
+    stop_at = time.monotonic() + seconds
+
+    async def loop(who: int) -> None:
+        n = who
+        while time.monotonic() < stop_at:
+            name = random.choices(names, weights)[0]
+            send, expected = operations[name]
+            started = time.perf_counter()
+            try:
+                r = await send(n)
+                ok, said = r.status_code == expected, f"{r.status_code} {r.text[:300]}"
+            except httpx.HTTPError as e:
+                ok, said = False, repr(e)
+            figures.latencies[name].append((time.perf_counter() - started) * 1000)
+            if not ok:
+                figures.errors[name] += 1
+                figures.samples.setdefault(name, said)
+            n += clients
+
+    began = time.monotonic()
+    await asyncio.gather(*(loop(i) for i in range(clients)))
+    figures.seconds = time.monotonic() - began
+    for h in http:
+        await h.aclose()
+    return figures
+
+
+def drained(url: str) -> dict[str, int]:
+    """Once every job and run has finished (or after ``DRAIN_S``): how the background work ended."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    deadline = time.monotonic() + DRAIN_S
+    try:
+        while True:
+            with engine.connect() as conn:
+                jobs = dict(conn.execute(sa.text("SELECT status, count(*) FROM jobs GROUP BY status")).all())
+                runs = dict(conn.execute(sa.text("SELECT status, count(*) FROM runs GROUP BY status")).all())
+                entries = conn.execute(sa.text("SELECT sum(succeeded), sum(errored) FROM jobs")).one()
+            waiting = jobs.get("NOT_STARTED", 0) + jobs.get("IN_PROGRESS", 0)
+            waiting += sum(runs.get(s, 0) for s in ("PENDING", "RUNNING", "WAITING"))
+            if not waiting or time.monotonic() > deadline:
+                return {
+                    "jobs": sum(jobs.values()),
+                    "jobs unfinished or failed": sum(v for k, v in jobs.items() if k != "COMPLETED"),
+                    "entries applied": int(entries[0] or 0),
+                    "entries in error": int(entries[1] or 0),
+                    "runs succeeded": runs.get("SUCCEEDED", 0),
+                    "runs not succeeded": sum(v for k, v in runs.items() if k != "SUCCEEDED"),
+                }
+            time.sleep(1)
+    finally:
+        engine.dispose()
+
+
+def configuration(pairs: int, args: argparse.Namespace) -> Figures:
+    with (
+        tempfile.TemporaryDirectory(prefix="procession-load-") as tmp_name,
+        fresh_database("postgresql", Path(tmp_name), args.pg_server) as url,
+        Receiver() as receiver,
+    ):
+        tmp = Path(tmp_name)
+        settings = Settings(data_dir=tmp / "data", database_url=url)
+        key = prepare(settings)
+        env = {
+            **os.environ,
+            "PROCESSION_DATA_DIR": str(settings.data_dir),
+            "PROCESSION_DATABASE_URL": url,
+            "PROCESSION_OUTBOUND_ALLOW": "127.0.0.1",
+            "PROCESSION_EMBEDDED_WORKER": "false",
+        }
+        with cluster(url, env, tmp, pairs) as bases:
+            step = {"name": "post", "type": "http", "method": "POST", "url": f"{receiver.url}/hook"}
+            body = {"name": "notify", "trigger": {"type": "manual"}, "steps": [step]}
+            r = httpx.post(
+                f"{bases[0]}/v1/admin/procedures/lead/automations",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            r.raise_for_status()
+            print(
+                f"[{pairs} pair(s)] up; {args.duration:.0f} s of traffic, {args.clients} clients", flush=True
+            )
+            figures = asyncio.run(traffic(bases, key, r.json()["_data"]["id"], args.duration, args.clients))
+            figures.background = drained(url)
+    return figures
+
+
+def report(pairs: int, f: Figures) -> dict[str, float]:
+    total = sum(len(v) for v in f.latencies.values())
+    print(
+        f"\n== {pairs} serve + {pairs} worker: {total / f.seconds:,.0f} requests/s over {f.seconds:.0f} s =="
+    )
+    print(f"{'operation':10} {'count':>8} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    rates = {"all": total / f.seconds}
+    for name in WEIGHTS:
+        lat = sorted(f.latencies.get(name, []))
+        if not lat:
+            continue
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        rates[name] = len(lat) / f.seconds
+        print(
+            f"{name:10} {len(lat):8,} {rates[name]:8,.1f} {statistics.median(lat):8.1f} {p99:8.1f} "
+            f"{f.errors.get(name, 0):7}"
+        )
+    for name, said in f.samples.items():
+        print(f"  first {name} error: {said}")
+    print("background: " + ", ".join(f"{k} {v:,}" for k, v in f.background.items()))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of traffic per configuration")
+    parser.add_argument("--clients", type=int, default=32, help="closed-loop clients")
+    parser.add_argument("--pairs", default="1,2", help="configurations: serve+worker pairs, comma-separated")
+    parser.add_argument("--pg-server", default=PG_SERVER)
+    args = parser.parse_args()
+    results = {}
+    for pairs in (int(p) for p in args.pairs.split(",")):
+        figures = configuration(pairs, args)
+        results[pairs] = (report(pairs, figures), figures)
+    errors = sum(sum(f.errors.values()) for _, f in results.values())
+    errors += sum(
+        f.background["jobs unfinished or failed"] + f.background["entries in error"]
+        for _, f in results.values()
+    )
+    errors += sum(f.background["runs not succeeded"] for _, f in results.values())
+    if 1 in results and 2 in results:
+        one, two = results[1][0], results[2][0]
+        gains = ", ".join(f"{k} {two[k] / one[k]:.2f}" for k in one if k in two and one[k])
+        print(f"\ngain from the second pair (rate with 2 / rate with 1): {gains}")
+    print(f"errors: {errors} (goal 0); {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    sys.exit(1 if errors else 0)
+
+
+if __name__ == "__main__":
+    main()
