@@ -1,12 +1,14 @@
-"""Record reads: an entity's records a page at a time, and one record with its data by shortId."""
+"""Records: an entity's records a page at a time, one record with its data by shortId, and a change of a
+record's data."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from procession.domain.errors import NotFound
+from procession.domain.clock import now_ms
+from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.services.common import Caller
-from procession.store.uow import UnitsOfWork
+from procession.store.uow import Lookups, UnitsOfWork
 
 
 def list_records(
@@ -30,3 +32,30 @@ def get_record(uows: UnitsOfWork, caller: Caller, record_id: str) -> dict[str, A
     if found is None or entity is None:
         raise NotFound(f"no record {record_id!r}")
     return {"id": found["id"], "entity": entity.to_dict(), "data": entity.to_short(found["data"])}
+
+
+def update_record(uows: UnitsOfWork, caller: Caller, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Change the values sent (by shortId; null clears one), each checked by its entity's attribute type; the
+    required ones stay set and the primary key stays the record's own. The record as ``get_record`` reads it."""
+    with uows.write(caller.team_id) as uow:
+        found = uow.records.get(record_id)
+        entity = uow.entities.get(found["entity_id"]) if found else None
+        if found is None or entity is None:
+            raise NotFound(f"no record {record_id!r}")
+        merged = {**found["data"], **entity.normalise_data(data, Lookups(uow), prefix="data")}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        key, pk = entity.key_of(merged), entity.primary_key_attribute
+        missing = entity.missing_required(merged)
+        if pk is not None and key is None and not pk.required:
+            missing.append(
+                FieldError("required", f"{pk.short_id} (the primary key) is required", f"data.{pk.short_id}")
+            )
+        if missing:
+            raise Invalid(missing)
+        holder = uow.records.by_pk(entity.id, key) if key is not None else None
+        if holder is not None and holder[0] != record_id:
+            field = f"data.{pk.short_id}" if pk else None
+            raise Conflict(f"another {entity.short_id} record has the key {key!r}", field=field)
+        uow.records.update(record_id, data=merged, pk_value=key, now=now_ms())
+        uow.commit()
+    return {"id": record_id, "entity": entity.to_dict(), "data": entity.to_short(merged)}

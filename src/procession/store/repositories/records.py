@@ -84,3 +84,12 @@ class Records(Repository):
 
     def update_data(self, record_id: str, data: dict[str, Any], now: int) -> None:
         self._write(UPDATE_RECORD_DATA, b_id=record_id, b_data=data, b_now=now)
+
+    def update(self, record_id: str, *, data: dict[str, Any], pk_value: str | None, now: int) -> None:
+        """Replace a record's data and its primary-key value (an edit that may change its key)."""
+        c = t.records.c
+        self.conn.execute(
+            t.records.update()
+            .where(c.team_id == self.team_id, c.id == record_id)
+            .values(data=data, pk_value=pk_value, updated_at=now)
+        )
