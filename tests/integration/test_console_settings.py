@@ -15,9 +15,10 @@ from procession.api.app import create_app
 from procession.bootstrap import Services
 from procession.services.accounts import set_password
 from procession.services.commands import CreateProcess
-from procession.services.connectors import get_connector
+from procession.services.connectors import ConnectorInput, create_connector, get_connector
 from procession.services.processes import create_process
-from procession.services.webhooks import list_deliveries
+from procession.services.records import get_record
+from procession.services.webhooks import WebhookInput, create_webhook, get_webhook, list_deliveries
 from tests.conftest import Team, make_team
 from tests.fakes.receiver import Receiver, Reply
 from tests.integration.test_webhooks import deliver
@@ -172,3 +173,46 @@ def test_an_admin_changes_roles_and_removes_users_but_never_the_last_admin(
     )
     gone = client.post("/settings/users/rahul.dravid/remove", data={"csrf": token(client)})
     assert gone.status_code == 303 and 'id="user-rahul.dravid"' not in client.get("/settings/users").text
+
+
+def test_another_teams_admin_finds_none_of_it(sqlite_services: Services, team: Team) -> None:
+    """Every new page and form, given the first team's ids by another team's admin: a 404, nothing changed."""
+    connector = team.services.run(
+        create_connector, team.id, ConnectorInput(name="mine", kind="http", baseUrl="http://127.0.0.1:9"),
+        vault=team.services.vault,
+    )  # fmt: skip
+    hook = team.services.run(
+        create_webhook, team.id, WebhookInput(url="http://127.0.0.1:9/h", eventTypes=["process.created"])
+    )
+    _, deal = team.services.run(
+        create_process, team.caller, "ticket",
+        CreateProcess.model_validate({"record": {"data": {"phone_number": "7701214830"}}}),
+    )  # fmt: skip
+    other = make_team(sqlite_services)
+    sqlite_services.run(set_password, other.id, "admin", PASSWORD)
+    with TestClient(create_app(sqlite_services), follow_redirects=False) as c:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/sign-in").text)
+        assert csrf is not None
+        data = {"csrf": csrf.group(1), "team": other.slug, "username": "admin", "password": PASSWORD}
+        assert c.post("/sign-in", data=data).status_code == 303
+        mine = {"csrf": token(c)}
+        for path in (f"/settings/connectors/{connector['id']}", f"/settings/webhooks/{hook['id']}",
+                     f"/processes/{deal['id']}/edit"):  # fmt: skip
+            assert c.get(path).status_code == 404, path
+        for path, form in (
+            (f"/settings/connectors/{connector['id']}", {"name": "taken", "baseUrl": "http://127.0.0.1:9"}),
+            (f"/settings/connectors/{connector['id']}/delete", {}),
+            (f"/settings/webhooks/{hook['id']}", {"url": "http://127.0.0.1:9/x", "eventTypes": "run.failed"}),
+            (f"/settings/webhooks/{hook['id']}/replay-failed", {}),
+            (f"/settings/webhooks/{hook['id']}/deliveries/1/replay", {}),
+            (f"/settings/webhooks/{hook['id']}/delete", {}),
+            (f"/processes/{deal['id']}/edit", {"data.subject": "taken"}),
+            (f"/processes/{deal['id']}/record", {"record.data.email": "taken@example.com"}),
+            (f"/settings/users/{team.caller.user_id}/role", {"role": "member"}),
+            (f"/settings/users/{team.caller.user_id}/remove", {}),
+        ):
+            assert c.post(path, data=mine | form).status_code == 404, path
+    assert team.services.run(get_connector, team.id, connector["id"])["name"] == "mine"
+    assert team.services.run(get_webhook, team.id, hook["id"])["url"] == "http://127.0.0.1:9/h"
+    record = team.services.run(get_record, team.caller, deal["record"])
+    assert "email" not in record["data"]
