@@ -112,6 +112,7 @@ def test_a_jobs_failed_entries_download_as_csv(
     )
     page = client.get(f"/jobs/{job['id']}")
     assert page.status_code == 200 and "score" in page.text and f"/jobs/{job['id']}/failed.csv" in page.text
+    assert client.get(f"/jobs/{job['id']}?after=%C2%B2").status_code == 200  # a digit int() refuses
     reply = client.get(f"/jobs/{job['id']}/failed.csv")
     assert reply.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(reply.text)))

@@ -190,3 +190,13 @@ def test_a_board_column_shows_the_next_cards_by_cursor(client: TestClient, team:
     assert first | rest >= made and not first & rest
     assert 'class="button more"' not in rest_page  # the last of them
     assert client.get("/procedures/deal/board/NOPE").status_code == 404
+
+
+def test_a_text_box_sent_back_with_a_browsers_line_ends_is_unchanged(client: TestClient, team: Team) -> None:
+    _, ticket = team.services.run(
+        create_process, team.caller, "ticket", CreateProcess.model_validate({"data": {"description": "a\nb"}})
+    )
+    form = {"csrf": token(client), "version": "1", "data.description": "a\r\nb"}
+    assert client.post(f"/processes/{ticket['id']}/edit", data=form).status_code == 303
+    events, _ = team.services.run(process_history, team.caller, "ticket", (ticket["id"],))
+    assert [e["type"] for e in events] == ["process.created"]

@@ -151,6 +151,8 @@ def test_a_webhooks_secret_is_shown_once_and_its_log_replays_a_delivery(
         assert off.status_code == 303
         page = client.get(page_url).text
         assert "Off since" in page and "paused" in page
+        for odd in ("before=%C2%B2", "before=99999999999999999999", "status=NOPE"):  # digits int() refuses
+            assert client.get(f"{page_url}?{odd}").status_code == 200
         refused = client.post(f"{page_url}/replay-failed", data={"csrf": token(client)})
         assert refused.status_code == 409 and "disabled" in refused.text
         assert client.post(f"{page_url}/delete", data={"csrf": token(client)}).status_code == 303

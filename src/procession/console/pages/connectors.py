@@ -78,7 +78,7 @@ def _body(form: dict[str, str], kind: str) -> conn.ConnectorInput:
         "settings": {k: v for k, v in settings.items() if v is not None or form.get("id")},
         "credentials": credentials,
     }  # fmt: skip
-    if form.get("version"):
+    if form.get("version", "").isdecimal():
         body["version"] = int(form["version"])
     return checked(conn.ConnectorInput, body)
 

@@ -78,9 +78,11 @@ def _changed(attrs: list[dict[str, Any]], prefix: str, sent: Form, stored: Form)
     out: dict[str, Any] = {}
     problems: list[FieldError] = []
     for attr in attrs:
-        name = f"{prefix}.{attr['shortId']}"
+        name, multiple = f"{prefix}.{attr['shortId']}", input_kind(attr).get("multiple")
+        if name not in sent and not multiple:  # not in the form (a multiple choice left empty is not sent)
+            continue
         now = [v.strip() for v in sent.get(name, []) if v.strip()]
-        if (now if input_kind(attr).get("multiple") else now[-1:]) == stored.get(name, []):
+        if (now if multiple else now[-1:]) == stored.get(name, []):
             continue
         try:
             out[attr["shortId"]] = form_value(attr, now)
@@ -92,8 +94,9 @@ def _changed(attrs: list[dict[str, Any]], prefix: str, sent: Form, stored: Form)
 
 
 async def _sent(request: Request) -> Form:
+    """The form's values by name (a browser sends a text box's lines ending in CR LF: read as they were)."""
     received = await request.form()
-    return {k: [str(v) for v in received.getlist(k)] for k in received}
+    return {k: [str(v).replace("\r\n", "\n") for v in received.getlist(k)] for k in received}
 
 
 @router.post("/processes/{process_id}/edit")
@@ -104,7 +107,7 @@ async def save(request: Request, process_id: str, session: Session = Depends(sig
     try:
         body: dict[str, Any] = {"data": _changed(ctx["inputs"], "data", sent, stored)}
         version = (sent.get("version") or [""])[-1]
-        if version.isdigit():
+        if version.isdecimal():
             body["version"] = int(version)
         if body["data"]:
             command = UpdateProcess.model_validate(body)

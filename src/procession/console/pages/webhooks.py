@@ -70,7 +70,7 @@ def _body(form: dict[str, Any]) -> dict[str, Any]:
         raise Invalid.one(
             "invalid_value", "the timeout, attempts and back-off are numbers", "retry"
         ) from None
-    if form.get("version"):
+    if form.get("version", "").isdecimal():
         body["version"] = int(form["version"])
     return body
 
@@ -115,7 +115,7 @@ async def _webhook_page(
     wanted = request.query_params.get("status")
     wanted = wanted if wanted in STATUSES else None
     before = request.query_params.get("before", "")
-    before_id = int(before) if before.isdigit() and int(before) < 2**63 else None
+    before_id = int(before) if before.isdecimal() and int(before) < 2**63 else None
     deliveries = await call(
         request, hooks.list_deliveries, session.caller.team_id, found["id"], status=wanted,
         before=before_id, limit=DELIVERIES,
