@@ -33,6 +33,8 @@ from procession.services.accounts import set_password
 from procession.services.automations import AutomationInput, run_automation, save_automation
 from procession.services.batches import BatchInput, submit_batch
 from procession.services.common import Caller
+from procession.services.connectors import ConnectorInput, create_connector
+from procession.services.webhooks import WebhookInput, create_webhook
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PASSWORD = "bench password 1"
@@ -50,7 +52,12 @@ def extras(svc: Services, demo: Demo, sample: list[tuple[str, str]]) -> dict[str
     run = svc.run(run_automation, caller, "lead", sample[0][0], automation["id"])
     ids = [process_id for process_id, _ in sample[1:101]]
     job = svc.run(submit_batch, caller, "lead", automation["id"], BatchInput(ids=ids))
-    return {"run": str(run["id"]), "job": str(job["id"])}
+    body = ConnectorInput(name="crm", kind="http", baseUrl="http://127.0.0.1:9", credentials={"auth": "x"})
+    connector = svc.run(create_connector, demo.team_id, body, vault=svc.vault)
+    hook = svc.run(
+        create_webhook, demo.team_id, WebhookInput(url="http://127.0.0.1:9/hook", eventTypes=["run.failed"])
+    )
+    return {"run": str(run["id"]), "job": str(job["id"]), "connector": connector["id"], "webhook": hook["id"]}
 
 
 def signed_in(client: httpx.Client, team: str = "demo") -> None:
@@ -68,6 +75,10 @@ def pages(client: httpx.Client, sample: list[tuple[str, str]], made: dict[str, s
     first = client.get("/procedures/lead/processes").text
     cursor = re.search(r'href="\?([^"]*cursor=[^"]+)" rel="next"', first)
     assert cursor is not None, "the table has no next page"
+    more = re.search(
+        r'href="(/procedures/lead/board/NEW\?cursor=[^"]+)"', client.get("/procedures/lead/board").text
+    )
+    assert more is not None, "the board's first column has no more cards"
     table = "/procedures/lead/processes"
     return [
         ("procedures", "/procedures"),
@@ -82,8 +93,10 @@ def pages(client: httpx.Client, sample: list[tuple[str, str]], made: dict[str, s
         ("processes: key starts with, all", f"{table}?q=LEAD-"),
         ("processes: key starts with, none", f"{table}?q=LEAD-0"),
         ("board", "/procedures/lead/board"),
+        ("board: a column's next cards", more.group(1).replace("&amp;", "&")),
         ("new lead form", "/procedures/lead/processes/new"),
         ("process", "/processes/{id}"),
+        ("process: edit", "/processes/{id}/edit"),
         ("automations", "/procedures/lead/automations"),
         ("automation settings", "/procedures/lead/automations/mark"),
         ("run", f"/runs/{made['run']}"),
@@ -95,6 +108,10 @@ def pages(client: httpx.Client, sample: list[tuple[str, str]], made: dict[str, s
         ("records", "/entities/customer/records"),
         ("API keys", "/settings/keys"),
         ("users", "/settings/users"),
+        ("connectors", "/settings/connectors"),
+        ("connector", f"/settings/connectors/{made['connector']}"),
+        ("webhook subscriptions", "/settings/webhooks"),
+        ("webhook and its deliveries", f"/settings/webhooks/{made['webhook']}"),
         ("API docs", "/docs"),
     ]
 

@@ -112,6 +112,7 @@ def test_a_jobs_failed_entries_download_as_csv(
     )
     page = client.get(f"/jobs/{job['id']}")
     assert page.status_code == 200 and "score" in page.text and f"/jobs/{job['id']}/failed.csv" in page.text
+    assert client.get(f"/jobs/{job['id']}?after=%C2%B2").status_code == 200  # a digit int() refuses
     reply = client.get(f"/jobs/{job['id']}/failed.csv")
     assert reply.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(reply.text)))
@@ -131,13 +132,14 @@ def test_a_refused_move_gives_the_board_its_reason(
         headers={"accept": "application/json", "x-csrf-token": token(client)},
     )
     assert reply.status_code == 422
-    assert reply.json() == {"ok": False, "message": "lead cannot move from CONVERTED to NEW"}
+    reason = "lead cannot move from CONVERTED to NEW"
+    assert reply.json() == {"ok": False, "message": reason, "reasons": [reason]}
     by_form = client.post(  # without the board's script: back to the board, which says why
         f"/procedures/lead/processes/{lead['id']}/state",
         data={"state": "NEW", "next": "/procedures/lead/board", "csrf": token(client)},
     )
     assert by_form.status_code == 303 and by_form.headers["location"].startswith("/procedures/lead/board?")
-    assert "Not moved: lead cannot move from CONVERTED to NEW" in client.get(by_form.headers["location"]).text
+    assert f"Not moved:</p><ul><li>{reason}</li>" in client.get(by_form.headers["location"]).text
 
 
 def test_a_job_is_aborted_from_its_page(sqlite_services: Services, team: Team, client: TestClient) -> None:

@@ -12,7 +12,17 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from procession.console import auth
-from procession.console.pages import jobs, procedures, process, processes, runs, settings
+from procession.console.pages import (
+    connectors,
+    edit,
+    jobs,
+    procedures,
+    process,
+    processes,
+    runs,
+    settings,
+    webhooks,
+)
 from procession.console.web import HERE
 
 DOCS_ASSETS = "/docs/assets"
@@ -35,5 +45,7 @@ def install(app: FastAPI) -> None:
             swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the validator's site
         )
 
-    for module in (auth, procedures, processes, process, runs, jobs, settings):
+    for module in (
+        auth, procedures, processes, process, edit, runs, jobs, settings, connectors, webhooks,
+    ):  # fmt: skip
         app.include_router(module.router)

@@ -23,7 +23,7 @@ def input_kind(attr: dict[str, Any]) -> dict[str, Any]:
     if kind in PLAIN:
         return {"tag": "input", "type": PLAIN[kind]}
     if kind in ("datetime", "datetimeISO8601"):
-        return {"tag": "input", "type": "datetime-local", "note": "UTC"}
+        return {"tag": "input", "type": "datetime-local", "step": "1", "note": "UTC"}
     if kind == "boolean":
         return {"tag": "select", "options": ["", "true", "false"]}
     if kind in ENUMS:
@@ -85,3 +85,27 @@ def shown(attr: dict[str, Any], value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def form_text(attr: dict[str, Any], value: Any, users: dict[str, dict[str, Any]]) -> list[str]:
+    """A stored value as the text its input holds (``form_value`` reads it back); ``users`` by id, for a
+    user attribute's username."""
+    kind = attr["type"]
+    if value is None or kind in FILES:
+        return []
+    if kind in MULTI_ENUMS:
+        return [str(v) for v in value]
+    if kind == "boolean":
+        return ["true" if value else "false"]
+    if kind == "datetime" and isinstance(value, int | float):
+        return [datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    if kind == "datetimeISO8601" and isinstance(value, str):
+        try:
+            return [datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+        except ValueError:
+            return [value]
+    if kind == "user":
+        return [str((users.get(value) or {}).get("username", value))]
+    if kind in STRUCTURED:
+        return [json.dumps(value, ensure_ascii=False)]
+    return [str(value)]

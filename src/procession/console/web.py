@@ -13,13 +13,15 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from procession.api.errors import STATUS
 from procession.bootstrap import Services
-from procession.domain.errors import ProcessionError
+from procession.domain.errors import FieldError, Invalid, ProcessionError
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 SERVER_TIMING = "server-timing"
@@ -54,12 +56,16 @@ class ConsoleRoute(APIRoute):
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 response = RedirectResponse(f"/sign-in?next={quote(target)}", status_code=303)
             except ProcessionError as e:
-                status = next(code for cls, code in STATUS.items() if isinstance(e, cls))
-                response = page(request, "error.html", {"error": e}, status=status)
+                response = page(request, "error.html", {"error": e}, status=status_of(e))
             response.headers[SERVER_TIMING] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
             return response
 
         return route
+
+
+def status_of(error: ProcessionError) -> int:
+    """The HTTP status the API gives ``error`` (its one table)."""
+    return next(code for cls, code in STATUS.items() if isinstance(error, cls))
 
 
 def services(request: Request) -> Services:
@@ -81,6 +87,16 @@ def page(request: Request, name: str, context: dict[str, Any], *, status: int = 
 def back(url: str) -> RedirectResponse:
     """After a form: to ``url`` (303, so a reload does not post again)."""
     return RedirectResponse(url, status_code=303)
+
+
+def checked(model: type[M], body: dict[str, Any]) -> M:
+    """``body`` as the API's command ``model``, or ``Invalid`` naming each field as the API's 422 would."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise Invalid(
+            [FieldError("invalid", err["msg"], ".".join(map(str, err["loc"]))) for err in e.errors()]
+        ) from None
 
 
 def field_errors(error: ProcessionError) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""Console accounts: a user's password (argon2, never stored in clear), signing in, and who a signed-in
-session stands for."""
+"""Accounts: a user's password (argon2, never stored in clear), signing in, who a signed-in session stands
+for, and a user's role changed or the user removed (never the team's last admin)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from procession.domain.errors import Invalid, NotFound, Unauthorized
+from procession.domain.clock import now_ms
+from procession.domain.errors import Conflict, Invalid, NotFound, Unauthorized
 from procession.services.common import Caller
 from procession.services.teams import team_id as team_of
-from procession.store.uow import UnitsOfWork
+from procession.store.uow import UnitOfWork, UnitsOfWork
 
 HASHER = PasswordHasher()
 MIN_PASSWORD = 10  # characters
@@ -65,6 +66,39 @@ def session_user(uows: UnitsOfWork, team_id: str, user_id: str) -> tuple[Caller,
     if user is None or not user["has_password"]:
         raise Unauthorized("sign in again")
     return Caller(team_id, user["role"], user_id), user
+
+
+def set_role(uows: UnitsOfWork, team_id: str, user_ref: str, role: str) -> dict[str, Any]:
+    """Make a user (id or username) an admin or a member; the team keeps at least one admin."""
+    if role not in ("admin", "member"):
+        raise Invalid.one("invalid_role", f"role must be admin or member, not {role!r}", "role")
+    with uows.write(team_id) as uow:
+        user_id = _last_admin_kept(uow, user_ref, "make the last admin a member", leaves=role != "admin")
+        uow.users.set_role(user_id, role)
+        user = uow.users.get(user_id)
+        uow.commit()
+    assert user is not None
+    return {k: user[k] for k in ("id", "username", "name", "role")}
+
+
+def remove_user(uows: UnitsOfWork, team_id: str, user_ref: str) -> dict[str, Any]:
+    """Remove a user: signed out, their API keys revoked, out of their pods; what they did keeps their id.
+    The team's last admin stays."""
+    with uows.write(team_id) as uow:
+        user_id = _last_admin_kept(uow, user_ref, "remove the last admin", leaves=True)
+        uow.users.remove(user_id, now_ms())
+        uow.commit()
+    return {"id": user_id, "deleted": True}
+
+
+def _last_admin_kept(uow: UnitOfWork, user_ref: str, what: str, *, leaves: bool) -> str:
+    """The id of the user ``user_ref`` names; ``Conflict`` if they ``leaves`` the admins and are the only one."""
+    user_id = uow.users.id_of(user_ref)
+    if user_id is None:
+        raise NotFound(f"no user {user_ref!r}", field="username")
+    if leaves and uow.users.admins() == (user_id,):
+        raise Conflict(f"a team keeps at least one admin: cannot {what}", code="last_admin")
+    return user_id
 
 
 def _verify(hashed: str | None, password: str) -> bool:

@@ -81,7 +81,7 @@ async def job_page(request: Request, job_id: str, session: Session = Depends(sig
 
 def _index(text: str | None) -> int:
     """An entry index from a link (-1, before the first, for anything else)."""
-    return int(text) if text and text.isdigit() and len(text) < 18 else -1
+    return int(text) if text and text.isdecimal() and len(text) < 18 else -1
 
 
 @router.get("/jobs/{job_id}/failed.csv")

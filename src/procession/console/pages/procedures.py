@@ -1,4 +1,5 @@
-"""Procedures: the list, and a procedure's page (attributes, states and their graph, automations)."""
+"""Procedures: the list, and a procedure's page (attributes, states and their graph, requirements,
+automations)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi.responses import Response
 from procession.console.auth import Session, signed_in
 from procession.console.graph import state_graph
 from procession.console.web import ConsoleRoute, back, call, page
+from procession.domain.requirements import Requirement
 from procession.services import configuration as conf
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -27,6 +29,8 @@ async def procedures(request: Request, session: Session = Depends(signed_in)) ->
 @router.get("/procedures/{short}")
 async def procedure(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
     found = await call(request, conf.get_procedure, session.caller.team_id, short)
+    for r in found["requirements"]:
+        r["reads"] = Requirement.from_stored(r).reads
     return page(request, "procedure.html", {"p": found, "graph": state_graph(found)})
 
 

@@ -1,10 +1,11 @@
-"""One process: its fields, data, record, timeline and runs, and what a person does with it (change its
-state, status or assignee; run an automation now)."""
+"""One process: its fields, data, record, links to other systems, requirements (met or not, and what each
+blocks), timeline and runs, and what a person does with it (change its state, status or assignee; run an
+automation now; its data is edited in ``edit``)."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -17,8 +18,15 @@ from procession.domain.errors import NotFound, ProcessionError
 from procession.services import configuration as conf
 from procession.services.automations import list_runs, run_automation
 from procession.services.commands import ListProcesses, UpdateProcess
+from procession.services.connectors import process_links
 from procession.services.processes import update_process
-from procession.services.reads import get_process, get_process_by_id, list_processes, process_history
+from procession.services.reads import (
+    get_process,
+    get_process_by_id,
+    list_processes,
+    process_history,
+    process_requirements,
+)
 from procession.services.records import get_record, list_records
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -42,11 +50,14 @@ async def process_page(request: Request, process_id: str, session: Session = Dep
             record = await call(request, get_record, who, process["record"])
         except NotFound:
             record = None
+    links = await call(request, process_links, who, short, (process_id,))
+    meets = await call(request, process_requirements, who, short, (process_id,))
     names = {a["id"]: a["name"] for a in ctx["p"]["automations"]}
     ctx |= {
         "process": process, "events": events, "runs": runs, "record": record, "automation_names": names,
+        "links": links, "meets": meets,
         "moves": ctx["p"]["transitions"].get(process["state"], []), "statuses": STATUSES,
-        "message": request.query_params.get("message", ""),
+        "messages": request.query_params.getlist("message"),
     }  # fmt: skip
     return page(request, "process.html", ctx)
 
@@ -64,15 +75,15 @@ async def _update(
         change = UpdateProcess.model_validate(fields)
         await call(request, update_process, session.caller, short, (process_id,), change)
     except (ProcessionError, ValidationError) as e:
-        reason = (
-            "; ".join(err.message for err in e.errors)
+        reasons = (
+            [err.message for err in e.errors]
             if isinstance(e, ProcessionError)
-            else "; ".join(err["msg"] for err in e.errors())
+            else [err["msg"] for err in e.errors()]
         )
-        if scripted:
-            return JSONResponse({"ok": False, "message": reason}, status_code=422)
+        if scripted:  # each reason (an unmet requirement names itself and what it reads)
+            return JSONResponse({"ok": False, "message": "; ".join(reasons), "reasons": reasons}, 422)
         sep = "&" if "?" in target else "?"
-        return back(f"{target}{sep}message={quote(reason)}")
+        return back(f"{target}{sep}{urlencode([('message', r) for r in reasons])}")
     if scripted:
         return JSONResponse({"ok": True})
     return back(target)

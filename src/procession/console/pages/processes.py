@@ -111,22 +111,47 @@ async def table(request: Request, short: str, session: Session = Depends(signed_
     return page(request, "processes.html", ctx)
 
 
-@router.get("/procedures/{short}/board")
-async def board(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
-    ctx = await procedure_context(request, session, short)
-    svc, lanes = services(request), []
-    for state in ctx["p"]["states"]:
-        cmd = ListProcesses(where={"state": state["shortId"], "status": "OPEN"}, limit=BOARD_CARDS)
-        cards, meta = await call(
-            request, list_processes, session.caller, ctx["p"]["shortId"], cmd, cursor_key=svc.cursor_key
-        )
-        lanes.append({"state": state, "cards": cards, "more": meta["hasMore"]})
+async def _lane(
+    request: Request, session: Session, ctx: dict[str, Any], state: dict[str, Any], cursor: str | None = None
+) -> dict[str, Any]:
+    """A column of the board: a page of the state's open processes, latest first, and the cursor of the next."""
+    cmd = ListProcesses(where={"state": state["shortId"], "status": "OPEN"}, limit=BOARD_CARDS, cursor=cursor)
+    cards, meta = await call(
+        request,
+        list_processes,
+        session.caller,
+        ctx["p"]["shortId"],
+        cmd,
+        cursor_key=services(request).cursor_key,
+    )
+    return {"state": state, "cards": cards, "more": meta.get("nextCursor")}
+
+
+def _board(request: Request, ctx: dict[str, Any], lanes: list[dict[str, Any]]) -> Response:
     ctx |= {
         "lanes": lanes,
         "moves": ctx["p"]["transitions"],
-        "message": request.query_params.get("message", ""),
+        "messages": request.query_params.getlist("message"),
     }
     return page(request, "board.html", ctx)
+
+
+@router.get("/procedures/{short}/board")
+async def board(request: Request, short: str, session: Session = Depends(signed_in)) -> Response:
+    ctx = await procedure_context(request, session, short)
+    return _board(request, ctx, [await _lane(request, session, ctx, s) for s in ctx["p"]["states"]])
+
+
+@router.get("/procedures/{short}/board/{state}")
+async def lane(request: Request, short: str, state: str, session: Session = Depends(signed_in)) -> Response:
+    """One column's next cards (``cursor``): the board's "More" button appends them, or, without the board's
+    script, a page of its own."""
+    ctx = await procedure_context(request, session, short)
+    found = next((s for s in ctx["p"]["states"] if s["shortId"] == state), None)
+    if found is None:
+        raise NotFound(f"{short} has no state {state!r}")
+    cursor = request.query_params.get("cursor") or None
+    return _board(request, ctx | {"lane_only": True}, [await _lane(request, session, ctx, found, cursor)])
 
 
 @router.get("/procedures/{short}/processes/new")

@@ -1,5 +1,6 @@
-"""Settings, for admins only: API keys (shown once when made, revoked), users (added with a console
-password), and the sections other parts of the product fill."""
+"""Settings, for admins only: API keys (shown once when made, revoked) and users (added with a console
+password, their role changed, removed; never the last admin). Connectors and webhook subscriptions have
+modules of their own."""
 
 from __future__ import annotations
 
@@ -8,23 +9,19 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from procession.console.auth import Session, admin
-from procession.console.web import ConsoleRoute, back, call, field_errors, page
+from procession.console.web import ConsoleRoute, back, call, field_errors, page, status_of
 from procession.domain.errors import Invalid, ProcessionError
 from procession.services import configuration as conf
 from procession.services import teams as team_service
-from procession.services.accounts import MIN_PASSWORD, set_password
+from procession.services.accounts import MIN_PASSWORD, remove_user, set_password, set_role
 from procession.services.commands import UserInput
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-LATER = {
-    "connectors": "Connectors (external services and their credentials)",
-    "webhooks": "Webhook subscriptions, their delivery log and replay",
-}
 
 
 @router.get("/settings")
 def settings(request: Request, session: Session = Depends(admin)) -> Response:
-    return page(request, "settings.html", {"later": LATER})
+    return page(request, "settings.html", {})
 
 
 @router.get("/settings/keys")
@@ -72,10 +69,17 @@ async def _users_page(
     *,
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
+    rows_errors: dict[str, str] | None = None,
+    status: int = 422,
 ) -> Response:
+    """The users; ``errors`` of the new user's form, ``rows_errors`` beside a user's row (by username, or
+    ``password-`` and the username)."""
     config = await call(request, conf.team_config, session.caller.team_id)
-    context = {"rows": config["users"], "errors": errors or {}, "form": form or {}, "min": MIN_PASSWORD}
-    return page(request, "settings_users.html", context, status=422 if errors else 200)
+    context = {
+        "rows": config["users"], "errors": errors or {}, "form": form or {}, "min": MIN_PASSWORD,
+        "rows_errors": rows_errors or {},
+    }  # fmt: skip
+    return page(request, "settings_users.html", context, status=status if errors or rows_errors else 200)
 
 
 @router.post("/settings/users")
@@ -108,5 +112,24 @@ async def change_password(request: Request, username: str, session: Session = De
     try:
         await call(request, set_password, session.caller.team_id, username, str(form.get("password", "")))
     except ProcessionError as e:
-        return await _users_page(request, session, errors={f"password-{username}": e.message})
+        return await _users_page(request, session, rows_errors={f"password-{username}": e.message})
+    return back("/settings/users")
+
+
+@router.post("/settings/users/{username}/role")
+async def change_role(request: Request, username: str, session: Session = Depends(admin)) -> Response:
+    role = str((await request.form()).get("role", ""))
+    try:
+        await call(request, set_role, session.caller.team_id, username, role)
+    except ProcessionError as e:
+        return await _users_page(request, session, rows_errors={username: e.message}, status=status_of(e))
+    return back("/settings/users")
+
+
+@router.post("/settings/users/{username}/remove")
+async def remove(request: Request, username: str, session: Session = Depends(admin)) -> Response:
+    try:
+        await call(request, remove_user, session.caller.team_id, username)
+    except ProcessionError as e:
+        return await _users_page(request, session, rows_errors={username: e.message}, status=status_of(e))
     return back("/settings/users")

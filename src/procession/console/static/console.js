@@ -19,6 +19,12 @@
   }
   document.querySelectorAll("[data-live][id]").forEach(refresh);
 
+  // forms that delete or remove something: asked once more
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.dataset.confirm)) e.preventDefault();
+  });
+
   // the board: drag a card to a column; the server says whether the state graph allows it
   var board = document.querySelector(".board[data-procedure]");
   if (board) {
@@ -44,6 +50,26 @@
       e.preventDefault();
       move(form.closest(".card"), form.elements.state.value);
     });
+    // "More" in a column: its next cards appended, with the next "More" (the link alone opens them as a page)
+    board.addEventListener("click", function (e) {
+      var more = e.target.closest("a.more");
+      if (!more) return;
+      e.preventDefault();
+      var lane = more.closest(".lane");
+      fetch(more.href, { headers: { accept: "text/html" }, credentials: "same-origin" })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html")
+            .querySelector('.lane[data-state="' + lane.dataset.state + '"]');
+          if (!fresh) return;
+          var list = lane.querySelector("ul"), first = fresh.querySelector(".card");
+          fresh.querySelectorAll(".card").forEach(function (card) { list.appendChild(card); });
+          var next = fresh.querySelector("a.more");
+          if (next) more.replaceWith(next); else more.remove();
+          lane.querySelector(".count").textContent = "(" + list.children.length + (next ? "+" : "") + ")";
+          if (first) (first.querySelector("a") || first).focus();  // the keyboard goes on from the new cards
+        });
+    });
     function move(card, state) {
       var body = new URLSearchParams({ state: state, csrf: csrf });
       var url = "/procedures/" + board.dataset.procedure + "/processes/" + card.dataset.id + "/state";
@@ -57,7 +83,15 @@
             location.reload();
           } else {
             message.className = "error";
-            message.textContent = "Not moved: " + reply.message;
+            message.textContent = "";
+            var head = document.createElement("p"), list = document.createElement("ul");
+            head.textContent = "Not moved:";
+            (reply.reasons || [reply.message]).forEach(function (reason) {
+              var item = document.createElement("li");
+              item.textContent = reason;
+              list.appendChild(item);
+            });
+            message.append(head, list);
           }
         });
     }

@@ -107,6 +107,39 @@ class Users(Repository):
         ).first()
         return (row[0], row[1]) if row else None
 
+    def admins(self) -> tuple[str, ...]:
+        """The ids of the team's admins, locked until the transaction ends (PostgreSQL): two changes that
+        each leave one admin cannot both pass."""
+        c = t.users.c
+        stmt = sa.select(c.id).where(c.team_id == self.team_id, c.role == "admin").order_by(c.id)
+        return tuple(self.conn.scalars(stmt.with_for_update()))
+
+    def set_role(self, user_id: str, role: str) -> None:
+        c = t.users.c
+        self.conn.execute(
+            t.users.update().where(c.team_id == self.team_id, c.id == user_id).values(role=role)
+        )
+
+    def remove(self, user_id: str, now: int) -> None:
+        """Remove a user: the keys acting as them revoked (and no longer naming them), out of every pod."""
+        k, c = t.api_keys.c, t.users.c
+        self.conn.execute(
+            t.api_keys.update()
+            .where(k.team_id == self.team_id, k.user_id == user_id, k.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        self.conn.execute(
+            t.api_keys.update().where(k.team_id == self.team_id, k.user_id == user_id).values(user_id=None)
+        )
+        p = t.pods.c
+        for pod_id, members in self.conn.execute(sa.select(p.id, p.members).where(p.team_id == self.team_id)):
+            if user_id in members:
+                kept = [m for m in members if m != user_id]
+                self.conn.execute(
+                    t.pods.update().where(p.team_id == self.team_id, p.id == pod_id).values(members=kept)
+                )
+        self.conn.execute(t.users.delete().where(c.team_id == self.team_id, c.id == user_id))
+
     def set_password_hash(self, user_id: str, password_hash: str | None) -> bool:
         c = t.users.c
         result = self.conn.execute(
