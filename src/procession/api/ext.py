@@ -6,7 +6,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import WithJsonSchema
 
 from procession.api.deps import bound, caller, services
@@ -14,9 +14,10 @@ from procession.api.envelope import DATA_ID, documented, link, reply
 from procession.api.schemas import ConfigOut, EventOut, FileOut, ProcessOut, RequirementsOut
 from procession.bootstrap import Services
 from procession.domain.errors import Invalid
-from procession.services.commands import CreateProcess, ListProcesses, UpdateProcess
+from procession.services.commands import CreateProcess, ExportProcesses, ListProcesses, UpdateProcess
 from procession.services.common import Caller
 from procession.services.configuration import team_config
+from procession.services.exports import MEDIA_TYPES, export_processes
 from procession.services.files import get_file, store_file
 from procession.services.processes import create_process, delete_process, update_process
 from procession.services.reads import get_process, list_processes, process_history, process_requirements
@@ -92,6 +93,70 @@ def search(
     ``skip``/``limit`` (default 10, at most 100), ``sort``, and ``cursor`` (``_meta.nextCursor``) for deep paging."""
     page, meta = svc.run(list_processes, who, procedureShortId, body, cursor_key=svc.cursor_key)
     return reply(page, meta=meta)
+
+
+EXPORTED = {
+    200: {
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+        "description": "Every process found, streamed: CSV (a header row, then one row per process) or NDJSON "
+        "(one process a line, as the list shows it)",
+    },
+    **{k: v for k, v in documented(None).items() if k != 200},
+}
+# what ``Accept`` may name, by format (a range: ``*/*`` and ``text/*`` are CSV, ``application/*`` NDJSON)
+ACCEPTED = {
+    "text/csv": "csv",
+    "text/*": "csv",
+    "*/*": "csv",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/*": "ndjson",
+}
+
+
+def _format(asked: str | None, accept: str | None) -> str:
+    """The body's ``format``; else the first of the ``Accept`` header's types (by ``q``) that names one; CSV
+    when neither says."""
+    if asked is not None:
+        return asked
+    ranges = []
+    for i, part in enumerate((accept or "").split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = next((p[2:] for p in params if p.replace(" ", "").startswith("q=")), "1")
+        try:
+            weight = float(q)
+        except ValueError:
+            weight = 0.0
+        if media.lower() in ACCEPTED and weight > 0:
+            ranges.append((-weight, i, ACCEPTED[media.lower()]))
+    return min(ranges)[2] if ranges else "csv"
+
+
+@router.post(f"{PROCESSES}/export", response_class=StreamingResponse, responses=EXPORTED)
+def export(
+    procedureShortId: str,
+    body: ExportProcesses,
+    accept: Annotated[str | None, Header(), WithJsonSchema({"type": "string"})] = None,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """Every process a ``where`` finds (as the list's, with ``sort`` and ``includeDeleted``; no paging), streamed
+    as CSV or NDJSON: the body's ``format``, else the ``Accept`` header's (``text/csv``,
+    ``application/x-ndjson``), else CSV. CSV columns: the process's fields (``id`` … ``version``), then
+    ``data.<shortId>`` per attribute and ``derivedData.<shortId>`` per derived one; booleans as ``true`` and
+    ``false``, lists and objects as JSON, null as an empty cell."""
+    fmt = _format(body.format, accept)
+    chunks = svc.run(export_processes, who, procedureShortId, body, fmt)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", procedureShortId)
+    return StreamingResponse(
+        chunks,
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    )
 
 
 @router.get(f"{PROCESS}/events", responses=documented(list[EventOut]))

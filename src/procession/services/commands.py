@@ -8,7 +8,7 @@ in ``data`` (each checked by its attribute type)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -104,6 +104,18 @@ class ListProcesses(Command):
     sort: list[Any] = Field(default_factory=list, description='[{"field": name, "dir": "asc"|"desc"}]')
     cursor: str | None = Field(default=None, description="_meta.nextCursor of the previous page")
     includeDeleted: StrictBool = False
+
+
+class ExportProcesses(Command):
+    """A list query without paging: every process it finds, in its order."""
+
+    where: dict[str, Any] = Field(default_factory=dict, description="as the list's")
+    sort: list[Any] = Field(default_factory=list, description="as the list's (default: updatedAt descending)")
+    includeDeleted: StrictBool = False
+    format: Literal["csv", "ndjson"] | None = Field(
+        default=None,
+        description="csv or ndjson; when absent, as the Accept header asks (text/csv by default)",
+    )
 
 
 class AttributeInput(Command):
