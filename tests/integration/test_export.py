@@ -122,3 +122,21 @@ def test_a_bad_query_or_another_teams_procedure_is_refused_before_anything_is_se
         export(team, {"where": {"colour": "red"}}, "csv")
     with pytest.raises(NotFound):
         export(team_factory(), {}, "csv")  # another team: it has no procedure "kind"
+
+
+def test_each_csv_cell_is_the_lists_value(team: Team, kinds: list[dict[str, Any]]) -> None:
+    """The CSV's rows, made from the processes directly, show what the list's views show."""
+    rows = list(csv.DictReader(io.StringIO(export(team, {}, "csv").decode())))
+    for row, view in zip(rows, listed(team, {}), strict=True):
+        shown = {f: view[f] for f in FIELDS}
+        shown |= {f"data.{k}": v for k, v in view["data"].items()}
+        shown |= {f"derivedData.{k}": v for k, v in view["derivedData"].items()}
+        for column, cell in row.items():
+            value = shown.get(column)
+            if isinstance(value, bool):
+                expected = "true" if value else "false"
+            elif isinstance(value, list):
+                expected = orjson.dumps(value).decode()
+            else:
+                expected = "" if value is None else str(value)
+            assert cell == expected, (column, cell, value)
