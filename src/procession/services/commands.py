@@ -16,8 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
-    StrictInt,
     WithJsonSchema,
     model_validator,
 )
@@ -37,10 +35,11 @@ Integer = Annotated[int, BeforeValidator(_a_number)]  # a JSON number without a 
 
 LAST_EPOCH_MS = 253402300799999  # the last millisecond of year 9999 (``domain.attributes.epoch_ms``)
 
-# a number (a whole one: JSON Schema's integer) or a numeric string, never a boolean; its range and its
-# digits are checked by ``epoch_ms``, where a bulk entry and an automation's step meet the same rule
+# a number (a whole one: JSON Schema's integer) or a numeric string, never a boolean: checked by ``epoch_ms``
+# with the other fields' values (``resolve_change``), where a bulk entry and an automation's step meet the
+# same rule, as one error naming the field
 EpochMs = Annotated[
-    StrictInt | StrictFloat | str | None,
+    Any,
     WithJsonSchema(
         {
             "anyOf": [
@@ -50,6 +49,13 @@ EpochMs = Annotated[
             ]
         }
     ),
+]
+
+
+# checked with the other fields' values (``resolve_change``), so that a bad one is reported with the rest
+ProcessStatus = Annotated[
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "string", "enum": [s.value for s in Status]}, {"type": "null"}]}),
 ]
 
 
@@ -77,7 +83,7 @@ class ProcessFields(Command):
     """Fields a client may write on a process (shortIds for attributes and states)."""
 
     data: dict[str, Any] = Field(default_factory=dict, description="attribute shortId -> value")
-    status: Status | None = None
+    status: ProcessStatus = None
     state: str | None = Field(default=None, description="state shortId")
     nextActionAt: EpochMs = Field(default=None, description="epoch ms, number or numeric string")
     assignedTo: str | None = Field(default=None, description="user id or username")
