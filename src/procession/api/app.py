@@ -6,12 +6,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.routing import get_route_path
 
 from procession.api import admin, automations, connectors, errors, ext, internal, jobs, records, webhooks
+from procession.api.deps import body_media_type
 from procession.api.envelope import Envelope, failure, reply
 from procession.api.limits import RateLimits
 from procession.api.observe import Observe, install_metrics
@@ -173,14 +174,10 @@ def create_app(services: Services) -> FastAPI:
         else None
     )
     errors.install(app)
-    app.include_router(connectors.router)  # first: …/process/{id}/links is not a read by primary key
-    app.include_router(ext.router)
-    app.include_router(records.router)
-    app.include_router(admin.router)
-    app.include_router(internal.router)
-    app.include_router(jobs.router)
-    app.include_router(automations.router)
-    app.include_router(webhooks.router)
+    # ext first: a read by primary key is …/process/{pkShortId}/{any value}; each route's body is checked to
+    # be of its media type before it is read (``deps.body_media_type``)
+    for api in (ext, records, connectors, admin, internal, jobs, automations, webhooks):
+        app.include_router(api.router, dependencies=[Depends(body_media_type)])
     install_console(app)
 
     @app.get("/healthz", tags=["meta"])

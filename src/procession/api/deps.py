@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,7 +16,7 @@ from procession.api.limits import Limited, RateLimits
 from procession.api.limits import headers as rate_headers
 from procession.api.observe import Observed, observed
 from procession.bootstrap import Services
-from procession.domain.errors import Forbidden
+from procession.domain.errors import Forbidden, UnsupportedMediaType
 from procession.services.common import Caller
 from procession.services.idempotency import Once
 from procession.services.teams import authenticate
@@ -77,6 +78,38 @@ async def admin(who: Caller = Depends(caller)) -> Caller:
     if who.role != "admin":
         raise Forbidden("this needs an admin key")
     return who
+
+
+JSON = "application/json"
+
+
+def expected_media_type(route: Any) -> str | None:
+    """The media type of the body ``route`` reads (None: it reads none): its body's, or the one its
+    document describes (a body it reads as bytes)."""
+    field = getattr(route, "body_field", None)
+    if field is not None:
+        return str(getattr(field.field_info, "media_type", JSON))
+    content = ((getattr(route, "openapi_extra", None) or {}).get("requestBody") or {}).get("content") or {}
+    return next(iter(content), None)
+
+
+async def body_media_type(request: Request) -> None:
+    """Refuse, with a 415 naming both, a body sent as another media type than the route reads: JSON is
+    ``application/json`` or ``…+json``, an upload ``multipart/form-data``; a body sent without a
+    ``Content-Type`` is refused alike. Every API route has it: none takes a body for what it was not sent as."""
+    expected = expected_media_type(request.scope.get("route"))
+    sent = request.headers.get("content-type")
+    if expected is None or (sent is None and not await request.body()):
+        return  # no body: the route says what it lacks
+    media = (sent or "").split(";")[0].strip().lower()
+    if media == expected or (
+        expected == JSON and media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    raise UnsupportedMediaType(
+        (f"the body is sent as {sent!r}" if sent else "the body is sent without a Content-Type")
+        + f": send it as {expected} (Content-Type: {expected})"
+    )
 
 
 def bound(key: str | None, route: str, body: BaseModel | bytes) -> Once | None:

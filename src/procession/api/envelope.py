@@ -75,7 +75,7 @@ def documented(
     out: dict[int | str, dict[str, Any]] = {status: {"model": Envelope[model]}}
     if links:
         out[status]["links"] = links
-    for code in (400, 401, 403, 404, 413, 422, 503, *extra):
+    for code in (400, 401, 403, 404, 413, 415, 422, 503, *extra):
         out[code] = {"model": Envelope[None], "description": ERROR_DESCRIPTIONS[code]}
     return out
 
@@ -99,6 +99,8 @@ ERROR_DESCRIPTIONS = {
     404: "Not found (also another team's ids)",
     409: "Conflict: duplicate primary key, idempotency mismatch, stale version",
     413: "Request body too large",
+    415: "The body is not of the media type the route reads (JSON: application/json, or none said; an upload: "
+    "multipart/form-data)",
     422: "A value or transition that breaks the procedure's rules; text UTF-8 cannot encode "
     "(invalid_character); a query past a limit (too_complex)",
     503: "A statement ran past the request's deadline (statement_timeout): retry later",

@@ -27,6 +27,7 @@ STATUS: dict[type[e.ProcessionError], int] = {
     e.NotFound: 404,
     e.Conflict: 409,
     e.TooLarge: 413,
+    e.UnsupportedMediaType: 415,
     e.Invalid: 422,
     e.TooManyRequests: 429,
     e.Unavailable: 503,
@@ -62,6 +63,8 @@ async def validation_error(_: Request, exc: Exception) -> Response:
         return failure(400, [{"code": "malformed_json", "message": "the body is not valid JSON"}])
     if any(err["type"] in ("model_attributes_type", "dict_type") and len(err["loc"]) == 1 for err in errors):
         return failure(400, [{"code": "malformed_body", "message": "the body must be a JSON object"}])
+    if any(err["type"] == "missing" and tuple(err["loc"]) == ("body",) for err in errors):  # names no field
+        return failure(400, [{"code": "malformed_body", "message": "the body is empty: send a JSON object"}])
     return failure(422, [_field_error(err) for err in errors])
 
 

@@ -6,17 +6,19 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import WithJsonSchema
+from starlette.convertors import Convertor, register_url_convertor
 
 from procession.api.deps import bound, caller, services
 from procession.api.envelope import DATA_ID, documented, link, reply
 from procession.api.schemas import ConfigOut, EventOut, FileOut, ProcessOut, RequirementsOut
 from procession.bootstrap import Services
 from procession.domain.errors import Invalid
-from procession.services.commands import CreateProcess, ListProcesses, UpdateProcess
+from procession.services.commands import CreateProcess, ExportProcesses, ListProcesses, UpdateProcess
 from procession.services.common import Caller
 from procession.services.configuration import team_config
+from procession.services.exports import MEDIA_TYPES, export_processes
 from procession.services.files import get_file, store_file
 from procession.services.processes import create_process, delete_process, update_process
 from procession.services.reads import get_process, list_processes, process_history, process_requirements
@@ -24,7 +26,26 @@ from procession.services.reads import get_process, list_processes, process_histo
 EXT = "/v1/ext"
 PROCESSES = "/procedure/{procedureShortId}/process"
 PROCESS = f"{PROCESSES}/{{processId}}"
-BY_PK = f"{PROCESSES}/{{pkShortId}}/{{pkValue}}"
+
+
+class ShortId(Convertor[str]):
+    """A path segment that is a shortId (a letter, then letters, digits and ``_``): never a process id, a
+    UUID, whose hyphens no shortId has."""
+
+    regex = "[A-Za-z][A-Za-z0-9_]{0,99}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("shortId", ShortId())
+# by primary key: the key's shortId, then its value, which is the rest of the path, slashes (sent as they are
+# or as %2F) included; so ``…/process/lead_id/events`` is the lead whose key is "events", and
+# ``…/process/{id}/events`` (an id is no shortId) the history of a process
+BY_PK = f"{PROCESSES}/{{pkShortId:shortId}}/{{pkValue:path}}"
 
 router = APIRouter(prefix=EXT, tags=["external"])
 # a header is text or absent, never null: each is documented as a string (FastAPI says "string or null")
@@ -94,30 +115,68 @@ def search(
     return reply(page, meta=meta)
 
 
-@router.get(f"{PROCESS}/events", responses=documented(list[EventOut]))
-def history(
+EXPORTED = {
+    200: {
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+        "description": "Every process found, streamed: CSV (a header row, then one row per process) or NDJSON "
+        "(one process a line, as the list shows it)",
+    },
+    **{k: v for k, v in documented(None).items() if k != 200},
+}
+# what ``Accept`` may name, by format (a range: ``*/*`` and ``text/*`` are CSV, ``application/*`` NDJSON)
+ACCEPTED = {
+    "text/csv": "csv",
+    "text/*": "csv",
+    "*/*": "csv",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/*": "ndjson",
+}
+
+
+def _format(asked: str | None, accept: str | None) -> str:
+    """The body's ``format``; else the first of the ``Accept`` header's types (by ``q``) that names one; CSV
+    when neither says."""
+    if asked is not None:
+        return asked
+    ranges = []
+    for i, part in enumerate((accept or "").split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = next((p[2:] for p in params if p.replace(" ", "").startswith("q=")), "1")
+        try:
+            weight = float(q)
+        except ValueError:
+            weight = 0.0
+        if media.lower() in ACCEPTED and weight > 0:
+            ranges.append((-weight, i, ACCEPTED[media.lower()]))
+    return min(ranges)[2] if ranges else "csv"
+
+
+@router.post(f"{PROCESSES}/export", response_class=StreamingResponse, responses=EXPORTED)
+def export(
     procedureShortId: str,
-    processId: str,
-    after: Annotated[int, Query(ge=0, lt=2**63)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    body: ExportProcesses,
+    accept: Annotated[str | None, Header(), WithJsonSchema({"type": "string"})] = None,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
 ) -> Response:
-    """The process's events in commit order; page on with ``after`` = ``_meta.nextAfter``."""
-    events, meta = svc.run(process_history, who, procedureShortId, (processId,), after=after, limit=limit)
-    return reply(events, meta=meta)
-
-
-@router.get(f"{PROCESS}/requirements", responses=documented(RequirementsOut))
-def requirements(
-    procedureShortId: str,
-    processId: str,
-    who: Caller = Depends(caller),
-    svc: Services = Depends(services),
-) -> Response:
-    """Which requirements the process meets now (``met``, with the fields each ``reads``), and which gates
-    would refuse a move to each state (``blockedStates``) or status (``blockedStatuses``)."""
-    return reply(svc.run(process_requirements, who, procedureShortId, (processId,)))
+    """Every process a ``where`` finds (as the list's, with ``sort`` and ``includeDeleted``; no paging), streamed
+    as CSV or NDJSON: the body's ``format``, else the ``Accept`` header's (``text/csv``,
+    ``application/x-ndjson``), else CSV. CSV columns: the process's fields (``id`` … ``version``), then
+    ``data.<shortId>`` per attribute and ``derivedData.<shortId>`` per derived one; booleans as ``true`` and
+    ``false``, lists and objects as JSON, null as an empty cell."""
+    fmt = _format(body.format, accept)
+    chunks = svc.run(export_processes, who, procedureShortId, body, fmt)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", procedureShortId)
+    return StreamingResponse(
+        chunks,
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    )
 
 
 def _version(if_match: str | None) -> int | None:
@@ -136,8 +195,9 @@ def _by_pk(pkShortId: str, pkValue: str) -> tuple[str, ...]:
     return (pkShortId, pkValue)
 
 
-# the same three routes twice: by process id, and by the procedure's primary key
-for path, find, suffix in ((PROCESS, _by_id, ""), (BY_PK, _by_pk, "_by_pk")):
+# the same three routes twice: by the procedure's primary key, and by process id; by primary key first, and
+# before any ``…/process/{processId}/…`` route (``app.create_app`` includes this router first)
+for path, find, suffix in ((BY_PK, _by_pk, "_by_pk"), (PROCESS, _by_id, "")):
 
     @router.get(path, responses=documented(ProcessOut, links=PROCESS_LINKS), name=f"read{suffix}")
     def read(
@@ -175,6 +235,32 @@ for path, find, suffix in ((PROCESS, _by_id, ""), (BY_PK, _by_pk, "_by_pk")):
         return reply(await svc.write(delete_process, who, procedureShortId, ref))
 
 
+@router.get(f"{PROCESS}/events", responses=documented(list[EventOut]))
+def history(
+    procedureShortId: str,
+    processId: str,
+    after: Annotated[int, Query(ge=0, lt=2**63)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """The process's events in commit order; page on with ``after`` = ``_meta.nextAfter``."""
+    events, meta = svc.run(process_history, who, procedureShortId, (processId,), after=after, limit=limit)
+    return reply(events, meta=meta)
+
+
+@router.get(f"{PROCESS}/requirements", responses=documented(RequirementsOut))
+def requirements(
+    procedureShortId: str,
+    processId: str,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
+    """Which requirements the process meets now (``met``, with the fields each ``reads``), and which gates
+    would refuse a move to each state (``blockedStates``) or status (``blockedStatuses``)."""
+    return reply(svc.run(process_requirements, who, procedureShortId, (processId,)))
+
+
 @router.get("/config", responses=documented(ConfigOut))
 def config(who: Caller = Depends(caller), svc: Services = Depends(services)) -> Response:
     """The team's procedures, entities, attribute types, attributes, derived attributes, pods, users and roles."""
@@ -198,6 +284,15 @@ FileType = Annotated[
 ]
 FileName = Annotated[
     str | None, Form(description="its name; the part's by default"), WithJsonSchema({"type": "string"})
+]
+
+
+# the file part: a binary string, as OpenAPI 3.0 says it (``format: binary``: what client generators read as a
+# file to upload) and as 3.1 does (``contentMediaType``); FastAPI gives only the latter
+Photo = Annotated[
+    UploadFile,
+    File(description="the file"),
+    WithJsonSchema({"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}),
 ]
 
 
@@ -237,7 +332,7 @@ ClientId = Annotated[
 
 @router.post("/photo", status_code=201, responses=documented(FileOut, 201, 409, links=FILE_LINKS))
 def upload_photo(
-    photo: Annotated[UploadFile, File()],
+    photo: Photo,
     filename: FileName = None,
     filetype: FileType = None,
     who: Caller = Depends(caller),
@@ -250,7 +345,7 @@ def upload_photo(
 @router.post(PHOTO, status_code=201, responses=documented(FileOut, 201, 409, links=FILE_LINKS))
 def upload_photo_with_id(
     fileId: ClientId,
-    photo: Annotated[UploadFile, File()],
+    photo: Photo,
     filename: FileName = None,
     filetype: FileType = None,
     who: Caller = Depends(caller),

@@ -119,6 +119,14 @@ INT_STR = re.compile(r"^-?[0-9]+$")
 NUM_STR = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
 
 
+def number(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number: an int or a float, never a boolean (which Python counts as
+    an int: ``true`` would pass for 1)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
 def _string(value: Any, attr: Attribute, _: Lookups, *, default_max: int = 1000) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")

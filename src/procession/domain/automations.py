@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from procession.domain.attributes import number
 from procession.domain.connectors import Connector
 from procession.domain.errors import Invalid
 from procession.domain.steps import STATUSES, Checker, Step, parse_step
@@ -216,7 +217,7 @@ def _trigger(c: Checker, raw: dict[str, Any], procedure: Procedure) -> Trigger:
         else:
             attribute = attr.id
     offset = raw.get("offsetMinutes", 0)
-    if not isinstance(offset, int | float) or isinstance(offset, bool):
+    if not number(offset):
         c.error("invalid_value", "trigger.offsetMinutes must be a number", "trigger.offsetMinutes")
         offset = 0
     return Trigger(kind, state, status, attribute, raw.get("to"), "to" in raw, int(offset * 60_000))

@@ -79,6 +79,12 @@ class TooLarge(ProcessionError):
     code = "too_large"
 
 
+class UnsupportedMediaType(ProcessionError):
+    """A body sent as a media type the route does not read (JSON sent as ``text/plain``, say)."""
+
+    code = "unsupported_media_type"
+
+
 class Invalid(ProcessionError):
     """One or more values break the procedure's rules."""
 

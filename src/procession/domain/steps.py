@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from procession.domain.attributes import number
 from procession.domain.connectors import Connector, check_connector, check_dropbox, check_hubspot
 from procession.domain.errors import FieldError, Invalid
 from procession.domain.expressions import compile_formula
@@ -130,7 +131,7 @@ def parse_step(
         config = {"url": url}
     if kind in ("http", "webhook") or kind in CONNECTOR_STEPS:
         timeout = raw.get("timeoutSeconds", DEFAULT_TIMEOUT_MS / 1000)
-        if not isinstance(timeout, int | float) or not 0 < timeout * 1000 <= MAX_TIMEOUT_MS:
+        if not number(timeout) or not 0 < timeout * 1000 <= MAX_TIMEOUT_MS:
             c.error(
                 "invalid_value", f"{what}: timeoutSeconds is more than 0, at most 30", f"{at}.timeoutSeconds"
             )
@@ -182,7 +183,7 @@ def parse_step(
         seconds, until = raw.get("seconds"), raw.get("until")
         if (seconds is None) == (until is None):
             c.error("invalid_wait", f"{what}: give seconds or until (a CEL time in epoch ms)", at)
-        elif seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
+        elif seconds is not None and (not number(seconds) or seconds < 0):
             c.error("invalid_value", f"{what}: seconds is a number, 0 or more", f"{at}.seconds")
         config = {"seconds": seconds, "until": c.cel(until, f"{at}.until", f"{what} until")}
     return Step(name, kind, when, config)

@@ -93,6 +93,9 @@ def plan_updates(uow: UnitOfWork, job: Job, rows: list[tuple[int, Any]], now: in
                 process,
                 stored_change(stored),
                 ref=stored["id"] if "id" in stored else stored["pk"],
+                by="id"
+                if "id" in stored or procedure.primary_key_attribute is None
+                else procedure.primary_key_attribute.short_id,
                 now=now,
                 keys=keys,
             )

@@ -8,7 +8,7 @@ in ``data`` (each checked by its attribute type)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -16,8 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
-    StrictInt,
     WithJsonSchema,
     model_validator,
 )
@@ -37,10 +35,11 @@ Integer = Annotated[int, BeforeValidator(_a_number)]  # a JSON number without a 
 
 LAST_EPOCH_MS = 253402300799999  # the last millisecond of year 9999 (``domain.attributes.epoch_ms``)
 
-# a number (a whole one: JSON Schema's integer) or a numeric string, never a boolean; its range and its
-# digits are checked by ``epoch_ms``, where a bulk entry and an automation's step meet the same rule
+# a number (a whole one: JSON Schema's integer) or a numeric string, never a boolean: checked by ``epoch_ms``
+# with the other fields' values (``resolve_change``), where a bulk entry and an automation's step meet the
+# same rule, as one error naming the field
 EpochMs = Annotated[
-    StrictInt | StrictFloat | str | None,
+    Any,
     WithJsonSchema(
         {
             "anyOf": [
@@ -50,6 +49,13 @@ EpochMs = Annotated[
             ]
         }
     ),
+]
+
+
+# checked with the other fields' values (``resolve_change``), so that a bad one is reported with the rest
+ProcessStatus = Annotated[
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "string", "enum": [s.value for s in Status]}, {"type": "null"}]}),
 ]
 
 
@@ -77,7 +83,7 @@ class ProcessFields(Command):
     """Fields a client may write on a process (shortIds for attributes and states)."""
 
     data: dict[str, Any] = Field(default_factory=dict, description="attribute shortId -> value")
-    status: Status | None = None
+    status: ProcessStatus = None
     state: str | None = Field(default=None, description="state shortId")
     nextActionAt: EpochMs = Field(default=None, description="epoch ms, number or numeric string")
     assignedTo: str | None = Field(default=None, description="user id or username")
@@ -125,6 +131,18 @@ class RecordProcesses(Command):
 class UpdateRecord(Command):
     data: dict[str, Any] = Field(
         description="attribute shortId -> value; only those sent change; null clears"
+    )
+
+
+class ExportProcesses(Command):
+    """A list query without paging: every process it finds, in its order."""
+
+    where: dict[str, Any] = Field(default_factory=dict, description="as the list's")
+    sort: list[Any] = Field(default_factory=list, description="as the list's (default: updatedAt descending)")
+    includeDeleted: StrictBool = False
+    format: Literal["csv", "ndjson"] | None = Field(
+        default=None,
+        description="csv or ndjson; when absent, as the Accept header asks (text/csv by default)",
     )
 
 

@@ -9,7 +9,7 @@ from procession.domain.attributes import epoch_ms
 from procession.domain.clock import new_id, now_ms
 from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.procedure import Procedure
-from procession.domain.process import Event, Process, ProcessChange
+from procession.domain.process import Event, Process, ProcessChange, Status
 from procession.domain.query import Parser
 from procession.services.commands import CreateProcess, ProcessFields, RecordInput, UpdateProcess
 from procession.services.common import Caller
@@ -17,6 +17,8 @@ from procession.services.idempotency import Once, run_once
 from procession.services.views import process_view
 from procession.store.repositories.processes import duplicate_key
 from procession.store.uow import Lookups, UnitOfWork, UnitsOfWork
+
+STATUSES = [s.value for s in Status]
 
 
 def load_procedure(uow: UnitOfWork, ref: str) -> Procedure:
@@ -50,7 +52,12 @@ def resolve_change(
         except Invalid as e:
             errors.extend(e.errors)
     if "status" in sent and fields.status is not None:
-        change.status = fields.status.value
+        if fields.status in STATUSES:
+            change.status = fields.status
+        else:
+            errors.append(
+                FieldError("invalid_value", f"status must be one of {', '.join(STATUSES)}", "status")
+            )
     if "nextActionAt" in sent:
         try:
             change.next_action_at = None if fields.nextActionAt is None else epoch_ms(fields.nextActionAt)
@@ -109,12 +116,10 @@ def _record(uow: UnitOfWork, procedure: Procedure, given: RecordInput, now: int)
             uow.records.update_data(record_id, {**stored, **data}, now)
         return entity.id, record_id
     missing = entity.missing_required(data, prefix="record.data")
-    if pk is not None and pk_value is None:
-        missing.append(
-            FieldError(
-                "required", f"{pk.short_id} (the primary key) is required", f"record.data.{pk.short_id}"
-            )
-        )
+    if pk is not None and pk_value is None:  # said once, as the primary key (it may be a required one too)
+        key = f"record.data.{pk.short_id}"
+        missing = [e for e in missing if e.field != key]
+        missing.append(FieldError("required", f"{pk.short_id} (the primary key) is required", key))
     if missing:
         raise Invalid(missing)
     record_id = new_id()
@@ -237,7 +242,8 @@ def update_process(
         change = resolve_change(uow, procedure, cmd)
         if cmd.isDeleted is not None:
             change.is_deleted = cmd.isDeleted
-        events = change_process(uow, procedure, process, change, ref="/".join(ref), now=now)
+        by = ref[0] if len(ref) == 2 else "id"  # (id,) or (primary key's shortId, value)
+        events = change_process(uow, procedure, process, change, ref=ref[-1], by=by, now=now)
         uow.processes.save(procedure, process, events, actor=caller.user_id)
         uow.commit()
     return process_view(process, procedure)
@@ -259,6 +265,7 @@ def change_process(
     ref: str,
     now: int,
     keys: dict[str, str | None] | None = None,
+    by: str = "id",
 ) -> list[Event]:
     """The one rule set for changing a stored process, a single update's or a bulk entry's: it exists and is
     not deleted (unless restored), a new primary-key value is no other process's, then the domain's rules
@@ -266,13 +273,15 @@ def change_process(
 
     A batch applies its changes before it writes any: ``keys`` holds the primary-key values its changes so far
     gave (value -> process id) or freed (value -> None), which the database does not know yet; it is
-    updated, so that each change meets the keys as the ones before it left them."""
+    updated, so that each change meets the keys as the ones before it left them. ``ref`` is the value the
+    process was looked for by, ``by`` what it is (``id``, or the primary key's shortId): an error names both."""
     if process is None or process.procedure != procedure.id:
-        raise NotFound(f"no {procedure.short_id} process {ref!r}", field="id")
+        raise NotFound(f"no {procedure.short_id} process has {by} {ref!r}", field=by)
     if process.is_deleted and change.is_deleted is not False:
         raise NotFound(
-            f"the {procedure.short_id} process {ref!r} is deleted (send isDeleted: false to restore it)",
-            field="id",
+            f"the {procedure.short_id} process with {by} {ref!r} is deleted (send isDeleted: false to restore "
+            "it)",
+            field=by,
             code="deleted",
         )
     record = record_data(uow, procedure, process.record)

@@ -1,0 +1,136 @@
+"""Export: every process a list query finds, as CSV or NDJSON, read in keyset batches.
+
+The query (``where``, ``sort``, ``includeDeleted``) is the list's, parsed by the same parser and run as the
+same search statement (``Processes.search``), a batch at a time, each batch after the last row of the one
+before it by its sort values: the server holds one batch, however many rows there are. Each batch is a short
+read of its own (no transaction held for the whole export), so a process changed during the export is
+exported at most once, as it was when its batch was read, and one whose sort values moved ahead of the
+export's position may be missed; the rows that do not change are each exported exactly once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from operator import attrgetter
+from typing import Any
+
+import orjson
+
+from procession.domain.procedure import Procedure
+from procession.domain.process import Process
+from procession.domain.query import Parser
+from procession.services.commands import ExportProcesses
+from procession.services.common import Caller
+from procession.services.processes import load_procedure
+from procession.services.views import process_view
+from procession.store.search import with_tiebreak
+from procession.store.uow import Lookups, UnitsOfWork
+
+BATCH = 5000  # processes read per statement
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
+# the CSV's first columns: the process's fields as its JSON view names them (``views.process_view``), in its
+# order, but its data; each with the attribute of ``Process`` it shows
+COLUMNS = {
+    "id": "id", "team": "team", "procedure": "procedure", "createdBy": "created_by",
+    "assignedTo": "assigned_to", "belongsTo": "belongs_to", "entity": "entity", "record": "record",
+    "status": "status", "state": "state", "nextActionAt": "next_action_at", "completedAt": "completed_at",
+    "primaryBooking": "primary_booking", "cancelledAt": "cancelled_at", "parentProcedure": "parent_procedure",
+    "parentProcess": "parent_process", "firstAssignedTo": "first_assigned_to",
+    "firstAssignedAt": "first_assigned_at", "lastAssignedAt": "last_assigned_at", "createdAt": "created_at",
+    "updatedAt": "updated_at", "isDeleted": "is_deleted", "version": "version",
+}  # fmt: skip
+FIELDS = list(COLUMNS)
+_PLAIN = (str, int, float, type(None))  # written by the csv module as they are (None as an empty cell)
+
+
+def csv_header(procedure: Procedure) -> list[str]:
+    """The CSV's columns: ``FIELDS``, then ``data.<shortId>`` for each attribute and ``derivedData.<shortId>``
+    for each derived one, in the procedure's order of attributes."""
+    return FIELDS + [f"{'derivedData' if a.derived else 'data'}.{a.short_id}" for a in procedure.attributes]
+
+
+def _cell(value: Any) -> Any:
+    """A value as a CSV cell: booleans as ``true``/``false``, lists and objects as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, _PLAIN) else orjson.dumps(value).decode()
+
+
+def export_processes(
+    uows: UnitsOfWork,
+    caller: Caller,
+    procedure_ref: str,
+    cmd: ExportProcesses,
+    fmt: str,
+    *,
+    batch: int = BATCH,
+) -> Iterator[bytes]:
+    """The export's bytes in chunks (a batch each), as ``fmt`` (``csv`` or ``ndjson``). The query is checked
+    and its first batch read before this returns, so that a bad query, or a first statement past its deadline,
+    is an error reply rather than a cut-short export."""
+    with uows.read(caller.team_id) as uow:
+        procedure = load_procedure(uow, procedure_ref)
+        parser = Parser(procedure, Lookups(uow))
+        where = parser.where(cmd.where)
+        keys = with_tiebreak(parser.sort(cmd.sort))
+
+    def read(after: list[Any] | None) -> tuple[list[Process], list[Any] | None]:
+        """A batch after ``after``, and the sort values to read the next one after (None: it was the last)."""
+        with uows.read(caller.team_id) as uow:
+            rows = uow.processes.search(
+                procedure.id,
+                where=where,
+                keys=keys,
+                after=after,
+                skip=0,
+                limit=batch,
+                include_deleted=cmd.includeDeleted,
+            )
+        more = len(rows) > batch
+        return [p for p, _ in rows[:batch]], rows[batch - 1][1] if more else None
+
+    encode = _csv(procedure) if fmt == "csv" else _ndjson(procedure)
+    processes, after = read(None)
+
+    def chunks(processes: list[Process], after: list[Any] | None) -> Iterator[bytes]:
+        yield encode(processes, header=True)
+        while after is not None:
+            processes, after = read(after)
+            yield encode(processes, header=False)
+
+    return chunks(processes, after)
+
+
+def _ndjson(procedure: Procedure) -> Any:
+    def encode(processes: list[Process], *, header: bool) -> bytes:
+        return b"".join(
+            orjson.dumps(process_view(p, procedure), option=orjson.OPT_APPEND_NEWLINE) for p in processes
+        )
+
+    return encode
+
+
+def _csv(procedure: Procedure) -> Any:
+    """Rows made straight from the process (a million views would cost more than the rows themselves): the
+    view's values, the state by its shortId, booleans as ``true``/``false``, lists and objects as JSON."""
+    fields = attrgetter(*COLUMNS.values())
+    state_at, deleted_at = FIELDS.index("state"), FIELDS.index("isDeleted")
+    states = {s.id: s.short_id for s in procedure.states}
+    attributes = [(a.derived, a.id) for a in procedure.attributes]
+
+    def encode(processes: list[Process], *, header: bool) -> bytes:
+        rows = [csv_header(procedure)] if header else []
+        for p in processes:
+            row = list(fields(p))
+            row[state_at] = states.get(row[state_at])
+            row[deleted_at] = "true" if row[deleted_at] else "false"
+            own, derived = p.data, p.derived_data
+            values = ((derived if d else own).get(i) for d, i in attributes)
+            rows.append(row + [v if type(v) in _PLAIN else _cell(v) for v in values])
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerows(rows)
+        return out.getvalue().encode()
+
+    return encode
