@@ -180,7 +180,9 @@ def test_no_log_line_holds_a_key_a_connector_s_secret_or_a_password(
             )
             assert again.status_code == 409  # refused: its body quoted nowhere
             broken = http.post(
-                "/v1/admin/connectors", content=b'{"credentials": {"auth": "' + secret.encode()
+                "/v1/admin/connectors",
+                content=b'{"credentials": {"auth": "' + secret.encode(),
+                headers={"Content-Type": "application/json"},
             )
             assert broken.status_code == 400
             assert (

@@ -139,6 +139,7 @@ def made(api: Api, *, in_lead: bool) -> Mine:
         "CreateProcess": {"data": {}},
         "UpdateProcess": {},
         "ListProcesses": {},
+        "ExportProcesses": {},
         "BulkProcesses": {"processes": [{"data": {}}]},
         "ProcedureInput": definition(procedure, ProcedureInput),  # saved again as it is
         "EntityInput": definition(entity, EntityInput),

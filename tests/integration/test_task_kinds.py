@@ -28,6 +28,7 @@ from procession.engine.tasks import BACKOFF_MS, Kinds, backoff_ms, run_task
 from procession.services.commands import CreateProcess
 from procession.services.processes import create_in, load_procedure
 from procession.store import tables as t
+from procession.store.repositories.retention import RETENTION
 from procession.store.tasks import WORKER, NewTask, Queue, Task
 from procession.store.uow import UnitOfWork, UnitsOfWork
 from tests.conftest import Team, fresh_database, make_team
@@ -188,7 +189,10 @@ def test_after_its_last_attempt_a_task_is_failed_and_its_kind_gives_it_up(team: 
 def test_the_embedded_runner_runs_a_task_of_any_kind_it_is_woken_for(team: Team, lead: str) -> None:
     """The embedded runner, woken by the commit that adds a task of any kind, runs it."""
     uows = UnitsOfWork(team.services.engine)
-    runner = EmbeddedRunner(uows, Kinds(BULK_CHUNK, TOUCH_KIND), poll_seconds=60)
+    every = Kinds(
+        BULK_CHUNK, TOUCH_KIND, team.services.kinds[RETENTION]
+    )  # the teams' periodic work is due too
+    runner = EmbeddedRunner(uows, every, poll_seconds=60)
     uows.waker = runner
     runner.start()
     try:
