@@ -117,6 +117,11 @@ class AttributeInput(Command):
     options: list[Any] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
     formula: str | None = None
+    indexed: StrictBool = Field(
+        default=False,
+        description="filters and sorts on it use an index of its own, built in the background "
+        "(procedures only; the procedure's ``indexes`` tell when it is ready)",
+    )
 
 
 class StateInput(Command):
