@@ -104,6 +104,12 @@ class ListProcesses(Command):
     sort: list[Any] = Field(default_factory=list, description='[{"field": name, "dir": "asc"|"desc"}]')
     cursor: str | None = Field(default=None, description="_meta.nextCursor of the previous page")
     includeDeleted: StrictBool = False
+    q: str | None = Field(
+        default=None,
+        max_length=500,
+        description="words, each of which the process's text values or its record's must hold (whole words, "
+        "any case)",
+    )
 
 
 class AttributeInput(Command):

@@ -62,7 +62,7 @@ def list_processes(
         where = parser.where(cmd.where)
         # a key's first characters are looked up on the key's index, in the key's order (never sorted after)
         keys = with_tiebreak(parser.sort(cmd.sort) if key_prefix is None else [BY_KEY])
-        scope = (procedure.id, where, cmd.includeDeleted)
+        scope = (procedure.id, where, cmd.includeDeleted, *([cmd.q] if cmd.q is not None else []))
         sig = signature(keys, scope if key_prefix is None else (*scope, key_prefix))
         after = decode_cursor(cursor_key, cmd.cursor, sig, keys) if cmd.cursor else None
         with _deadline(uows, procedure, where, keys):
@@ -75,6 +75,7 @@ def list_processes(
                 limit=cmd.limit,
                 include_deleted=cmd.includeDeleted,
                 key_prefix=key_prefix,
+                q=cmd.q,
             )
         page, more = rows[: cmd.limit], len(rows) > cmd.limit
         meta = {
