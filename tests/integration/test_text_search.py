@@ -49,7 +49,11 @@ def test_every_word_must_match_a_text_value_whole_in_any_case(team: Team) -> Non
 def test_an_update_replaces_the_words_in_its_own_transaction(team: Team) -> None:
     ted = lead(team, {"firstname": "Ted", "city": "Chicago"})
     team.services.run(
-        update_process, team.caller, "lead", (ted,), UpdateProcess.model_validate({"data": {"city": "Brooklyn"}})
+        update_process,
+        team.caller,
+        "lead",
+        (ted,),
+        UpdateProcess.model_validate({"data": {"city": "Brooklyn"}}),
     )
     assert found(team, "brooklyn") == {ted} and found(team, "chicago") == set()
     team.services.run(
