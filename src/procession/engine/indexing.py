@@ -84,11 +84,17 @@ def _apply(conn: sa.Connection, want: dict[str, Any], drop: list[str]) -> None:
     for name in drop:
         if name in found:
             conn.exec_driver_sql(indexes.drop(conn.dialect, name))
+    built = []
     for name, attribute in want.items():
         if found.get(name) is False:  # a concurrent build that failed: its leftover is dropped first
             conn.exec_driver_sql(indexes.drop(conn.dialect, name))
         if not found.get(name):
             conn.exec_driver_sql(indexes.create(conn.dialect, attribute))
+            built.append(name)
+    # the planner's figures on the new index (on PostgreSQL, on its expression: the table's), without which
+    # it would take it for the procedure's rows in no order and prefer it to the right one
+    for statement in indexes.analyze(conn.dialect, built):
+        conn.exec_driver_sql(statement)
 
 
 def _never(uow: UnitOfWork, task: Task) -> None:

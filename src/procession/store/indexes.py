@@ -98,6 +98,13 @@ def create(dialect: sa.Dialect, attribute: Attribute) -> str:
     )
 
 
+def analyze(dialect: sa.Dialect, built: list[str]) -> list[str]:
+    """The statements that give the planner its figures on new indexes."""
+    if not built:
+        return []
+    return ["ANALYZE processes"] if dialect.name == "postgresql" else [f"ANALYZE {n}" for n in built]
+
+
 def drop(dialect: sa.Dialect, index: str) -> str:
     concurrently = " CONCURRENTLY" if dialect.name == "postgresql" else ""
     return f"DROP INDEX{concurrently} IF EXISTS {index}"

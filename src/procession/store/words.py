@@ -35,26 +35,32 @@ def terms(q: str) -> list[str]:
     return found
 
 
-def matching(dialect: str, q: str, team_id: str) -> Any:
-    """Processes whose string values, or whose record's, hold every word of ``q``."""
+def matching(dialect: str, q: str, team_id: str, procedure_id: str) -> Any:
+    """Processes (of ``procedure_id``) whose string values, or whose record's, hold every word of ``q``."""
     p, r = t.processes.c, t.records.c
     if dialect == "postgresql":
-        query = sa.func.plainto_tsquery(sa.literal_column("'simple'"), " ".join(terms(q)))
-        words = sa.func.to_tsvector(sa.literal_column("'simple'"), p.data)
+        simple: Any = sa.literal_column("'simple'")
+        query = sa.func.plainto_tsquery(simple, " ".join(terms(q)))
         records = sa.select(r.id).where(
-            r.team_id == team_id,
-            sa.func.to_tsvector(sa.literal_column("'simple'"), r.data).bool_op("@@")(query),
+            r.team_id == team_id, sa.func.to_tsvector(simple, r.data).bool_op("@@")(query)
         )
+        # one bitmap each (the words' GIN index, the record's processes' index), or'ed
         return sa.or_(
-            words.bool_op("@@")(query), p.record_id == sa.func.any(sa.func.array(records.scalar_subquery()))
+            sa.func.to_tsvector(simple, p.data).bool_op("@@")(query),
+            p.record_id == sa.func.any(sa.func.array(records.scalar_subquery())),
         )
-    # FTS5: each term a string (its quotes doubled), so that nothing in it is read as FTS5 syntax
+    # FTS5: each term a string (its quotes doubled), so that nothing in it is read as FTS5 syntax; one list
+    # of rowids (the process's words', then its record's processes'), looked up by rowid
     match = " ".join('"' + term.replace('"', '""') + '"' for term in terms(q))
-    own = sa.text("SELECT rowid FROM process_words WHERE process_words MATCH :q_words").bindparams(
-        q_words=match
+    of_records = sa.text(  # records first (CROSS JOIN: SQLite keeps the order), then their processes, by
+        # the index on them whatever the figures on it say (none of a procedure's processes may have a record)
+        "SELECT processes.rowid FROM records CROSS JOIN processes INDEXED BY ix_processes_record WHERE "
+        "records.team_id = :q_team AND "
+        "records.rowid IN (SELECT rowid FROM record_words WHERE record_words MATCH :q_words) AND "
+        "processes.procedure_id = :q_procedure AND processes.record_id = records.id AND "
+        "processes.team_id = :q_team"
     )
-    theirs = sa.text("SELECT rowid FROM record_words WHERE record_words MATCH :q_words").bindparams(
-        q_words=match
-    )
-    records = sa.select(r.id).where(r.team_id == team_id, sa.literal_column("records.rowid").in_(theirs))
-    return sa.or_(sa.literal_column("processes.rowid").in_(own), p.record_id.in_(records))
+    rowids = sa.text(
+        f"SELECT rowid FROM process_words WHERE process_words MATCH :q_words UNION ALL {of_records.text}"
+    ).bindparams(q_words=match, q_team=team_id, q_procedure=procedure_id)
+    return sa.literal_column("processes.rowid").in_(rowids)
