@@ -29,6 +29,7 @@ from procession.services.processes import create_process
 from procession.services.teams import create_key
 from procession.services.templates import seed_demo
 from procession.store import tables as t
+from procession.store.words import settle
 
 COLUMNS = [c.name for c in t.processes.columns]
 
@@ -210,15 +211,13 @@ def postgresql_load(conninfo: str) -> Load:
 
 def words_ddl(conn: Any, sqlite: bool) -> tuple[list[str], list[str]]:
     """The statements that drop text search's upkeep of ``processes`` for the load, and those that make it
-    again afterwards (PostgreSQL: its GIN index; SQLite: the FTS5 table's insert trigger, and its rows)."""
+    again afterwards (PostgreSQL: its GIN index; SQLite: the insert trigger, and the FTS5 table's rows, written
+    as the app's commits write them)."""
     if sqlite:
         (trigger,) = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'process_words_insert'"
         ).fetchone()
-        fill = (
-            "INSERT INTO process_words (rowid, words) SELECT rowid, (SELECT group_concat(value, ' ') "
-            "FROM json_tree(processes.data) WHERE type = 'text') FROM processes"
-        )
+        fill = "INSERT INTO process_words_pending SELECT rowid, 0, NULL FROM processes"  # settled below
         return [
             "DROP TRIGGER process_words_insert",
             "INSERT INTO process_words (process_words) VALUES ('delete-all')",
@@ -262,6 +261,10 @@ def build(svc: Services, demo: Demo, n: int) -> tuple[list[tuple[str, str]], str
         times.append(time.perf_counter())
         for statement in words[1]:
             conn.execute(statement)
+        if svc.settings.is_sqlite:  # the words of the rows noted, as a commit of the app writes them
+            conn.execute("BEGIN IMMEDIATE")
+            settle(conn)
+            conn.execute("COMMIT")
         times.append(time.perf_counter())
         for statement in load.analyze:
             conn.execute(statement)

@@ -1,27 +1,79 @@
 """Text search: the words of a process's string values and of its record's, kept by the database itself in
-the statement that writes the row (so every save, a bulk one included, keeps them in its transaction), and
-``matching``, the condition of a list's ``q``.
+the transaction that writes the row (so every save, a bulk one included, keeps them), and ``matching``, the
+condition of a list's ``q``.
 
 PostgreSQL: a GIN index on ``to_tsvector('simple', data)`` (the words of the JSON document's string values)
 of ``processes`` and of ``records``. SQLite: an FTS5 table per table (contentless: the words are not stored
-twice) whose rows are the rows' ``rowid``, kept by triggers on insert, on a change of ``data`` and on delete
-(migration 0011). Words are compared whole, without regard to case ('simple': no stemming, which would be
-wrong for names, cities and codes); every word of ``q`` must match, in the process or in its record.
+twice) whose rows are the rows' ``rowid``. Triggers on insert, on a change of ``data`` and on delete note
+the row, with the document whose words the FTS5 table holds for it, in a ``…_pending`` table (migration
+0011); ``settle``, run as each transaction commits (``db.make_engine``), writes their words into the FTS5
+table in ``rowid`` order (``words_of``: what is removed is exactly what was added). FTS5 writes its pending terms out each time a row comes before the last one written: row by row, an
+update of rows in no order would write them out for every row, some hundred times slower.
+
+Words are compared whole, without regard to case ('simple': no stemming, which would be wrong for names,
+cities and codes); every word of ``q`` must match, in the process or in its record.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from procession.domain.errors import Invalid
 from procession.store import tables as t
+from procession.store.statement import ACROSS_TEAMS
 
 MAX_TERMS = 16
 _WORD = re.compile(r"\w")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+TABLES = {"processes": "process_words", "records": "record_words"}  # SQLite: each table's FTS5 table
+
+
+def words_of(data: Any) -> str | None:
+    """The string values of a JSON document, at any depth, in document order, joined by spaces."""
+    found: list[str] = []
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            stack.extend(reversed(value.values()))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+    return " ".join(found) if found else None
+
+
+def settle(driver: Any) -> None:
+    """SQLite: write the words of the rows the open transaction changed into the FTS5 tables, in ``rowid``
+    order (``driver``: the connection's, in that transaction, just before it commits)."""
+    for table, fts in TABLES.items():
+        try:
+            noted = driver.execute(
+                f"{ACROSS_TEAMS}SELECT w.rowid, w.indexed, w.old, t.data FROM {fts}_pending AS w "
+                f"LEFT JOIN {table} AS t ON t.rowid = w.rowid ORDER BY w.rowid"
+            ).fetchall()
+        except sqlite3.OperationalError as e:  # a database not migrated yet: nothing to settle
+            if "no such table" in str(e):
+                return
+            raise
+        if not noted:
+            continue
+        driver.executemany(
+            f"INSERT INTO {fts} ({fts}, rowid, words) VALUES ('delete', ?, ?)",
+            [(rowid, words_of(orjson.loads(old))) for rowid, indexed, old, _ in noted if indexed and old],
+        )
+        driver.executemany(
+            f"INSERT INTO {fts} (rowid, words) VALUES (?, ?)",
+            [(rowid, words_of(orjson.loads(data))) for rowid, _, _, data in noted if data is not None],
+        )
+        driver.execute(f"DELETE FROM {fts}_pending")
 
 
 def terms(q: str) -> list[str]:

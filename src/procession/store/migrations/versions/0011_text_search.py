@@ -1,5 +1,6 @@
-"""Text search: the words of processes' and records' string values, kept by the database in the statement
-that writes the row (``store.words``): GIN indexes on PostgreSQL, FTS5 tables kept by triggers on SQLite.
+"""Text search: the words of processes' and records' string values, kept by the database in the transaction
+that writes the row (``store.words``): GIN indexes on PostgreSQL; on SQLite FTS5 tables, and triggers that
+note the rows whose words changed, written into them at commit.
 
 Revision ID: 0011
 Revises: 0010
@@ -10,14 +11,14 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from procession.store.words import settle
+
 revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLES = {"processes": "process_words", "records": "record_words"}
-# SQLite: the words of a row's ``data``, its string values (at any depth) joined by spaces
-WORDS = "(SELECT group_concat(value, ' ') FROM json_tree({0}.data) WHERE type = 'text')"
 
 
 def upgrade() -> None:
@@ -26,22 +27,28 @@ def upgrade() -> None:
             op.execute(f"CREATE INDEX ix_{table}_words ON {table} USING gin (to_tsvector('simple', data))")
         return
     for table, fts in TABLES.items():
-        new, old = WORDS.format("new"), WORDS.format("old")
         op.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5(words, content='', tokenize='unicode61')")
-        op.execute(f"INSERT INTO {fts} (rowid, words) SELECT rowid, {WORDS.format(table)} FROM {table}")
+        # rows whose words changed in the open transaction, each with the document whose words the FTS5
+        # table holds for it (``indexed``: whether it holds any): written into it at commit (``words.settle``)
         op.execute(
-            f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN "
-            f"INSERT INTO {fts} (rowid, words) VALUES (new.rowid, {new}); END"
+            f"CREATE TABLE {fts}_pending (rowid INTEGER PRIMARY KEY, indexed INTEGER NOT NULL, old TEXT)"
         )
         op.execute(
-            f"CREATE TRIGGER {fts}_update AFTER UPDATE OF data ON {table} WHEN {old} IS NOT {new} BEGIN "
-            f"INSERT INTO {fts} ({fts}, rowid, words) VALUES ('delete', old.rowid, {old}); "
-            f"INSERT INTO {fts} (rowid, words) VALUES (new.rowid, {new}); END"
+            f"INSERT INTO {fts}_pending SELECT rowid, 0, NULL FROM {table}"
+        )  # every row, settled below
+        op.execute(
+            f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN "
+            f"INSERT OR IGNORE INTO {fts}_pending VALUES (new.rowid, 0, NULL); END"
+        )
+        op.execute(
+            f"CREATE TRIGGER {fts}_update AFTER UPDATE OF data ON {table} WHEN old.data IS NOT new.data BEGIN "
+            f"INSERT OR IGNORE INTO {fts}_pending VALUES (old.rowid, 1, old.data); END"
         )
         op.execute(
             f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} BEGIN "
-            f"INSERT INTO {fts} ({fts}, rowid, words) VALUES ('delete', old.rowid, {old}); END"
+            f"INSERT OR IGNORE INTO {fts}_pending VALUES (old.rowid, 1, old.data); END"
         )
+    settle(op.get_bind().connection.driver_connection)
 
 
 def downgrade() -> None:
@@ -52,4 +59,5 @@ def downgrade() -> None:
     for fts in TABLES.values():
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER {fts}_{event}")
+        op.execute(f"DROP TABLE {fts}_pending")
         op.execute(f"DROP TABLE {fts}")
