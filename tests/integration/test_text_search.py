@@ -13,6 +13,7 @@ from procession.domain.errors import Invalid
 from procession.services.commands import ListProcesses, UpdateProcess
 from procession.services.processes import update_process
 from procession.services.reads import list_processes
+from procession.store import words
 from tests.conftest import Team
 from tests.integration.bulk import create, drain, submit
 
@@ -127,3 +128,12 @@ def test_any_text_is_words_never_syntax(team: Team, q: str) -> None:
         assert e.errors[0].field == "q"
         return
     assert result <= found(team, "quinn")
+
+
+def test_common_words_are_looked_for_along_the_list_s_order_with_the_same_answer(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = [lead(team, {"firstname": "Ted", "city": "Austin", "score": i}) for i in range(5)]
+    rare = found(team, "ted austin", sort=[{"field": "score", "dir": "desc"}])
+    monkeypatch.setattr(words, "COMMON", 1)  # SQLite: any q finds "many"
+    assert found(team, "ted austin", sort=[{"field": "score", "dir": "desc"}]) == rare == set(made)

@@ -7,8 +7,9 @@ of ``processes`` and of ``records``. SQLite: an FTS5 table per table (contentles
 twice) whose rows are the rows' ``rowid``. Triggers on insert, on a change of ``data`` and on delete note
 the row, with the document whose words the FTS5 table holds for it, in a ``…_pending`` table (migration
 0011); ``settle``, run as each transaction commits (``db.make_engine``), writes their words into the FTS5
-table in ``rowid`` order (``words_of``: what is removed is exactly what was added). FTS5 writes its pending terms out each time a row comes before the last one written: row by row, an
-update of rows in no order would write them out for every row, some hundred times slower.
+table in ``rowid`` order (``words_of``: what is removed is exactly what was added). FTS5 writes its
+pending terms out each time a row comes before the last one written: row by row, an update of rows in no
+order would write them out for every row, some hundred times slower.
 
 Words are compared whole, without regard to case ('simple': no stemming, which would be wrong for names,
 cities and codes); every word of ``q`` must match, in the process or in its record.
@@ -87,8 +88,28 @@ def terms(q: str) -> list[str]:
     return found
 
 
-def matching(dialect: str, q: str, team_id: str, procedure_id: str) -> Any:
-    """Processes (of ``procedure_id``) whose string values, or whose record's, hold every word of ``q``."""
+COMMON = 2_000  # rows: a q that finds more is looked for along the list's order instead (SQLite)
+
+
+def _match(q: str) -> str:
+    """FTS5: each term a string (its quotes doubled), so that nothing in it is read as FTS5 syntax."""
+    return " ".join('"' + term.replace('"', '""') + '"' for term in terms(q))
+
+
+def common(conn: sa.Connection, q: str) -> bool:
+    """SQLite: whether the processes' words of ``q`` find more than ``COMMON`` rows (of any team: what it
+    costs to look them all up), counted up to that."""
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM (SELECT 1 FROM process_words WHERE process_words MATCH ? LIMIT ?)",
+        (_match(q), COMMON + 1),
+    ).scalar()
+    return bool(found and found > COMMON)
+
+
+def matching(dialect: str, q: str, team_id: str, procedure_id: str, *, many: bool = False) -> Any:
+    """Processes (of ``procedure_id``) whose string values, or whose record's, hold every word of ``q``;
+    ``many``: the words are common (``common``), the rows are read in the list's order and each looked for
+    among those the words find, instead of reading them all and then sorting them."""
     p, r = t.processes.c, t.records.c
     if dialect == "postgresql":
         simple: Any = sa.literal_column("'simple'")
@@ -101,9 +122,8 @@ def matching(dialect: str, q: str, team_id: str, procedure_id: str) -> Any:
             sa.func.to_tsvector(simple, p.data).bool_op("@@")(query),
             p.record_id == sa.func.any(sa.func.array(records.scalar_subquery())),
         )
-    # FTS5: each term a string (its quotes doubled), so that nothing in it is read as FTS5 syntax; one list
-    # of rowids (the process's words', then its record's processes'), looked up by rowid
-    match = " ".join('"' + term.replace('"', '""') + '"' for term in terms(q))
+    # one list of rowids (the process's words', then its record's processes'), looked up by rowid
+    match = _match(q)
     of_records = sa.text(  # records first (CROSS JOIN: SQLite keeps the order), then their processes, by
         # the index on them whatever the figures on it say (none of a procedure's processes may have a record)
         "SELECT processes.rowid FROM records CROSS JOIN processes INDEXED BY ix_processes_record WHERE "
@@ -115,4 +135,4 @@ def matching(dialect: str, q: str, team_id: str, procedure_id: str) -> Any:
     rowids = sa.text(
         f"SELECT rowid FROM process_words WHERE process_words MATCH :q_words UNION ALL {of_records.text}"
     ).bindparams(q_words=match, q_team=team_id, q_procedure=procedure_id)
-    return sa.literal_column("processes.rowid").in_(rowids)
+    return sa.literal_column("+processes.rowid" if many else "processes.rowid").in_(rowids)
