@@ -7,7 +7,9 @@ server of ``--pg-url`` and dropped at the end) holding the demo team and N leads
 real server runs as a subprocess; one client takes the queries in turn, one request each, and times every
 request through HTTP and then, at once, the exact SQL the app sent for it (captured by running the same
 code in this process) replayed on a driver connection. Prints a table per backend (milliseconds), whether
-p95 < 30 ms holds for a 50-row page, and the plan of every list query.
+p95 < 30 ms holds for a 50-row page (50 ms for a text search), and the plan of every list query. The
+attributes ``score`` and ``city`` are marked indexed through the admin service once the rows are written,
+and their indexes built by the background task, as a worker would: the time it took is printed.
 Everything runs on 127.0.0.1; every loop is bounded in count and time; the server is stopped even on error.
 """
 
@@ -33,14 +35,19 @@ from search_data import Demo, build, prepare  # bench/search_data.py, next to th
 
 from procession.bootstrap import Services, bootstrap
 from procession.config import Settings
-from procession.services.commands import ListProcesses
+from procession.engine.indexing import KIND as INDEXES
+from procession.engine.tasks import run_task
+from procession.services.commands import ListProcesses, ProcedureInput
 from procession.services.common import Caller
+from procession.services.configuration import define_procedure, get_procedure
 from procession.services.reads import get_process, list_processes
+from procession.store import tables as t
 
 PATH = "/v1/ext/procedure/lead/process"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CITY = "Kochi"  # the city filtered on (about 2% of the rows, like every city)
 TARGET_P95_MS = 30.0
+TEXT_P95_MS = 50.0  # a text search's (queries labelled f…)
 WARMUP = 5  # first requests of a repeated query, not recorded
 
 
@@ -184,6 +191,30 @@ class Sql:
         self.raw.close()
 
 
+def index_attributes(svc: Services, demo: Demo, short_ids: list[str]) -> str:
+    """Mark ``short_ids`` of ``lead`` indexed through the admin service, and run the background task that
+    builds their indexes, as a worker would: a line saying how long each part took."""
+    started = time.perf_counter()
+    lead = svc.run(get_procedure, demo.team_id, "lead")
+    body = {k: v for k, v in lead.items() if k in ProcedureInput.model_fields}
+    body["attributes"] = [a | {"indexed": a["shortId"] in short_ids} for a in lead["attributes"]]
+    saved = svc.run(define_procedure, demo.team_id, ProcedureInput.model_validate(body), ref="lead")
+    defined = time.perf_counter()
+    with svc.engine.connect() as conn:
+        c = t.tasks.c
+        tasks = conn.scalars(sa.select(c.id).where(c.kind == INDEXES, c.status == "PENDING")).all()
+    for task_id in tasks:
+        run_task(svc.uows, svc.kinds, task_id)
+    built = time.perf_counter()
+    states = svc.run(get_procedure, demo.team_id, "lead")["indexes"]
+    if set(states.values()) != {"ready"}:
+        raise RuntimeError(f"indexes not ready: {states}")
+    return (
+        f"indexed {', '.join(short_ids)}: definition saved in {(defined - started) * 1000:.0f} ms "
+        f"({saved['indexes']}), indexes built in {built - defined:.1f} s"
+    )
+
+
 def queries(sample: list[tuple[str, str]], args: argparse.Namespace) -> list[Run]:
     """The queries measured, each with the calls it makes."""
     n, pages = args.requests + WARMUP, args.pages
@@ -191,6 +222,7 @@ def queries(sample: list[tuple[str, str]], args: argparse.Namespace) -> list[Run
     state = {"where": {"state": "IN_PROGRESS", "status": "OPEN"}, **newest}
     score = {"where": {"score": {">=": 90}}, "sort": [{"field": "score", "dir": "desc"}], **newest}
     refs = list(itertools.islice(itertools.cycle(sample), n))
+    lead_id = sample[len(sample) // 2][1]
 
     def same(body: dict[str, Any]) -> Stream:
         return repeat([Call(body)] * n)
@@ -202,6 +234,21 @@ def queries(sample: list[tuple[str, str]], args: argparse.Namespace) -> list[Run
         Run("a  state=IN_PROGRESS, status=OPEN", same(state)),
         Run(f"b1 city={CITY}", same({"where": {"city": CITY}, **newest})),
         Run("b2 score>=90, sort score desc", same(score)),
+        Run("b3 score=42 (indexed, equality)", same({"where": {"score": 42}, **newest})),
+        Run(
+            "b4 40<=score<45, sort score asc",
+            same({"where": {"score": {">=": 40, "<": 45}}, "sort": [{"field": "score"}], **newest}),
+        ),
+        Run("b5 sort score desc (no filter)", same({"sort": [{"field": "score", "dir": "desc"}], **newest})),
+        Run(
+            "b6 cursor walk, sort score desc",
+            walk({"sort": [{"field": "score", "dir": "desc"}], **newest}, pages),
+            warmup=0,
+        ),
+        Run("f1 q=Mosby (1 in 12)", same({"q": "Mosby", **newest})),
+        Run("f2 q=Ted Mosby (1 in 180)", same({"q": "Ted Mosby", **newest})),
+        Run(f"f3 q={lead_id} (one)", same({"q": lead_id, **newest})),
+        Run("f4 q=Ted Mosby, city=Kochi", same({"q": "Ted Mosby", "where": {"city": CITY}, **newest})),
         Run(f"c1 cursor walk, newest first ({pages} pages)", walk(newest, pages), warmup=0),
         Run(
             f"c2 cursor walk, state=NEW ({pages} pages)",
@@ -250,6 +297,10 @@ def pct(values: list[float], q: float) -> float:
     return done[int(q * (len(done) - 1))]
 
 
+def target(label: str) -> float:
+    return TEXT_P95_MS if label.startswith("f") else TARGET_P95_MS
+
+
 def ratio(http: list[float], db: list[float]) -> str:
     return f"{pct(http, 0.5) / pct(db, 0.5):.1f}x" if pct(db, 0.5) > 0 else "-"
 
@@ -259,7 +310,7 @@ def report(backend: str, runs: list[Run], deep: int) -> None:
     rows: list[tuple[str, list[float], list[float], bool]] = []
     for run in runs:
         rows.append((run.label, run.http, run.db, run.page))
-        if run.label.startswith("c") and len(run.http) >= 2 * deep:
+        if " walk" in run.label and len(run.http) >= 2 * deep:
             end = len(run.http)
             rows.append((f"{run.label[:2]} pages 1-{deep}", run.http[:deep], run.db[:deep], True))
             rows.append(
@@ -270,9 +321,9 @@ def report(backend: str, runs: list[Run], deep: int) -> None:
         f"\n{backend}: latency in ms, one client, HTTP then the same SQL back to back (load average {load})"
     )
     head = f"{'query':<42}{'n':>5}{'HTTP p50':>10}{'p95':>8}{'p99':>8}{'DB p50':>9}{'p95':>8}{'HTTP/DB':>9}"
-    print(f"{head}  p95<{TARGET_P95_MS:g}")
+    print(f"{head}  p95<{TARGET_P95_MS:g} ({TEXT_P95_MS:g} for f…)")
     for label, http, db, page in rows:
-        verdict = ("yes" if pct(http, 0.95) < TARGET_P95_MS else "NO") if page else "-"
+        verdict = ("yes" if pct(http, 0.95) < target(label) else "NO") if page else "-"
         print(
             f"{label:<42}{len(http):>5}{pct(http, 0.5):>10.1f}{pct(http, 0.95):>8.1f}{pct(http, 0.99):>8.1f}"
             f"{pct(db, 0.5):>9.2f}{pct(db, 0.95):>8.2f}{ratio(http, db):>9}  {verdict}"
@@ -280,9 +331,12 @@ def report(backend: str, runs: list[Run], deep: int) -> None:
     slow = [
         f"{label.split(' (')[0]} ({pct(h, 0.95):.0f} ms)"
         for label, h, _, p in rows
-        if p and pct(h, 0.95) >= TARGET_P95_MS
+        if p and pct(h, 0.95) >= target(label)
     ]
-    print(f"target p95 < {TARGET_P95_MS:g} ms through HTTP for a 50-row page: ", end="")
+    print(
+        f"target p95 < {TARGET_P95_MS:g} ms ({TEXT_P95_MS:g} for a text search) through HTTP for a 50-row page: ",
+        end="",
+    )
     print("met" if not slow else "NOT met by " + "; ".join(slow))
 
 
@@ -300,6 +354,7 @@ def bench(backend: str, args: argparse.Namespace) -> None:
             demo = prepare(svc)
             sample, built = build(svc, demo, args.processes)
             print(f"\n=== {backend}: {built}", flush=True)
+            print(f"=== {backend}: {index_attributes(svc, demo, ['score', 'city'])}", flush=True)
             runs, sql = queries(sample, args), Sql(svc, demo)
             headers = {"Authorization": f"Bearer {demo.key}", "Content-Type": "application/json"}
             with (
@@ -319,7 +374,7 @@ def bench(backend: str, args: argparse.Namespace) -> None:
             report(backend, runs, args.deep)
             print(f"\n{backend}: query plans (a cursor walk: its last page)")
             for run in runs:
-                if run.page:
+                if run.page and run.calls:
                     print(f"\n{run.label.split(' (')[0]}")
                     print("\n".join("    " + line for line in sql.plan(run.calls[-1])))
         finally:

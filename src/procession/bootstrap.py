@@ -15,6 +15,7 @@ from procession.connectors.outbound import Outbound
 from procession.connectors.secrets import Vault
 from procession.engine.bulk import BULK_CHUNK
 from procession.engine.deliveries import WebhookDeliveries
+from procession.engine.indexing import INDEXING
 from procession.engine.registration import register_runs
 from procession.engine.retention import Rounds
 from procession.engine.runs import AutomationRuns
@@ -29,7 +30,10 @@ from procession.store.uow import UnitsOfWork
 from procession.store.writer import Writer
 
 T = TypeVar("T")
-KINDS: tuple[Kind, ...] = (BULK_CHUNK,)  # every kind of background work (and runs and deliveries, below)
+KINDS: tuple[Kind, ...] = (
+    BULK_CHUNK,
+    INDEXING,
+)  # every kind of background work (and runs and deliveries, below)
 # rows written for the events of every save, with them: automation runs, webhook deliveries
 FOLLOW_UPS: tuple[FollowUp, ...] = (register_runs, register_deliveries)
 

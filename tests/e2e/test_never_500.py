@@ -89,8 +89,8 @@ def test_an_edited_or_foreign_cursor_is_400(api: Api) -> None:
         "\u00e9" * 10,
         signed(api, cursor, lambda d: d["v"].__setitem__(0, "1")),  # a number key given text
         signed(api, cursor, lambda d: d["v"].__setitem__(1, {"$ne": 0})),  # a text key given an object
-        signed(api, cursor, lambda d: d["v"].__setitem__(2, None)),  # the id given NULL
-        signed(api, cursor, lambda d: d["v"].__setitem__(2, 2**64)),  # the id given a number
+        signed(api, cursor, lambda d: d["v"].__setitem__(-1, None)),  # the id given NULL
+        signed(api, cursor, lambda d: d["v"].__setitem__(-1, 2**64)),  # the id given a number
         signed(api, cursor, lambda d: d["v"].append("x")),  # one value too many
     ]
     for value in bad:

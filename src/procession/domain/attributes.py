@@ -47,6 +47,7 @@ class Attribute:
     options: list[Any] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     formula: str | None = None
+    indexed: bool = False  # lists filter and sort on it through an index of its own (``store.indexes``)
 
     @property
     def derived(self) -> bool:
@@ -93,6 +94,8 @@ class Attribute:
             out["config"] = self.config
         if self.formula is not None:
             out["formula"] = self.formula
+        if self.indexed:
+            out["indexed"] = True
         return out
 
     @classmethod
@@ -106,6 +109,7 @@ class Attribute:
             options=d.get("options", []),
             config=d.get("config", {}),
             formula=d.get("formula"),
+            indexed=d.get("indexed", False),
         )
 
 

@@ -100,10 +100,14 @@ def _time(value: Any) -> int:
     return epoch_ms(value)
 
 
-def _kind(attr: Attribute) -> str:
+def kind_of(attr: Attribute) -> str:
+    """How an attribute's values compare: as numbers, booleans or text."""
     if attr.type in NUMERIC:
         return "number"
     return "boolean" if attr.type == "boolean" else "text"
+
+
+_kind = kind_of
 
 
 class Parser:

@@ -110,6 +110,12 @@ class ListProcesses(Command):
     sort: list[Any] = Field(default_factory=list, description='[{"field": name, "dir": "asc"|"desc"}]')
     cursor: str | None = Field(default=None, description="_meta.nextCursor of the previous page")
     includeDeleted: StrictBool = False
+    q: str | None = Field(
+        default=None,
+        max_length=500,
+        description="words, each of which the process's text values or its record's must hold (whole words, "
+        "any case)",
+    )
 
 
 class ListRecords(Command):
@@ -157,6 +163,11 @@ class AttributeInput(Command):
     options: list[Any] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
     formula: str | None = None
+    indexed: StrictBool = Field(
+        default=False,
+        description="filters and sorts on it use an index of its own, built in the background "
+        "(procedures only; the procedure's ``indexes`` tell when it is ready)",
+    )
 
 
 class StateInput(Command):

@@ -14,13 +14,17 @@ from procession.domain.errors import Conflict, FieldError, Invalid, NotFound
 from procession.domain.expressions import compile_formula
 from procession.domain.procedure import Entity, Procedure, Schema, State
 from procession.domain.requirements import parse_requirements
+from procession.engine.indexing import index_later
 from procession.services.commands import AttributeInput, EntityInput, PodInput, ProcedureInput, UserInput
+from procession.store.indexes import NOT_INDEXABLE
 from procession.store.uow import UnitsOfWork
 
 ENUMS = ("stringEnum", "integerEnum", "multiStringEnum", "multiIntegerEnum")
 
 
-def _attributes(inputs: list[AttributeInput], existing: Schema | None) -> list[Attribute]:
+def _attributes(
+    inputs: list[AttributeInput], existing: Schema | None, *, procedure: bool = False
+) -> list[Attribute]:
     """Attributes from their input: an ``id`` keeps an existing attribute, so its shortId may be renamed."""
     errors: list[FieldError] = []
     out: list[Attribute] = []
@@ -40,6 +44,15 @@ def _attributes(inputs: list[AttributeInput], existing: Schema | None) -> list[A
         if a.type in ENUMS and not a.options:
             errors.append(
                 FieldError("options_required", f"{a.shortId}: an enum needs options", f"{where}.options")
+            )
+        if a.indexed and (a.type in NOT_INDEXABLE or not procedure):
+            why = (
+                "an entity's attributes are not indexed"
+                if not procedure
+                else "its values are lists or objects"
+            )
+            errors.append(
+                FieldError("not_indexable", f"{a.shortId} cannot be indexed: {why}", f"{where}.indexed")
             )
         if a.formula is not None:
             try:
@@ -63,6 +76,7 @@ def _attributes(inputs: list[AttributeInput], existing: Schema | None) -> list[A
                 options=a.options,
                 config=a.config,
                 formula=a.formula,
+                indexed=a.indexed,
             )
         )
     errors += _duplicates([a.short_id for a in out], "attributes")
@@ -119,7 +133,7 @@ def define_procedure(
     """Create a procedure, or replace the definition of procedure ``ref`` (ids keep attributes and states)."""
     with uows.write(team_id) as uow:
         existing = _existing(uow.procedures.get(ref), ref) if ref else None
-        attributes = _attributes(cmd.attributes, existing)
+        attributes = _attributes(cmd.attributes, existing, procedure=True)
         states = _states(cmd, existing)
         by_short = {s.short_id: s.id for s in states}
         errors: list[FieldError] = []
@@ -177,8 +191,10 @@ def define_procedure(
         for attr in attributes:
             if attr.generated:
                 uow.procedures.ensure_counter(procedure.id, attr.id, int(attr.config.get("start", 1)))
+        index_later(uow, existing, procedure)
+        ready = uow.procedures.index_states(procedure)
         uow.commit()
-        return procedure.to_dict()
+        return procedure.to_dict() | {"indexes": ready}
 
 
 def _saved(version: int, short_id: str, expected: int | None) -> None:
@@ -287,4 +303,4 @@ def get_procedure(uows: UnitsOfWork, team_id: str, ref: str) -> dict[str, Any]:
         found = uow.procedures.get(ref)
         if found is None:
             raise NotFound(f"no procedure {ref!r}")
-        return found.to_dict()
+        return found.to_dict() | {"indexes": uow.procedures.index_states(found)}

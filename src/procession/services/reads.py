@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from procession.domain.clock import now_ms
-from procession.domain.errors import NotFound
+from procession.domain.errors import NotFound, Unavailable
+from procession.domain.procedure import Procedure
 from procession.domain.process import Process
-from procession.domain.query import Field, SortKey
+from procession.domain.query import Both, Compare, Either, Field, SortKey
 from procession.domain.requirements import GATE, STATUSES
 from procession.services.commands import ListProcesses
 from procession.services.common import Caller
 from procession.services.processes import find_process, load_procedure, query_parser, record_data
 from procession.services.views import FIELD_NAMES, process_view
+from procession.store.db import timed_out
 from procession.store.search import decode_cursor, encode_cursor, signature, with_tiebreak
 from procession.store.uow import UnitsOfWork
 
@@ -57,23 +62,25 @@ def list_processes(
         where = parser.where(cmd.where)
         # a key's first characters are looked up on the key's index, in the key's order (never sorted after)
         keys = with_tiebreak(parser.sort(cmd.sort) if key_prefix is None else [BY_KEY])
-        scope = (procedure.id, where, cmd.includeDeleted)
-        page, meta = paged(
-            cmd,
-            keys,
-            scope if key_prefix is None else (*scope, key_prefix),
-            cursor_key,
-            lambda after: uow.processes.search(
-                procedure.id,
-                where=where,
-                keys=keys,
-                after=after,
-                skip=cmd.skip,
-                limit=cmd.limit,
-                include_deleted=cmd.includeDeleted,
-                key_prefix=key_prefix,
-            ),
-        )
+        scope = (procedure.id, where, cmd.includeDeleted, *([cmd.q] if cmd.q is not None else []))
+        with _deadline(uows, procedure, where, keys):
+            page, meta = paged(
+                cmd,
+                keys,
+                scope if key_prefix is None else (*scope, key_prefix),
+                cursor_key,
+                lambda after: uow.processes.search(
+                    procedure.id,
+                    where=where,
+                    keys=keys,
+                    after=after,
+                    skip=cmd.skip,
+                    limit=cmd.limit,
+                    include_deleted=cmd.includeDeleted,
+                    key_prefix=key_prefix,
+                    q=cmd.q,
+                ),
+            )
         return [process_view(p, procedure, external=external) for p in page], meta
 
 
@@ -99,13 +106,55 @@ def paged(
     return [item for item, _ in page], meta
 
 
+@contextmanager
+def _deadline(uows: UnitsOfWork, procedure: Procedure, where: Any, keys: list[SortKey]) -> Iterator[None]:
+    """A query stopped at the deadline is ``statement_timeout`` (503), naming the attributes it filtered or
+    sorted on that have no index, if any: marking them ``indexed`` makes such a query fast."""
+    try:
+        yield
+    except OperationalError as e:
+        if not timed_out(e):
+            raise
+        ids = dict.fromkeys([*_attribute_ids(where), *(k.field.key for k in keys if k.field.key)])
+        slow = [a.short_id for i in ids if (a := procedure.by_id.get(i)) is not None and not a.indexed]
+        hint = (
+            f": it filters or sorts on {', '.join(slow)}, which {'has' if len(slow) == 1 else 'have'} no "
+            f"index; mark {'it' if len(slow) == 1 else 'them'} indexed in {procedure.short_id}'s definition "
+            "(attributes[].indexed), or narrow the query"
+            if slow
+            else ": narrow the query, or retry later"
+        )
+        raise Unavailable(
+            f"the list query ran past the {uows.deadline_ms or 0:,} ms deadline "
+            f"(PROCESSION_STATEMENT_TIMEOUT_MS) and was stopped{hint}",
+            field="where"
+            if slow and set(slow) & set(_short_ids(procedure, where))
+            else "sort"
+            if slow
+            else None,
+            code="statement_timeout",
+        ) from None
+
+
+def _attribute_ids(node: Any) -> list[str]:
+    if isinstance(node, Both | Either):
+        return [i for part in node.parts for i in _attribute_ids(part)]
+    return [node.field.key] if isinstance(node, Compare) and node.field.key else []
+
+
+def _short_ids(procedure: Procedure, where: Any) -> list[str]:
+    return [a.short_id for i in _attribute_ids(where) if (a := procedure.by_id.get(i)) is not None]
+
+
 def count_processes(
     uows: UnitsOfWork, caller: Caller, procedure_ref: str, where: dict[str, Any], *, cap: int = 10_000
 ) -> tuple[int, bool]:
     """How many processes (not deleted) ``where`` finds: (count, whether there are more than ``cap``)."""
     with uows.read(caller.team_id) as uow:
         procedure = load_procedure(uow, procedure_ref)
-        found = uow.processes.count(procedure.id, where=query_parser(uow, procedure).where(where), cap=cap)
+        parsed = query_parser(uow, procedure).where(where)
+        with _deadline(uows, procedure, parsed, []):
+            found = uow.processes.count(procedure.id, where=parsed, cap=cap)
     return min(found, cap), found > cap
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from procession.store import tenancy
+from procession.store import tenancy, words
 from procession.store.sqlite import SQLITE_NEEDED, SQLITE_PRAGMAS, Connection
 from procession.store.statement import await_reply, execute_on_driver, json_text, sqlite_json
 
@@ -64,6 +64,10 @@ def _sqlite_engine(url: str) -> sa.Engine:
         # connection (no statement to compile, no result to build), errors wrapped as SQLAlchemy's
         statement = f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}"
         execute_on_driver(conn.connection.driver_connection, statement, (), sqlite=True)
+
+    @sa.event.listens_for(engine, "commit")
+    def _on_commit(conn: sa.Connection) -> None:
+        words.settle(conn.connection.driver_connection)  # text search's, changed in the transaction
 
     return engine
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from procession.domain.errors import BadRequest
 from procession.domain.query import Both, Compare, Either, Field, SortKey
 from procession.store import tables as t
+from procession.store.indexes import json_key
 
 c = t.processes.c
 r = t.records.c
@@ -25,7 +26,7 @@ def column(field: Field) -> Any:
     """The field's value; one of the process's record's (``via``) is read from the record (null without)."""
     value: Any = TABLES[field.table].c[field.column]
     if field.key is not None:
-        value = value[field.key]
+        value = value[json_key(field.key)]
         if field.kind == "number":
             value = value.as_float()
         else:
@@ -86,8 +87,37 @@ def clause(node: Any) -> Any:
 
 def _order(key: SortKey) -> Any:
     col = column(key.field)
+    if not key.field.nullable and key.field.key is not None:
+        # no NULL to place (``present``): the order an attribute's index holds, read forwards or backwards
+        return col.desc().nulls_last() if key.descending else col.asc().nulls_first()
     ordered = col.desc() if key.descending else col.asc()
     return ordered.nulls_last() if key.field.nullable else ordered
+
+
+def present(where: Any) -> set[Field]:
+    """The fields ``where`` finds a value in, on every row it finds: those compared, at its top level, with a
+    value (a missing one is NULL, which compares with nothing), or one of values none of which is null."""
+    if not isinstance(where, Both):
+        return set()
+    out = set()
+    for part in where.parts:
+        if isinstance(part, Both):
+            out |= present(part)
+        elif isinstance(part, Compare) and _finds_value(part):
+            out.add(part.field)
+    return out
+
+
+def _finds_value(compare: Compare) -> bool:
+    if compare.op == "in":
+        return bool(compare.value) and None not in compare.value
+    return compare.op != "!=" and compare.value is not None
+
+
+def narrowed(keys: list[SortKey], where: Any) -> list[SortKey]:
+    """``keys`` with the fields ``where`` finds a value in marked as such: no NULL to sort or page past."""
+    found = present(where)
+    return [SortKey(replace(k.field, nullable=False), k.descending) if k.field in found else k for k in keys]
 
 
 def _after(keys: list[SortKey], values: list[Any]) -> Any:
@@ -186,10 +216,15 @@ def _fits(key: SortKey, value: Any) -> bool:
 
 
 def with_tiebreak(keys: list[SortKey], table: str = "processes") -> list[SortKey]:
-    """The sort keys made total by ``id`` (in the direction of the first key); rows of ``table``."""
-    keys = keys or [SortKey(Field("updated_at", nullable=False, kind="number", table=table), True)]
+    """The sort keys made total by ``id`` (in the direction of the first key), rows of ``table``; ties of an
+    attribute go by ``updated_at`` first, the order its index holds them in (``indexes``)."""
+    updated = Field("updated_at", nullable=False, kind="number", table=table)
+    keys = keys or [SortKey(updated, True)]
     if any(k.field.key is None and k.field.via is None and k.field.column == "id" for k in keys):
         return keys
+    last = keys[-1].field
+    if last.key is not None and last.via is None and all(k.field != updated for k in keys):
+        keys = [*keys, SortKey(updated, keys[0].descending)]
     return [*keys, SortKey(Field("id", nullable=False, table=table), keys[0].descending)]
 
 
@@ -197,6 +232,7 @@ def search_statement(
     base: Any, where: Any, keys: list[SortKey], after: list[Any] | None, skip: int, limit: int
 ) -> Any:
     """``base`` (a select of processes, or of records) filtered, ordered, positioned and limited (one extra row for hasMore)."""
+    keys = narrowed(keys, where)
     stmt = base.add_columns(*(column(k.field).label(f"_k{i}") for i, k in enumerate(keys))).where(
         clause(where)
     )

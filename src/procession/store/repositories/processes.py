@@ -14,6 +14,7 @@ from procession.domain.procedure import Procedure
 from procession.domain.process import Event, Process
 from procession.domain.query import Both, SortKey
 from procession.store import tables as t
+from procession.store import words
 from procession.store.batch import Write, insert_events, run, update_processes
 from procession.store.outbox import Outbox
 from procession.store.repositories.base import ID, TEAM, Repository
@@ -235,9 +236,11 @@ class Processes(Repository):
         limit: int,
         include_deleted: bool,
         key_prefix: str | None = None,
+        q: str | None = None,
     ) -> list[tuple[Process, list[Any]]]:
         """One page of processes (``limit`` + 1 rows, to tell whether there are more) with their sort values;
-        ``key_prefix``: only those whose primary-key value starts with it (a range of the key's index, then
+        ``q``: only those whose words or whose record's hold its words (``words.matching``); ``key_prefix``:
+        only those whose primary-key value starts with it (a range of the key's index, then
         the prefix itself, as the database's collation may order more than the prefix in that range)."""
         c = t.processes.c
         base = self._select().where(c.procedure_id == procedure_id)
@@ -249,6 +252,10 @@ class Processes(Repository):
                 c.pk_value < key_prefix + "\U0010ffff",
                 sa.func.substr(c.pk_value, 1, len(key_prefix)) == key_prefix,
             )
+        if q is not None:
+            dialect = self.conn.dialect.name
+            many = dialect == "sqlite" and words.common(self.conn, q)
+            base = base.where(words.matching(dialect, q, self.team_id, procedure_id, many=many))
         stmt = search_statement(base, where, keys, after, skip, limit)
         width = len(_PROCESS_COLUMNS)
         return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]

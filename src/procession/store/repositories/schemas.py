@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 
 from procession.domain.procedure import Entity, Procedure
+from procession.store import indexes
 from procession.store import tables as t
 from procession.store.repositories.base import ID, REF, TEAM, Repository
 from procession.store.statement import Statement
@@ -88,6 +89,10 @@ NEXT_NUMBER = Statement(
 class Procedures(Schemas[Procedure]):
     table = t.procedures
     parse = Procedure.from_row
+
+    def index_states(self, procedure: Procedure) -> dict[str, str]:
+        """Indexed attribute shortId -> whether its index is ``ready`` or ``building``."""
+        return indexes.states(self.conn, procedure)
 
     def ensure_counter(self, procedure_id: str, attribute_id: str, start: int) -> None:
         """The counter of a generated-id attribute, from ``start``: a row of ``counters``, and on PostgreSQL
