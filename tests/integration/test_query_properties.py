@@ -277,6 +277,10 @@ def holds(fields: dict[str, Spec], where: dict, process: dict) -> bool:
 
 def ordered(fields: dict[str, Spec], sort: list[dict], processes: list[dict]) -> list[str]:
     keys = [(fields[k["field"]], k.get("dir") == "desc") for k in sort]
+    if sort[-1]["field"].startswith("a_") and all(k["field"] != "updatedAt" for k in sort):
+        keys.append(
+            (Spec("updatedAt", "number", True, st.nothing()), keys[0][1])
+        )  # an attribute index's order
     keys.append((Spec("id", "text", True, st.nothing()), keys[0][1]))
 
     def cmp(a: dict, b: dict) -> int:
