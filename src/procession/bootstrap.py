@@ -151,7 +151,10 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
 
             apply_schema(settings.url)
     engine = make_engine(
-        settings.url, check_tenancy=settings.check_tenancy, statement_timeout_ms=settings.statement_timeout_ms
+        settings.url,
+        check_tenancy=settings.check_tenancy,
+        statement_timeout_ms=settings.statement_timeout_ms,
+        connections=settings.db_connections,
     )
     services = Services(settings=settings, engine=engine)
     services.cursor_key  # noqa: B018 (read or made now: a data folder that cannot hold it fails at start)

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         description="a request's SQL statement runs at most this long, or the request gets a 503 "
         "(0: no limit); background work is not bounded",
     )
+    db_connections: int = Field(
+        default=40,
+        ge=2,
+        description="PostgreSQL: the most connections one process (serve or worker) opens to the database; "
+        "a quarter of them are kept open. Every process of a deployment together, and each worker's "
+        "task-engine pool (4), must stay under the server's max_connections",
+    )
     run_lease_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import time
 from contextvars import ContextVar
 from typing import Any, TextIO
@@ -87,15 +88,57 @@ def style_for(setting: str, stream: TextIO) -> str:
     return "logfmt" if stream.isatty() else "json"
 
 
+class Buffered(logging.StreamHandler):
+    """Lines gathered and written to the stream together: at once for a WARNING or worse, when ``LINES`` are
+    waiting, and otherwise by a thread every ``EVERY_S`` (and at exit: ``logging.shutdown`` flushes). A line
+    per request written and flushed on its own would be a system call per request."""
+
+    LINES, EVERY_S = 256, 0.2
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.waiting: list[str] = []
+        threading.Thread(target=self._flushing, name="log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:  # under the handler's lock (``Handler.handle``)
+        try:
+            self.waiting.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING or len(self.waiting) >= self.LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self.waiting:
+                lines, self.waiting = self.waiting, []
+                self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    def _flushing(self) -> None:
+        while True:
+            time.sleep(self.EVERY_S)
+            if self.waiting:
+                try:
+                    self.flush()
+                except ValueError:  # the stream was closed (at exit): nothing more to write
+                    return
+
+
 def configure(*, style: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:
     """Every record of the process, structured, to ``stream`` (stderr); uvicorn's own logs go the same way."""
     stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    handler = Buffered(stream)
     handler.setFormatter(Structured(style_for(style, stream)))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+    # what no line holds is not gathered: the thread, the process, where each call was made (the logging
+    # HOWTO's "Optimization")
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()

@@ -60,7 +60,11 @@ def test_an_update_replaces_the_words_in_its_own_transaction(team: Team) -> None
     team.services.run(
         update_process, team.caller, "lead", (ted,), UpdateProcess.model_validate({"data": {"score": 3}})
     )
-    assert found(team, "brooklyn ted") == {ted}
+    assert found(team, "brooklyn ted") == {ted}  # a change of a number alone leaves the words as they were
+    team.services.run(
+        update_process, team.caller, "lead", (ted,), UpdateProcess.model_validate({"data": {"city": "Queens"}})
+    )
+    assert found(team, "queens ted") == {ted} and found(team, "brooklyn") == set()
 
 
 def test_bulk_entries_keep_the_words(team: Team) -> None:

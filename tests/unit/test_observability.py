@@ -6,6 +6,8 @@ import asyncio
 import io
 import logging
 import re
+import time
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -44,17 +46,45 @@ def test_a_logfmt_line_quotes_what_needs_it() -> None:
     assert 'route="/v1/x/{id}"' in line and "status=200" in line and "team=None" in line
 
 
-def test_auto_is_logfmt_on_a_terminal_and_json_elsewhere() -> None:
+@pytest.fixture
+def configured() -> Iterator[io.StringIO]:
+    """``configure`` to a StringIO; the root logger and logging's switches as they were, afterwards."""
     root, stream = logging.getLogger(), io.StringIO()
-    handlers, level = list(root.handlers), root.level
+    handlers, level, srcfile = list(root.handlers), root.level, logging._srcfile
+    switches = logging.logThreads, logging.logProcesses, logging.logMultiprocessing
     configure(style="auto", level="INFO", stream=stream)
     try:
-        logging.getLogger("procession.test").info("hello")
-        assert orjson.loads(stream.getvalue())["msg"] == "hello"  # a StringIO is no terminal
-        assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING  # URLs of calls not logged
+        yield stream
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        logging._srcfile = srcfile
+        logging.logThreads, logging.logProcesses, logging.logMultiprocessing = switches
+
+
+def test_auto_is_logfmt_on_a_terminal_and_json_elsewhere(configured: io.StringIO) -> None:
+    logging.getLogger("procession.test").info("hello")
+    logging.getLogger().handlers[0].flush()
+    assert orjson.loads(configured.getvalue())["msg"] == "hello"  # a StringIO is no terminal
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING  # URLs of calls not logged
+
+
+def test_lines_are_written_together_a_warning_at_once_and_the_rest_soon(configured: io.StringIO) -> None:
+    log = logging.getLogger("procession.test")
+    log.info("first")
+    log.info("second")
+    assert configured.getvalue() == ""  # gathered, not yet written
+    log.warning("third")  # written at once, after the lines before it
+    assert [orjson.loads(line)["msg"] for line in configured.getvalue().splitlines()] == [
+        "first",
+        "second",
+        "third",
+    ]
+    log.info("fourth")
+    deadline = time.monotonic() + 5
+    while "fourth" not in configured.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert orjson.loads(configured.getvalue().splitlines()[-1])["msg"] == "fourth"  # by the flushing thread
 
 
 @pytest.mark.parametrize(

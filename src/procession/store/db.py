@@ -21,14 +21,17 @@ from procession.store.statement import await_reply, execute_on_driver, json_text
 HERE = Path(__file__).parent
 
 
-def make_engine(url: str, *, check_tenancy: Path | None = None, statement_timeout_ms: int = 0) -> sa.Engine:
+def make_engine(
+    url: str, *, check_tenancy: Path | None = None, statement_timeout_ms: int = 0, connections: int = 40
+) -> sa.Engine:
     """An engine for ``url`` (SQLite: WAL, explicit ``BEGIN [IMMEDIATE]``); ``tenancy`` checks it if asked.
-    On PostgreSQL its connections bound each statement to ``statement_timeout_ms`` (0: none) unless a
-    transaction says otherwise (``uow.UnitOfWork``); SQLite's can be bounded (``sqlite.bound``)."""
+    On PostgreSQL it opens at most ``connections`` and bounds each statement to ``statement_timeout_ms``
+    (0: none) unless a transaction says otherwise (``uow.UnitOfWork``); SQLite's can be bounded
+    (``sqlite.bound``)."""
     if url.startswith("sqlite"):
         engine = _sqlite_engine(url)
     else:
-        engine = _postgresql_engine(url, statement_timeout_ms)
+        engine = _postgresql_engine(url, statement_timeout_ms, connections)
     if check_tenancy is not None:
         tenancy.install(engine, check_tenancy)
     return engine
@@ -72,13 +75,14 @@ def _sqlite_engine(url: str) -> sa.Engine:
     return engine
 
 
-def _postgresql_engine(url: str, statement_timeout_ms: int) -> sa.Engine:
+def _postgresql_engine(url: str, statement_timeout_ms: int, connections: int) -> sa.Engine:
+    kept = max(1, connections // 4)
     engine = sa.create_engine(
         url,
         json_serializer=json_text,
         json_deserializer=orjson.loads,
-        pool_size=10,
-        max_overflow=30,
+        pool_size=kept,
+        max_overflow=connections - kept,
         pool_pre_ping=True,
     )
 

@@ -66,14 +66,18 @@ def settle(driver: Any) -> None:
             raise
         if not noted:
             continue
-        driver.executemany(
-            f"INSERT INTO {fts} ({fts}, rowid, words) VALUES ('delete', ?, ?)",
-            [(rowid, words_of(orjson.loads(old))) for rowid, indexed, old, _ in noted if indexed and old],
-        )
-        driver.executemany(
-            f"INSERT INTO {fts} (rowid, words) VALUES (?, ?)",
-            [(rowid, words_of(orjson.loads(data))) for rowid, _, _, data in noted if data is not None],
-        )
+        removed, added = [], []
+        for rowid, indexed, old, data in noted:
+            before = words_of(orjson.loads(old)) if indexed and old else None
+            after = words_of(orjson.loads(data)) if data is not None else None
+            if before is not None and before == after:
+                continue  # a change of numbers, dates, flags: the same words
+            if indexed and old:
+                removed.append((rowid, before))
+            if data is not None:
+                added.append((rowid, after))
+        driver.executemany(f"INSERT INTO {fts} ({fts}, rowid, words) VALUES ('delete', ?, ?)", removed)
+        driver.executemany(f"INSERT INTO {fts} (rowid, words) VALUES (?, ?)", added)
         driver.execute(f"DELETE FROM {fts}_pending")
 
 
