@@ -62,7 +62,11 @@ def test_an_update_replaces_the_words_in_its_own_transaction(team: Team) -> None
     )
     assert found(team, "brooklyn ted") == {ted}  # a change of a number alone leaves the words as they were
     team.services.run(
-        update_process, team.caller, "lead", (ted,), UpdateProcess.model_validate({"data": {"city": "Queens"}})
+        update_process,
+        team.caller,
+        "lead",
+        (ted,),
+        UpdateProcess.model_validate({"data": {"city": "Queens"}}),
     )
     assert found(team, "queens ted") == {ted} and found(team, "brooklyn") == set()
 
