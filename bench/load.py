@@ -178,6 +178,19 @@ def drained(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+TASK_ENGINE_POOL = 10  # a worker's connections besides its engine's: procrastinate's pool and its listener
+
+
+def connections_each(url: str, pairs: int) -> int:
+    """What each of the ``2 * pairs`` processes may open: the server's ``max_connections``, less 10 (its
+    reserved ones, this script's), less each worker's task engine pool, shared out."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        most = int(conn.execute(sa.text("SHOW max_connections")).scalar_one())
+    engine.dispose()
+    return max(2, (most - 10 - TASK_ENGINE_POOL * pairs) // (2 * pairs))
+
+
 def configuration(pairs: int, args: argparse.Namespace) -> Figures:
     with (
         tempfile.TemporaryDirectory(prefix="procession-load-") as tmp_name,
@@ -193,6 +206,7 @@ def configuration(pairs: int, args: argparse.Namespace) -> Figures:
             "PROCESSION_DATABASE_URL": url,
             "PROCESSION_OUTBOUND_ALLOW": "127.0.0.1",
             "PROCESSION_EMBEDDED_WORKER": "false",
+            "PROCESSION_DB_CONNECTIONS": str(connections_each(url, pairs)),
         }
         with cluster(url, env, tmp, pairs) as bases:
             step = {"name": "post", "type": "http", "method": "POST", "url": f"{receiver.url}/hook"}
@@ -204,7 +218,9 @@ def configuration(pairs: int, args: argparse.Namespace) -> Figures:
             )
             r.raise_for_status()
             print(
-                f"[{pairs} pair(s)] up; {args.duration:.0f} s of traffic, {args.clients} clients", flush=True
+                f"[{pairs} pair(s)] up; {args.duration:.0f} s of traffic, {args.clients} clients, "
+                f"{env['PROCESSION_DB_CONNECTIONS']} database connections at most per process",
+                flush=True,
             )
             figures = asyncio.run(traffic(bases, key, r.json()["_data"]["id"], args.duration, args.clients))
             figures.background = drained(url)
