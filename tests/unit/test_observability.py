@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -128,6 +129,19 @@ def test_a_client_s_request_id_is_kept_only_when_it_is_a_plain_token(sent: bytes
 def test_without_a_request_id_one_is_made_fresh_each_time() -> None:
     ids = {request_id_of([(b"accept", b"*/*")]) for _ in range(100)}
     assert len(ids) == 100 and all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+
+
+def test_a_forked_process_makes_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, to the parent
+        os.write(write, request_id_of([]).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read), os.close(write)
+    mine = request_id_of([])
+    assert re.fullmatch(r"[0-9a-f]{16}", child) and child[:8] != mine[:8]
 
 
 def test_a_key_s_limit_counts_down_then_refuses_with_when_to_retry() -> None:

@@ -11,6 +11,7 @@ of ``procession_http_request_duration_seconds``. Nothing of the request's header
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import os
 import re
@@ -46,6 +47,24 @@ def observed(scope: Any) -> Observed | None:
     return scope.get(SCOPE_KEY)
 
 
+class _Ids:
+    """New request ids: this process's random half, then a count (a system call per request would cost
+    more than the rest of this middleware); a forked child draws a half of its own."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix, self.count = os.urandom(4).hex(), itertools.count(int.from_bytes(os.urandom(4)))
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.count) & 0xFFFFFFFF:08x}"
+
+
+_ids = _Ids()
+
+
 def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's ``X-Request-ID`` if it is a plain token; else a new one (16 hex digits)."""
     for name, value in headers:
@@ -53,7 +72,7 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
             if _TOKEN.fullmatch(value):
                 return value.decode()
             break
-    return os.urandom(8).hex()
+    return _ids.new()
 
 
 class Observe:
