@@ -16,8 +16,9 @@ sent to the servers in turn, drawn by weight:
 After the clock stops, the background work is waited for (up to 5 minutes): every bulk job finished, every
 run finished. Printed: per operation its count, rate, p50 and p99 (ms) and errors (any status but the one
 expected, a timeout, a lost connection); the background work's outcome (job entries applied and in error,
-runs succeeded and not); and, with both configurations, each rate of N=2 over N=1 (the gain from the second
-pair). Errors are expected to be zero; the script exits 1 if there is any.
+runs succeeded and not); the CPU time each tier used during the traffic (the servers, the workers, PostgreSQL,
+the load generator), as cores kept busy and as milliseconds per request: the figures a capacity plan scales;
+and, with both configurations, each rate of N=2 over N=1 (the gain from the second pair). Errors are expected to be zero; the script exits 1 if there is any.
 
 The machine's cores bound what a second pair can add: on a 2-core machine the load generator, PostgreSQL,
 the servers and the workers share them, so the gain shows what the processes' own limits (one event loop
@@ -55,10 +56,12 @@ WEIGHTS = {"create": 30, "update": 30, "list": 28, "run": 10, "bulk": 2}
 BULK_ITEMS, SEED = 200, 200
 DRAIN_S = 300.0
 STATES = ("NEW", "IN_PROGRESS")
+Tiers = dict[str, list[int]]  # a tier's processes
 
 
 @dataclass
 class Figures:
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the traffic, by tier
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     samples: dict[str, str] = field(default_factory=dict)  # an error of each operation, to show
@@ -67,10 +70,12 @@ class Figures:
 
 
 @contextmanager
-def cluster(url: str, env: dict[str, str], logs: Path, pairs: int) -> Iterator[list[str]]:
-    """``pairs`` servers and ``pairs`` workers, each ready: the servers' base URLs."""
+def cluster(url: str, env: dict[str, str], logs: Path, pairs: int) -> Iterator[tuple[list[str], Tiers]]:
+    """``pairs`` servers and ``pairs`` workers, each ready: the servers' base URLs, and the processes of
+    each tier."""
     cli = [sys.executable, "-m", "procession.cli"]
     bases: list[str] = []
+    tiers: Tiers = {"serve": [], "worker": []}
     with ExitStack() as stack:
         for n in range(pairs):
             port = free_port()
@@ -78,11 +83,43 @@ def cluster(url: str, env: dict[str, str], logs: Path, pairs: int) -> Iterator[l
             server = stack.enter_context(process([*cli, "serve", "--port", str(port)], env, log))
             wait_until(lambda: httpx.get(f"{base}/healthz").status_code == 200, server, "serve", log)  # noqa: B023
             bases.append(base)
+            tiers["serve"].append(server.pid)
         for n in range(pairs):
             before, log = max_worker_id(url), logs / f"worker{n}.log"
             worker = stack.enter_context(process([*cli, "worker"], env, log))
             wait_until(lambda: max_worker_id(url) > before, worker, f"worker {n}", log)  # noqa: B023
-        yield bases
+            tiers["worker"].append(worker.pid)
+        yield bases, tiers
+
+
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(pid: int, fields: slice) -> int:
+    """Fields of ``/proc/PID/stat`` summed (after the command's parentheses: utime, stime at 11:13;
+    cutime, cstime, the children's that were waited for, at 13:15); 0 once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return sum(int(v) for v in stat.rsplit(")", 1)[1].split()[fields])
+
+
+def cpu_seconds(tiers: Tiers) -> dict[str, float]:
+    """CPU time used so far by each tier's processes, by PostgreSQL (every ``postgres`` process, and the
+    backends that have exited, through their parent's children's time) and by this load generator."""
+    used = {tier: sum(_ticks(pid, slice(11, 13)) for pid in pids) * TICK_S for tier, pids in tiers.items()}
+    postgres = 0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                postgres += _ticks(int(comm.parent.name), slice(11, 15))
+        except OSError:
+            continue
+    used["postgres"] = postgres * TICK_S
+    mine = os.times()
+    used["load generator"] = mine.user + mine.system
+    return used
 
 
 async def traffic(bases: list[str], key: str, automation: str, seconds: float, clients: int) -> Figures:
@@ -208,7 +245,7 @@ def configuration(pairs: int, args: argparse.Namespace) -> Figures:
             "PROCESSION_EMBEDDED_WORKER": "false",
             "PROCESSION_DB_CONNECTIONS": str(connections_each(url, pairs)),
         }
-        with cluster(url, env, tmp, pairs) as bases:
+        with cluster(url, env, tmp, pairs) as (bases, tiers):
             step = {"name": "post", "type": "http", "method": "POST", "url": f"{receiver.url}/hook"}
             body = {"name": "notify", "trigger": {"type": "manual"}, "steps": [step]}
             r = httpx.post(
@@ -222,7 +259,10 @@ def configuration(pairs: int, args: argparse.Namespace) -> Figures:
                 f"{env['PROCESSION_DB_CONNECTIONS']} database connections at most per process",
                 flush=True,
             )
+            before = cpu_seconds(tiers)
             figures = asyncio.run(traffic(bases, key, r.json()["_data"]["id"], args.duration, args.clients))
+            after = cpu_seconds(tiers)
+            figures.cpu = {tier: after[tier] - before[tier] for tier in after}
             figures.background = drained(url)
     return figures
 
@@ -247,6 +287,13 @@ def report(pairs: int, f: Figures) -> dict[str, float]:
     for name, said in f.samples.items():
         print(f"  first {name} error: {said}")
     print("background: " + ", ".join(f"{k} {v:,}" for k, v in f.background.items()))
+    print(
+        "CPU during the traffic, seconds (cores busy; ms per request): "
+        + ", ".join(
+            f"{tier} {used:,.0f} ({used / f.seconds:.2f}; {1000 * used / total:.2f})"
+            for tier, used in f.cpu.items()
+        )
+    )
     return rates
 
 
