@@ -67,6 +67,7 @@ class Figures:
     samples: dict[str, str] = field(default_factory=dict)  # an error of each operation, to show
     seconds: float = 0.0
     background: dict[str, int] = field(default_factory=dict)
+    storage: dict[str, tuple[int, int]] = field(default_factory=dict)  # table: rows, bytes with its indexes
 
 
 @contextmanager
@@ -136,7 +137,8 @@ async def traffic(bases: list[str], key: str, automation: str, seconds: float, c
         return http[turn % len(http)]
 
     async def create(n: int) -> httpx.Response:
-        r = await client().post(LEADS, json={"data": {"score": n % 100}})
+        record = {"data": {"phone_number": f"77{n:08d}", "email": f"lead{n}@example.com"}}
+        r = await client().post(LEADS, json={"data": {"score": n % 100}, "record": record})
         if r.status_code == 201:
             leads.append(r.json()["_data"]["id"])
         return r
@@ -264,7 +266,27 @@ def configuration(pairs: int, args: argparse.Namespace) -> Figures:
             after = cpu_seconds(tiers)
             figures.cpu = {tier: after[tier] - before[tier] for tier in after}
             figures.background = drained(url)
+            figures.storage = storage(url)
     return figures
+
+
+STORED = ("processes", "records", "events", "runs", "run_attempts", "job_entries")
+
+
+def storage(url: str) -> dict[str, tuple[int, int]]:
+    """Each of ``STORED``'s rows and bytes (the table, its indexes and TOAST), once VACUUM ANALYZE ran."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
+    found = {}
+    try:
+        with engine.connect() as conn:
+            for table in STORED:
+                conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
+                rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                size = conn.execute(sa.text(f"SELECT pg_total_relation_size('{table}')")).scalar_one()
+                found[table] = (rows, size)
+    finally:
+        engine.dispose()
+    return found
 
 
 def report(pairs: int, f: Figures) -> dict[str, float]:
@@ -287,6 +309,10 @@ def report(pairs: int, f: Figures) -> dict[str, float]:
     for name, said in f.samples.items():
         print(f"  first {name} error: {said}")
     print("background: " + ", ".join(f"{k} {v:,}" for k, v in f.background.items()))
+    print(
+        "storage (rows; bytes a row, indexes included): "
+        + ", ".join(f"{t} {n:,}; {size / n:,.0f}" for t, (n, size) in f.storage.items() if n)
+    )
     print(
         "CPU during the traffic, seconds (cores busy; ms per request): "
         + ", ".join(
