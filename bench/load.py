@@ -126,7 +126,9 @@ def cpu_seconds(tiers: Tiers) -> dict[str, float]:
 async def traffic(bases: list[str], key: str, automation: str, seconds: float, clients: int) -> Figures:
     figures = Figures()
     headers = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # a connection idle 2 s is closed by the client, before the server closes it after its keep-alive (5 s):
+    # reused at the moment the server closes it, a request would fail with no reply
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     http = [httpx.AsyncClient(base_url=b, headers=headers, timeout=30, limits=limits) for b in bases]
     leads: list[str] = []
     turn = 0
@@ -267,6 +269,15 @@ def configuration(pairs: int, args: argparse.Namespace) -> Figures:
             figures.cpu = {tier: after[tier] - before[tier] for tier in after}
             figures.background = drained(url)
             figures.storage = storage(url)
+        if figures.errors:  # the servers' and workers' own account, before their folder goes
+            for log in sorted(tmp.glob("*.log")):
+                said = [
+                    line
+                    for line in log.read_text(errors="replace").splitlines()
+                    if "warn" in line.lower() or "error" in line.lower()
+                ]
+                for line in said[-5:]:
+                    print(f"  {log.stem}: {line[:400]}")
     return figures
 
 

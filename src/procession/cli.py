@@ -100,7 +100,13 @@ def serve(
     _settle_gc()
     try:
         uvicorn.run(
-            create_app(svc), host=host, port=port, log_level="warning", access_log=False, log_config=None
+            create_app(svc),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,
+            timeout_keep_alive=svc.settings.keep_alive_seconds,
         )
     finally:
         svc.close()

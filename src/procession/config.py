@@ -53,6 +53,13 @@ class Settings(BaseSettings):
         "a quarter of them are kept open. Every process of a deployment together, and each worker's "
         "task-engine pool (4), must stay under the server's max_connections",
     )
+    keep_alive_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="serve closes a client's connection idle this long; behind a load balancer that keeps "
+        "connections open, set it above the balancer's idle timeout (60 s on many: 65), or a request sent on a "
+        "connection as serve closes it fails with no reply (a 502 from the balancer)",
+    )
     run_lease_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,23 @@ def test_teams_keys_and_demo(tmp_path: Path) -> None:
         key_id = listed.split()[0]
         assert cli(tmp_path, "keys", "revoke", key_id, "--team", "acme").returncode == 0
         assert httpx.get(f"{url}/v1/ext/config", headers=headers).status_code == 401
+    finally:
+        stop(server)
+
+
+def test_serve_closes_a_connection_idle_for_its_keep_alive(tmp_path: Path) -> None:
+    port = free_port()
+    server = start(
+        "serve", {"PROCESSION_DATA_DIR": str(tmp_path), "PROCESSION_KEEP_ALIVE_SECONDS": "1"}, port
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            began = time.monotonic()
+            assert conn.recv(4096) == b""  # closed by the server (its default, 5 s, would time this out)
+            assert time.monotonic() - began < 3
     finally:
         stop(server)
 
