@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
-from operator import attrgetter
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -24,7 +25,6 @@ from procession.domain.query import Parser
 from procession.services.commands import ExportProcesses
 from procession.services.common import Caller
 from procession.services.processes import load_procedure
-from procession.services.views import process_view
 from procession.store.search import with_tiebreak
 from procession.store.uow import Lookups, UnitsOfWork
 
@@ -42,6 +42,21 @@ COLUMNS = {
     "updatedAt": "updated_at", "isDeleted": "is_deleted", "version": "version",
 }  # fmt: skip
 FIELDS = list(COLUMNS)
+# the NDJSON line's fields, as ``views.process_view`` shows them and in its order; each with its column
+VIEW = {
+    "id": "id", "team": "team", "procedure": "procedure", "createdBy": "created_by",
+    "assignedTo": "assigned_to", "belongsTo": "belongs_to", "entity": "entity", "record": "record",
+    "status": "status", "state": "state", "data": "data", "derivedData": "derived_data",
+    "nextActionAt": "next_action_at", "completedAt": "completed_at", "primaryBooking": "primary_booking",
+    "cancelledAt": "cancelled_at", "parentProcedure": "parent_procedure", "parentProcess": "parent_process",
+    "firstAssignedTo": "first_assigned_to", "firstAssignedAt": "first_assigned_at",
+    "lastAssignedAt": "last_assigned_at", "createdAt": "created_at", "updatedAt": "updated_at",
+    "isDeleted": "is_deleted", "version": "version",
+}  # fmt: skip
+# a row of ``Processes.search_rows``: the columns of ``Process`` (its fields' names, by position), then the
+# sort values
+AT = {f.name: i for i, f in enumerate(fields(Process))}
+WIDTH = len(AT)
 _PLAIN = (str, int, float, type(None))  # written by the csv module as they are (None as an empty cell)
 
 
@@ -76,61 +91,93 @@ def export_processes(
         where = parser.where(cmd.where)
         keys = with_tiebreak(parser.sort(cmd.sort))
 
-    def read(after: list[Any] | None) -> tuple[list[Process], list[Any] | None]:
+    def read(after: list[Any] | None) -> tuple[list[tuple[Any, ...]], list[Any] | None]:
         """A batch after ``after``, and the sort values to read the next one after (None: it was the last)."""
         with uows.read(caller.team_id) as uow:
-            rows = uow.processes.search(
+            rows = uow.processes.search_rows(
                 procedure.id,
                 where=where,
                 keys=keys,
                 after=after,
-                skip=0,
                 limit=batch,
                 include_deleted=cmd.includeDeleted,
             )
         more = len(rows) > batch
-        return [p for p, _ in rows[:batch]], rows[batch - 1][1] if more else None
+        return rows[:batch], list(rows[batch - 1][WIDTH:]) if more else None
 
     encode = _csv(procedure) if fmt == "csv" else _ndjson(procedure)
-    processes, after = read(None)
+    rows, after = read(None)
 
-    def chunks(processes: list[Process], after: list[Any] | None) -> Iterator[bytes]:
-        yield encode(processes, header=True)
+    def chunks(rows: list[tuple[Any, ...]], after: list[Any] | None) -> Iterator[bytes]:
+        yield encode(rows, header=True)
         while after is not None:
-            processes, after = read(after)
-            yield encode(processes, header=False)
+            rows, after = read(after)
+            yield encode(rows, header=False)
 
-    return chunks(processes, after)
+    return chunks(rows, after)
 
 
-def _ndjson(procedure: Procedure) -> Any:
-    def encode(processes: list[Process], *, header: bool) -> bytes:
-        return b"".join(
-            orjson.dumps(process_view(p, procedure), option=orjson.OPT_APPEND_NEWLINE) for p in processes
-        )
+def _json(value: Any) -> Any:
+    """A JSON column's value as the driver gives it: text on SQLite, decoded on PostgreSQL."""
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
+def _short(procedure: Procedure) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``Procedure.to_short``, with the names looked up once."""
+    names = {attribute_id: a.short_id for attribute_id, a in procedure.by_id.items()}
+    get = names.__getitem__
+
+    def short(data: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return dict(zip(map(get, data), data.values(), strict=True))
+        except KeyError:  # a value of an attribute the procedure no longer has: left out
+            return {names[k]: v for k, v in data.items() if k in names}
+
+    return short
+
+
+def _ndjson(procedure: Procedure) -> Callable[..., bytes]:
+    """Lines made straight from the rows, each the bytes of the process's view (``views.process_view``)."""
+    names = list(VIEW)
+    pick = itemgetter(*(AT[name] for name in VIEW.values()))
+    states = {s.id: s.short_id for s in procedure.states}
+    short = _short(procedure)
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+
+    def encode(rows: list[tuple[Any, ...]], *, header: bool) -> bytes:
+        lines = []
+        for row in rows:
+            view = dict(zip(names, pick(row), strict=True))
+            view["state"] = states.get(view["state"])
+            view["data"] = short(_json(view["data"]))
+            view["derivedData"] = short(_json(view["derivedData"]))
+            view["isDeleted"] = bool(view["isDeleted"])
+            lines.append(dumps(view, option=newline))
+        return b"".join(lines)
 
     return encode
 
 
-def _csv(procedure: Procedure) -> Any:
-    """Rows made straight from the process (a million views would cost more than the rows themselves): the
+def _csv(procedure: Procedure) -> Callable[..., bytes]:
+    """Rows made straight from the database's (a million views would cost more than the rows themselves): the
     view's values, the state by its shortId, booleans as ``true``/``false``, lists and objects as JSON."""
-    fields = attrgetter(*COLUMNS.values())
+    pick = itemgetter(*(AT[name] for name in COLUMNS.values()))
     state_at, deleted_at = FIELDS.index("state"), FIELDS.index("isDeleted")
+    data_at, derived_at = AT["data"], AT["derived_data"]
     states = {s.id: s.short_id for s in procedure.states}
     attributes = [(a.derived, a.id) for a in procedure.attributes]
 
-    def encode(processes: list[Process], *, header: bool) -> bytes:
-        rows = [csv_header(procedure)] if header else []
-        for p in processes:
-            row = list(fields(p))
-            row[state_at] = states.get(row[state_at])
-            row[deleted_at] = "true" if row[deleted_at] else "false"
-            own, derived = p.data, p.derived_data
+    def encode(rows: list[tuple[Any, ...]], *, header: bool) -> bytes:
+        lines = [csv_header(procedure)] if header else []
+        for row in rows:
+            line = list(pick(row))
+            line[state_at] = states.get(line[state_at])
+            line[deleted_at] = "true" if line[deleted_at] else "false"
+            own, derived = _json(row[data_at]), _json(row[derived_at])
             values = ((derived if d else own).get(i) for d, i in attributes)
-            rows.append(row + [v if type(v) in _PLAIN else _cell(v) for v in values])
+            lines.append(line + [v if type(v) in _PLAIN else _cell(v) for v in values])
         out = io.StringIO()
-        csv.writer(out, lineterminator="\r\n").writerows(rows)
+        csv.writer(out, lineterminator="\r\n").writerows(lines)
         return out.getvalue().encode()
 
     return encode
