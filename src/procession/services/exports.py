@@ -1,9 +1,11 @@
 """Export: every process a list query finds, as CSV or NDJSON, read in keyset batches.
 
 The query (``where``, ``sort``, ``includeDeleted``) is the list's, parsed by the same parser and run as the
-same search statement (``Processes.search``), a batch at a time, each batch after the last row of the one
-before it by its sort values: the server holds one batch, however many rows there are. Each batch is a short
-read of its own (no transaction held for the whole export), so a process changed during the export is
+same search statement (``Processes.search_rows``, the driver's rows: no ``Process`` is built), a batch at a
+time, each batch after the last row of the one before it by its sort values. The next batch is read and
+encoded on a thread of its own while one is sent: the server holds two batches, however many rows there are.
+Each row is encoded straight from its columns; an NDJSON line is the bytes of the process's view
+(``views.process_view``). Each batch is a short read of its own (no transaction held for the whole export), so a process changed during the export is
 exported at most once, as it was when its batch was read, and one whose sort values moved ahead of the
 export's position may be missed; the rows that do not change are each exported exactly once.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from operator import itemgetter
 from typing import Any
@@ -108,11 +111,19 @@ def export_processes(
     encode = _csv(procedure) if fmt == "csv" else _ndjson(procedure)
     rows, after = read(None)
 
+    def chunk(after: list[Any]) -> tuple[bytes, list[Any] | None]:
+        rows, after_it = read(after)
+        return encode(rows, header=False), after_it
+
     def chunks(rows: list[tuple[Any, ...]], after: list[Any] | None) -> Iterator[bytes]:
-        yield encode(rows, header=True)
-        while after is not None:
-            rows, after = read(after)
-            yield encode(rows, header=False)
+        # the next chunk is read and encoded while this one is sent: one ahead, no more
+        with ThreadPoolExecutor(1, thread_name_prefix="export") as ahead:
+            coming = ahead.submit(chunk, after) if after is not None else None
+            yield encode(rows, header=True)
+            while coming is not None:
+                data, after = coming.result()
+                coming = ahead.submit(chunk, after) if after is not None else None
+                yield data
 
     return chunks(rows, after)
 
