@@ -60,7 +60,8 @@ VIEW = {
 # sort values
 AT = {f.name: i for i, f in enumerate(fields(Process))}
 WIDTH = len(AT)
-_PLAIN = (str, int, float, type(None))  # written by the csv module as they are (None as an empty cell)
+# written by the csv module as they are (None as an empty cell, a number as ``str`` gives it)
+_PLAIN = frozenset((str, int, float, type(None)))
 
 
 def csv_header(procedure: Procedure) -> list[str]:
@@ -73,7 +74,7 @@ def _cell(value: Any) -> Any:
     """A value as a CSV cell: booleans as ``true``/``false``, lists and objects as JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return value if isinstance(value, _PLAIN) else orjson.dumps(value).decode()
+    return value if type(value) in _PLAIN else orjson.dumps(value).decode()
 
 
 def export_processes(
@@ -128,11 +129,6 @@ def export_processes(
     return chunks(rows, after)
 
 
-def _json(value: Any) -> Any:
-    """A JSON column's value as the driver gives it: text on SQLite, decoded on PostgreSQL."""
-    return orjson.loads(value) if isinstance(value, str) else value
-
-
 def _short(procedure: Procedure) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """``Procedure.to_short``, with the names looked up once."""
     names = {attribute_id: a.short_id for attribute_id, a in procedure.by_id.items()}
@@ -153,15 +149,15 @@ def _ndjson(procedure: Procedure) -> Callable[..., bytes]:
     pick = itemgetter(*(AT[name] for name in VIEW.values()))
     states = {s.id: s.short_id for s in procedure.states}
     short = _short(procedure)
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    loads, dumps, newline = orjson.loads, orjson.dumps, orjson.OPT_APPEND_NEWLINE
 
     def encode(rows: list[tuple[Any, ...]], *, header: bool) -> bytes:
         lines = []
         for row in rows:
             view = dict(zip(names, pick(row), strict=True))
             view["state"] = states.get(view["state"])
-            view["data"] = short(_json(view["data"]))
-            view["derivedData"] = short(_json(view["derivedData"]))
+            view["data"] = short(loads(view["data"]))
+            view["derivedData"] = short(loads(view["derivedData"]))
             view["isDeleted"] = bool(view["isDeleted"])
             lines.append(dumps(view, option=newline))
         return b"".join(lines)
@@ -176,19 +172,38 @@ def _csv(procedure: Procedure) -> Callable[..., bytes]:
     state_at, deleted_at = FIELDS.index("state"), FIELDS.index("isDeleted")
     data_at, derived_at = AT["data"], AT["derived_data"]
     states = {s.id: s.short_id for s in procedure.states}
-    attributes = [(a.derived, a.id) for a in procedure.attributes]
+    own_ids = [a.id for a in procedure.attributes if not a.derived]
+    derived_ids = [a.id for a in procedure.attributes if a.derived]
+    read_order = [*own_ids, *derived_ids]  # the values as read, and where each goes in the header's order
+    order = [read_order.index(a.id) for a in procedure.attributes]
+    reorder = order != sorted(order)
+    width = len(FIELDS) + len(order)
+    loads = orjson.loads
 
     def encode(rows: list[tuple[Any, ...]], *, header: bool) -> bytes:
-        lines = [csv_header(procedure)] if header else []
+        lines = [_csv_line(csv_header(procedure))] if header else []
         for row in rows:
-            line = list(pick(row))
-            line[state_at] = states.get(line[state_at])
-            line[deleted_at] = "true" if line[deleted_at] else "false"
-            own, derived = _json(row[data_at]), _json(row[derived_at])
-            values = ((derived if d else own).get(i) for d, i in attributes)
-            lines.append(line + [v if type(v) in _PLAIN else _cell(v) for v in values])
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\r\n").writerows(lines)
-        return out.getvalue().encode()
+            own, derived = loads(row[data_at]), loads(row[derived_at])
+            values = [*map(own.get, own_ids), *map(derived.get, derived_ids)]
+            if reorder:
+                values = [values[i] for i in order]
+            if not _PLAIN.issuperset(map(type, values)):
+                values = [_cell(v) for v in values]
+            cells = [*pick(row), *values]
+            cells[state_at] = states.get(cells[state_at])
+            cells[deleted_at] = "true" if cells[deleted_at] else "false"
+            line = ",".join(map(str, ["" if v is None else v for v in cells]))
+            if line.count(",") != width - 1 or '"' in line or "\n" in line or "\r" in line:
+                line = _csv_line(cells)  # a cell to quote
+            lines.append(line)
+        lines.append("")
+        return "\r\n".join(lines).encode()
 
     return encode
+
+
+def _csv_line(cells: list[Any]) -> str:
+    """One row as the csv module writes it (quoted where a cell holds a comma, a quote or a line break)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(cells)
+    return out.getvalue()
