@@ -1,5 +1,6 @@
 """How statements run: a Core statement compiled once and sent straight to the driver (``Statement``),
-hand-written reads (``driver_rows``), JSON as text, and PostgreSQL's pipeline replies."""
+hand-written reads (``driver_rows``), a built statement's rows as the driver gives them (``driver_result``),
+JSON as text, and PostgreSQL's pipeline replies."""
 
 from __future__ import annotations
 
@@ -213,6 +214,22 @@ def driver_rows(
         return Statement.on_driver(conn, postgresql, params, many=False)
     args = [json_text(p) if isinstance(p, list) else p for p in params]
     return _decoded(Statement.on_driver(conn, sqlite, args, many=False), json_columns)
+
+
+def driver_result(conn: sa.Connection, stmt: Any) -> list[tuple[Any, ...]]:
+    """The rows of a Core statement built for one call, as the driver gives them: SQLAlchemy compiles it,
+    binds its values and runs it, but makes no ``Row`` and has no column type convert a value (SQLite's JSON
+    stays text, its booleans 0 and 1). For reads of thousands of rows, where that work per row costs more
+    than the database's; driver errors wrapped as SQLAlchemy's (SQLite reports some only as rows are read)."""
+    result: Any = conn.execute(stmt)
+    cursor = result.cursor
+    errors: Any = sqlite3.Error if _on_sqlite(conn) else psycopg.Error
+    try:
+        return cursor.fetchall() if cursor.description else []
+    except errors as e:
+        raise sa.exc.DBAPIError.instance(None, None, e, errors) from e
+    finally:
+        result.close()
 
 
 def await_reply(driver: Any) -> None:

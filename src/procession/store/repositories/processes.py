@@ -19,11 +19,12 @@ from procession.store.batch import Write, insert_events, run, update_processes
 from procession.store.outbox import Outbox
 from procession.store.repositories.base import ID, TEAM, Repository
 from procession.store.search import clause, search_statement
-from procession.store.statement import Statement, driver_rows
+from procession.store.statement import Statement, driver_result, driver_rows
 
 _PROCESS_COLUMNS = t.PROCESS_COLUMNS
 _COLUMN_LIST = ", ".join(_PROCESS_COLUMNS.values())  # in the order of Process's fields
-_JSON_AT = [list(_PROCESS_COLUMNS).index(name) for name in ("data", "derived_data")]
+_JSON_NAMES = ("data", "derived_data")
+_JSON_AT = [list(_PROCESS_COLUMNS).index(name) for name in _JSON_NAMES]
 _INSERTED = [(name, col) for name, col in _PROCESS_COLUMNS.items() if name != "team"]
 
 _P = t.processes.c
@@ -165,11 +166,14 @@ class Processes(Repository):
     def id_by_pk(self, procedure_id: str, pk_value: str) -> str | None:
         return self._scalar(PROCESS_ID_BY_PK, b_procedure=procedure_id, b_pk=pk_value)
 
-    def _select(self) -> Any:
+    def _select(self, *, json_text: bool = False) -> Any:
+        """The columns of ``Process``, in its order, of this team's processes; ``json_text``: JSON columns as
+        their text (SQLite's as stored, PostgreSQL's as it prints them), for the caller to decode."""
         c = t.processes.c
-        return sa.select(*(c[col].label(name) for name, col in _PROCESS_COLUMNS.items())).where(
-            c.team_id == self.team_id
-        )
+        columns = [c[col].label(name) for name, col in _PROCESS_COLUMNS.items()]
+        if json_text and self.conn.dialect.name == "postgresql":
+            columns = [sa.cast(x, sa.Text).label(x.name) if x.name in _JSON_NAMES else x for x in columns]
+        return sa.select(*columns).where(c.team_id == self.team_id)
 
     def get(self, process_id: str, *, for_update: bool = False) -> Process | None:
         """The process with this id; ``for_update`` locks the row until commit (PostgreSQL; SQLite's writer
@@ -242,8 +246,44 @@ class Processes(Repository):
         ``q``: only those whose words or whose record's hold its words (``words.matching``); ``key_prefix``:
         only those whose primary-key value starts with it (a range of the key's index, then
         the prefix itself, as the database's collation may order more than the prefix in that range)."""
+        stmt = self._search(
+            procedure_id, where, keys, after, skip, limit, include_deleted, key_prefix, q, False
+        )
+        width = len(_PROCESS_COLUMNS)
+        return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
+
+    def search_rows(
+        self,
+        procedure_id: str,
+        *,
+        where: Any,
+        keys: list[SortKey],
+        after: list[Any] | None,
+        limit: int,
+        include_deleted: bool,
+    ) -> list[tuple[Any, ...]]:
+        """The page ``search`` reads, as the driver's rows: the columns of ``Process`` in its order, then the
+        sort values; ``data`` and ``derived_data`` as JSON text (the driver's decoding of PostgreSQL's costs
+        more than the caller's), ``is_deleted`` 0 or 1 on SQLite. For reads of every process, where building
+        each costs more than reading it."""
+        stmt = self._search(procedure_id, where, keys, after, 0, limit, include_deleted, None, None, True)
+        return driver_result(self.conn, stmt)
+
+    def _search(
+        self,
+        procedure_id: str,
+        where: Any,
+        keys: list[SortKey],
+        after: list[Any] | None,
+        skip: int,
+        limit: int,
+        include_deleted: bool,
+        key_prefix: str | None,
+        q: str | None,
+        json_text: bool,
+    ) -> Any:
         c = t.processes.c
-        base = self._select().where(c.procedure_id == procedure_id)
+        base = self._select(json_text=json_text).where(c.procedure_id == procedure_id)
         if not include_deleted:
             base = base.where(c.is_deleted.is_(False))
         if key_prefix is not None:
@@ -256,9 +296,7 @@ class Processes(Repository):
             dialect = self.conn.dialect.name
             many = dialect == "sqlite" and words.common(self.conn, q)
             base = base.where(words.matching(dialect, q, self.team_id, procedure_id, many=many))
-        stmt = search_statement(base, where, keys, after, skip, limit)
-        width = len(_PROCESS_COLUMNS)
-        return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
+        return search_statement(base, where, keys, after, skip, limit)
 
     def of_record(
         self,
