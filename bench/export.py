@@ -5,9 +5,10 @@
 Per backend: a fresh database holding the demo team and N leads (``search_data.py``, as ``search.py`` has
 them); the real server runs as a subprocess, and one client exports every lead (no filter, the default order)
 as CSV, then as NDJSON, reading the stream as it comes. Prints, per format, the rows, the bytes, the rows per
-second and their ratio to the target (50,000 rows/s), and the server's resident memory before the exports and
-at its peak during each (sampled every 50 ms, and the kernel's high-water mark): flat memory is a peak a few
-batches above the start, whatever N. Every run is bounded in time; the server is stopped even on error.
+second and their ratio to the target (50,000 rows/s), the server's CPU time per row (all its threads), and its
+resident memory before the exports and at its peak during each (sampled every 50 ms, and the kernel's
+high-water mark): flat memory is a peak a few batches above the start, whatever N. Every run is bounded in
+time; the server is stopped even on error.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def memory_kib(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class Peak:
@@ -119,19 +126,23 @@ def bench(backend: str, args: argparse.Namespace) -> None:
                 f"(anonymous {anon_kib / 1024:.0f} MiB); load average {os.getloadavg()[0]:.1f}"
             )
             head = (
-                f"{'format':<8}{'rows':>11}{'MiB':>8}{'seconds':>9}{'rows/s':>10}{'ratio':>8}{'peak RSS':>10}"
+                f"{'format':<8}{'rows':>11}{'MiB':>8}{'seconds':>9}{'rows/s':>10}{'ratio':>8}{'CPU µs/row':>11}"
+                f"{'peak RSS':>10}"
             )
             print(f"{head}{'growth':>8}{'peak anon':>11}{'growth':>8}  >= {TARGET_ROWS_PER_S:,} rows/s (MiB)")
             for fmt in ("csv", "ndjson"):
+                cpu = cpu_seconds(proc.pid)
                 with Peak(proc.pid) as peak:
                     rows, size, seconds = export(client, fmt, args.timeout)
+                cpu = cpu_seconds(proc.pid) - cpu
                 if rows != expected:
                     raise RuntimeError(f"{fmt}: {rows:,} rows exported, {expected:,} expected")
                 rate = rows / seconds
                 verdict = "yes" if rate >= TARGET_ROWS_PER_S else "NO"
                 print(
                     f"{fmt:<8}{rows:>11,}{size / 2**20:>8.0f}{seconds:>9.1f}{rate:>10,.0f}"
-                    f"{rate / TARGET_ROWS_PER_S:>7.2f}x{peak.kib / 1024:>10.0f}{(peak.kib - start_kib) / 1024:>8.0f}"
+                    f"{rate / TARGET_ROWS_PER_S:>7.2f}x{cpu / rows * 1e6:>11.1f}"
+                    f"{peak.kib / 1024:>10.0f}{(peak.kib - start_kib) / 1024:>8.0f}"
                     f"{peak.anon_kib / 1024:>11.0f}{(peak.anon_kib - anon_kib) / 1024:>8.0f}  {verdict}",
                     flush=True,
                 )

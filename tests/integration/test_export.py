@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 from typing import Any
 
 import orjson
 import pytest
 
 from procession.domain.errors import Invalid, NotFound
+from procession.logs import REQUEST_ID
 from procession.services.commands import CreateProcess, ExportProcesses, ListProcesses, ProcedureInput
 from procession.services.configuration import define_procedure
 from procession.services.exports import FIELDS, export_processes
 from procession.services.processes import create_process, delete_process
 from procession.services.reads import list_processes
+from procession.store.repositories.processes import Processes
 from tests.conftest import Team
 
 KINDS = {
@@ -140,3 +144,32 @@ def test_each_csv_cell_is_the_lists_value(team: Team, kinds: list[dict[str, Any]
             else:
                 expected = "" if value is None else str(value)
             assert cell == expected, (column, cell, value)
+
+
+def test_the_next_batch_is_read_while_one_is_sent_one_ahead_and_no_more(
+    team: Team, kinds: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[tuple[str, str | None]] = []  # (thread, the request's id) of each batch read
+    search_rows = Processes.search_rows
+
+    def spy(self: Processes, *args: Any, **kwargs: Any) -> Any:
+        reads.append((threading.current_thread().name, REQUEST_ID.get()))
+        return search_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(Processes, "search_rows", spy)
+    cmd = ExportProcesses.model_validate({})
+    request = REQUEST_ID.set("req-1")
+    try:
+        chunks = team.services.run(export_processes, team.caller, "kind", cmd, "ndjson", batch=3)
+    finally:
+        REQUEST_ID.reset(request)  # the chunks keep the context they were made in
+    assert len(reads) == 1  # the first batch, before anything is sent
+    first = next(chunks)
+    deadline = time.monotonic() + 10
+    while len(reads) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(reads) == 2  # the second, read while the first is sent; not the third
+    assert reads[1][0].startswith("export") and reads[1][1] == "req-1"
+    rest = list(chunks)
+    assert len(reads) == 4 and len((first + b"".join(rest)).splitlines()) == 11

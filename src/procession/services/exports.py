@@ -12,6 +12,7 @@ export's position may be missed; the rows that do not change are each exported e
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 from collections.abc import Callable, Iterator
@@ -111,20 +112,25 @@ def export_processes(
 
     encode = _csv(procedure) if fmt == "csv" else _ndjson(procedure)
     rows, after = read(None)
+    context = contextvars.copy_context()  # the request's, whichever thread asks for the chunks
 
     def chunk(after: list[Any]) -> tuple[bytes, list[Any] | None]:
         rows, after_it = read(after)
         return encode(rows, header=False), after_it
 
     def chunks(rows: list[tuple[Any, ...]], after: list[Any] | None) -> Iterator[bytes]:
-        # the next chunk is read and encoded while this one is sent: one ahead, no more
-        with ThreadPoolExecutor(1, thread_name_prefix="export") as ahead:
-            coming = ahead.submit(chunk, after) if after is not None else None
+        # the next chunk is read and encoded while this one is sent, one ahead and no more, in the request's
+        # context (its id in the log); an export stopped early leaves that chunk to end on its own
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="export")
+        try:
+            coming = ahead.submit(context.run, chunk, after) if after is not None else None
             yield encode(rows, header=True)
             while coming is not None:
                 data, after = coming.result()
-                coming = ahead.submit(chunk, after) if after is not None else None
+                coming = ahead.submit(context.run, chunk, after) if after is not None else None
                 yield data
+        finally:
+            ahead.shutdown(wait=False, cancel_futures=True)
 
     return chunks(rows, after)
 
