@@ -253,9 +253,10 @@ class Processes(Repository):
                 sa.func.substr(c.pk_value, 1, len(key_prefix)) == key_prefix,
             )
         if q is not None:
-            dialect = self.conn.dialect.name
-            many = dialect == "sqlite" and words.common(self.conn, q)
-            base = base.where(words.matching(dialect, q, self.team_id, procedure_id, many=many))
+            reach = words.reach(self.conn, q, self.team_id, procedure_id)
+            base = base.where(
+                words.matching(self.conn.dialect.name, q, self.team_id, procedure_id, reach=reach)
+            )
         stmt = search_statement(base, where, keys, after, skip, limit)
         width = len(_PROCESS_COLUMNS)
         return [(Process(*row[:width]), list(row[width:])) for row in self.conn.execute(stmt)]
