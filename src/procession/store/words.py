@@ -124,9 +124,8 @@ _RECORDS_ROWS = (
 )
 
 
-_RECORDS = (  # the records of the team whose words hold those of ``q``
-    "SELECT id FROM records WHERE to_tsvector('simple', data) @@ plainto_tsquery('simple', :q_words) "
-    "AND team_id = :q_team"
+_FOUND = (  # the rows of a table (any team's) whose words hold those of ``q``: what its words' index reads
+    "SELECT 1 FROM {} WHERE to_tsvector('simple', data) @@ plainto_tsquery('simple', :q_words)"
 )
 
 
@@ -142,7 +141,7 @@ def reach(conn: sa.Connection, q: str, team_id: str, procedure_id: str) -> str:
     those the words find, until the page is full (SQLite).
 
     PostgreSQL: ``FEW`` when the planner expects the words to find at most ``FEW_SHARE`` of the processes,
-    and of the records, else ``MANY``: the rows are then read by address and sorted, where the planner's own
+    and of the records (of any team: what their indexes read), else ``MANY``: the rows are then read by address and sorted, where the planner's own
     choice for a word it misjudges can be to walk the whole list, reading each row's words. SQLite: ``FEW`` when the process's words find at most ``COMMON`` rows or three times
     the square root of the procedure's (in the figures of ``ANALYZE``), else ``MOST``: looking rows up costs
     per row found; walking the list per row passed over, which common words make few."""
@@ -157,8 +156,9 @@ def reach(conn: sa.Connection, q: str, team_id: str, procedure_id: str) -> str:
             ).all()
         )
         few = all(
-            _expected(conn, rows, params) <= max(COMMON, FEW_SHARE * tables.get(table, 0))
-            for table, rows in (("processes", _OWN_ROWS), ("records", _RECORDS))
+            _expected(conn, _FOUND.format(table), {"q_words": params["q_words"]})
+            <= max(COMMON, FEW_SHARE * tables.get(table, 0))
+            for table in ("processes", "records")
         )
         return FEW if few else MANY
     span = _rows_per_procedure(conn)
