@@ -3,7 +3,8 @@
     .venv/bin/python bench/search.py [--backend sqlite|postgresql|both] [--processes 1000000] [--only f,r]
 
 Per backend: a fresh database (a SQLite file in a temporary folder, or a PostgreSQL database made on the
-server of ``--pg-url`` and dropped at the end) holding the demo team and N leads (``search_data.py``). The
+server of ``--pg-url`` and dropped at the end) holding the demo team, N leads and their customer records
+(``search_data.py``); the queries are in ``search_cases.py``. The
 real server runs as a subprocess; one client takes the queries in turn, one request each, and times every
 request through HTTP and then, at once, the exact SQL the app sent for it (captured by running the same
 code in this process) replayed on a driver connection. Prints a table per backend (milliseconds), whether

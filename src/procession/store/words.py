@@ -1,6 +1,7 @@
 """Text search: the words of a process's string values and of its record's, kept by the database itself in
-the transaction that writes the row (so every save, a bulk one included, keeps them), and ``matching``, the
-condition of a list's ``q``.
+the transaction that writes the row (so every save, a bulk one included, keeps them); ``matching``, the
+condition of a list's ``q``, read as ``reach`` says (few rows looked up, or many, or most along the list);
+and ``RecordHolds``, the records whose words hold a value, which narrows an equality on a record's attribute.
 
 PostgreSQL: a GIN index on ``to_tsvector('simple', data)`` (the words of the JSON document's string values)
 of ``processes`` and of ``records``. SQLite: an FTS5 table per table (contentless: the words are not stored
@@ -12,7 +13,8 @@ pending terms out each time a row comes before the last one written: row by row,
 order would write them out for every row, some hundred times slower.
 
 Words are compared whole, without regard to case ('simple': no stemming, which would be wrong for names,
-cities and codes); every word of ``q`` must match, in the process or in its record.
+cities and codes); every word of ``q`` must match, in the process or in its record. On SQLite the words of
+rows written in the open transaction are found once it commits.
 """
 
 from __future__ import annotations
