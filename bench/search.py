@@ -4,14 +4,14 @@
 
 Per backend: a fresh database (a SQLite file in a temporary folder, or a PostgreSQL database made on the
 server of ``--pg-url`` and dropped at the end) holding the demo team, N leads and their customer records
-(``search_data.py``); the queries are in ``search_cases.py``. The
-real server runs as a subprocess; one client takes the queries in turn, one request each, and times every
-request through HTTP and then, at once, the exact SQL the app sent for it (captured by running the same
-code in this process) replayed on a driver connection. Prints a table per backend (milliseconds), whether
-p95 < 30 ms holds for a 50-row page (50 ms for a text search), and the plan of every list query. The
-attributes ``score`` and ``city`` are marked indexed through the admin service once the rows are written,
-and their indexes built by the background task, as a worker would: the time it took is printed.
-Everything runs on 127.0.0.1; every loop is bounded in count and time; the server is stopped even on error.
+(``search_data.py``); the queries are in ``search_cases.py``. The real server runs as a subprocess; one client
+takes the queries in turn, one request each, and times every request through HTTP and then, at once, the exact
+SQL the app sent for it (captured by running the same code in this process) replayed on a driver connection.
+Prints a table per backend (milliseconds), whether p95 < 30 ms holds for a 50-row page (50 ms for a text
+search), and the plan of every list query. The attributes ``score`` and ``city`` are marked indexed through
+the admin service once the rows are written, and their indexes built by the background task, as a worker
+would: the time it took is printed. Everything runs on 127.0.0.1; every loop is bounded in count and time; the
+server is stopped even on error.
 """
 
 from __future__ import annotations
