@@ -254,6 +254,11 @@ class Processes(Repository):
             )
         if q is not None:
             reach = words.reach(self.conn, q, self.team_id, procedure_id)
+            if reach == words.FEW and self.conn.dialect.name == "postgresql":
+                # few rows: a parallel worker would take longer to start than they take to read
+                Statement.on_driver(
+                    self.conn, "SET LOCAL max_parallel_workers_per_gather = 0", (), many=False
+                )
             base = base.where(
                 words.matching(self.conn.dialect.name, q, self.team_id, procedure_id, reach=reach)
             )
