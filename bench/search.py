@@ -1,29 +1,27 @@
 """Benchmark of List/Search on a big table: latency through HTTP next to the same SQL run on the database.
 
-    .venv/bin/python bench/search.py [--backend sqlite|postgresql|both] [--processes 1000000]
+    .venv/bin/python bench/search.py [--backend sqlite|postgresql|both] [--processes 1000000] [--only f,r]
 
 Per backend: a fresh database (a SQLite file in a temporary folder, or a PostgreSQL database made on the
-server of ``--pg-url`` and dropped at the end) holding the demo team and N leads (``search_data.py``). The
-real server runs as a subprocess; one client takes the queries in turn, one request each, and times every
-request through HTTP and then, at once, the exact SQL the app sent for it (captured by running the same
-code in this process) replayed on a driver connection. Prints a table per backend (milliseconds), whether
-p95 < 30 ms holds for a 50-row page (50 ms for a text search), and the plan of every list query. The
-attributes ``score`` and ``city`` are marked indexed through the admin service once the rows are written,
-and their indexes built by the background task, as a worker would: the time it took is printed.
-Everything runs on 127.0.0.1; every loop is bounded in count and time; the server is stopped even on error.
+server of ``--pg-url`` and dropped at the end) holding the demo team, N leads and their customer records
+(``search_data.py``); the queries are in ``search_cases.py``. The real server runs as a subprocess; one client
+takes the queries in turn, one request each, and times every request through HTTP and then, at once, the exact
+SQL the app sent for it (captured by running the same code in this process) replayed on a driver connection.
+Prints a table per backend (milliseconds), whether p95 < 30 ms holds for a 50-row page (50 ms for a text
+search), and the plan of every list query. The attributes ``score`` and ``city`` are marked indexed through
+the admin service once the rows are written, and their indexes built by the background task, as a worker
+would: the time it took is printed. Everything runs on 127.0.0.1; every loop is bounded in count and time; the
+server is stopped even on error.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,8 @@ import httpx
 import orjson
 import sqlalchemy as sa
 from common import fresh_database, serving
-from search_data import Demo, build, prepare  # bench/search_data.py, next to this file
+from search_cases import Call, Run, queries  # bench/search_cases.py, next to this file
+from search_data import Demo, build, prepare
 
 from procession.bootstrap import Services, bootstrap
 from procession.config import Settings
@@ -45,60 +44,14 @@ from procession.store import tables as t
 
 PATH = "/v1/ext/procedure/lead/process"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-CITY = "Kochi"  # the city filtered on (about 2% of the rows, like every city)
 TARGET_P95_MS = 30.0
 TEXT_P95_MS = 50.0  # a text search's (queries labelled f…)
-WARMUP = 5  # first requests of a repeated query, not recorded
 
 
 # --- servers and databases -----------------------------------------------------------------------------
 
 
 # --- measuring -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request: a list/search body, a read by ``(id,)`` or ``("lead_id", value)``, or another path."""
-
-    body: dict[str, Any] | None = None
-    ref: tuple[str, ...] = ()
-    path: str | None = None  # a GET that reads no process
-
-
-# A query's calls, one at a time; each reply is sent back in, so a walk can follow its cursor.
-Stream = Generator[Call, dict[str, Any] | None, None]
-
-
-def repeat(calls: Iterable[Call]) -> Stream:
-    for call in calls:
-        _reply = yield call  # not needed: the next call does not depend on it
-
-
-def walk(body: dict[str, Any], pages: int) -> Stream:
-    """Follow ``_meta.nextCursor`` from the first page, for ``pages`` pages at most."""
-    call = Call(body)
-    for _ in range(pages):
-        reply = yield call
-        cursor = reply["_meta"]["nextCursor"] if reply else None
-        if cursor is None:
-            return
-        call = Call({**body, "cursor": cursor})
-
-
-@dataclass
-class Run:
-    """One query: its calls, their latencies (ms) through HTTP and as SQL, and the time spent on it."""
-
-    label: str
-    stream: Stream
-    page: bool = True  # a 50-row page, held to the target
-    warmup: int = WARMUP  # first calls not recorded
-    calls: list[Call] = field(default_factory=list)
-    http: list[float] = field(default_factory=list)
-    db: list[float] = field(default_factory=list)
-    spent: float = 0.0
-    reply: dict[str, Any] | None = None
 
 
 def send(client: httpx.Client, call: Call) -> tuple[float, dict[str, Any]]:
@@ -213,55 +166,6 @@ def index_attributes(svc: Services, demo: Demo, short_ids: list[str]) -> str:
         f"indexed {', '.join(short_ids)}: definition saved in {(defined - started) * 1000:.0f} ms "
         f"({saved['indexes']}), indexes built in {built - defined:.1f} s"
     )
-
-
-def queries(sample: list[tuple[str, str]], args: argparse.Namespace) -> list[Run]:
-    """The queries measured, each with the calls it makes."""
-    n, pages = args.requests + WARMUP, args.pages
-    newest = {"limit": 50}
-    state = {"where": {"state": "IN_PROGRESS", "status": "OPEN"}, **newest}
-    score = {"where": {"score": {">=": 90}}, "sort": [{"field": "score", "dir": "desc"}], **newest}
-    refs = list(itertools.islice(itertools.cycle(sample), n))
-    lead_id = sample[len(sample) // 2][1]
-
-    def same(body: dict[str, Any]) -> Stream:
-        return repeat([Call(body)] * n)
-
-    def same_path(path: str) -> Stream:
-        return repeat([Call(path=path)] * n)
-
-    return [
-        Run("a  state=IN_PROGRESS, status=OPEN", same(state)),
-        Run(f"b1 city={CITY}", same({"where": {"city": CITY}, **newest})),
-        Run("b2 score>=90, sort score desc", same(score)),
-        Run("b3 score=42 (indexed, equality)", same({"where": {"score": 42}, **newest})),
-        Run(
-            "b4 40<=score<45, sort score asc",
-            same({"where": {"score": {">=": 40, "<": 45}}, "sort": [{"field": "score"}], **newest}),
-        ),
-        Run("b5 sort score desc (no filter)", same({"sort": [{"field": "score", "dir": "desc"}], **newest})),
-        Run(
-            "b6 cursor walk, sort score desc",
-            walk({"sort": [{"field": "score", "dir": "desc"}], **newest}, pages),
-            warmup=0,
-        ),
-        Run("f1 q=Mosby (1 in 12)", same({"q": "Mosby", **newest})),
-        Run("f2 q=Ted Mosby (1 in 180)", same({"q": "Ted Mosby", **newest})),
-        Run(f"f3 q={lead_id} (one)", same({"q": lead_id, **newest})),
-        Run("f4 q=Ted Mosby, city=Kochi", same({"q": "Ted Mosby", "where": {"city": CITY}, **newest})),
-        Run(f"c1 cursor walk, newest first ({pages} pages)", walk(newest, pages), warmup=0),
-        Run(
-            f"c2 cursor walk, state=NEW ({pages} pages)",
-            walk({"where": {"state": "NEW"}, **newest}, pages),
-            warmup=0,
-        ),
-        Run("d1 skip=0", same({**newest, "skip": 0})),
-        Run("d2 skip=1,000", same({**newest, "skip": 1_000})),
-        Run("d3 skip=10,000", same({**newest, "skip": 10_000})),
-        Run("e1 GET by id", repeat(Call(ref=(id,)) for id, _ in refs), page=False),
-        Run("e2 GET by lead_id", repeat(Call(ref=("lead_id", pk)) for _, pk in refs), page=False),
-        Run("z  GET /healthz (HTTP floor, no SQL)", same_path("/healthz"), page=False),
-    ]
 
 
 def measure(client: httpx.Client, sql: Sql, runs: list[Run], budget: float) -> None:
@@ -391,6 +295,7 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=200, help="pages per cursor walk (default 200)")
     parser.add_argument("--deep", type=int, default=20, help="a walk's first and last pages, apart")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per query at most (default 60)")
+    parser.add_argument("--only", help="the queries whose labels start with these, e.g. f,r (default: all)")
     parser.add_argument("--pg-url", default=PG_URL, help="a PostgreSQL server (its database is ignored)")
     args = parser.parse_args()
     for signum in (signal.SIGINT, signal.SIGTERM):  # unwind, so the server stops and the database goes

@@ -1,4 +1,5 @@
-"""The data of ``search.py``: the demo team, and N lead processes written straight into ``processes``.
+"""The data of ``search.py``: the demo team, N lead processes written straight into ``processes``, and the
+customer records they are for (one per ``PER_CUSTOMER`` leads) written into ``records``.
 
 Rows are built as ``create_process`` would build them (ids from the ``lead`` procedure, a uuid4 each, one
 after the other over the past year) and one is checked against a row the service itself wrote. The secondary
@@ -29,9 +30,11 @@ from procession.services.processes import create_process
 from procession.services.teams import create_key
 from procession.services.templates import seed_demo
 from procession.store import tables as t
-from procession.store.words import settle
+from procession.store.words import TABLES, settle
 
 COLUMNS = [c.name for c in t.processes.columns]
+RECORD_COLUMNS = [c.name for c in t.records.columns]
+PER_CUSTOMER = 4  # leads per customer record
 
 # fmt: off
 CITIES = ["Mumbai", "Pune", "Delhi", "Chennai", "Kolkata", "Bengaluru", "Hyderabad", "Jaipur", "Lucknow",
@@ -44,6 +47,8 @@ FIRST = ["Ted", "Marshall", "Lily", "Robin", "Barney", "Tracy", "Ranjit", "Carl"
     "Patrice", "Quinn", "Zoey", "Victoria", "Kevin"]
 LAST = ["Mosby", "Eriksen", "Aldrin", "Scherbatsky", "Stinson", "McConnell", "Singh", "Wharmby", "Rivers",
     "Pirillo", "Liu", "Dravid"]
+SOURCES = ["web-form", "referral", "walk-in"]
+DOMAINS = ["example.com", "mail.example", "inbox.example"]
 # fmt: on
 YEAR_MS = 365 * 86_400_000
 
@@ -59,6 +64,17 @@ class Demo:
     procedure_id: str
     attr: dict[str, str]  # lead attribute shortId -> id
     states: dict[str, str]  # lead state shortId -> id
+    entity_id: str  # the customer entity's, whose records the leads are for
+    customer: dict[str, str]  # customer attribute shortId -> id
+
+
+def phone(number: int) -> str:
+    """The phone number (primary key) of customer ``number``."""
+    return f"9{number:09d}"
+
+
+def email(number: int) -> str:
+    return f"customer{number}@{DOMAINS[number % len(DOMAINS)]}"
 
 
 def prepare(svc: Services) -> Demo:
@@ -67,8 +83,9 @@ def prepare(svc: Services) -> Demo:
     key = svc.run(create_key, team_id, role="admin", username="admin", label="search bench")
     with svc.uows.read(team_id) as uow:
         lead = uow.procedures.get("lead")
+        customer = uow.entities.get("customer")
         users = uow.users.list()
-    assert lead is not None
+    assert lead is not None and customer is not None
     return Demo(
         team_id=team_id,
         key=key,
@@ -77,6 +94,8 @@ def prepare(svc: Services) -> Demo:
         procedure_id=lead.id,
         attr={a.short_id: a.id for a in lead.attributes},
         states={s.short_id: s.id for s in lead.states},
+        entity_id=customer.id,
+        customer={a.short_id: a.id for a in customer.attributes},
     )
 
 
@@ -88,6 +107,7 @@ def random_lead(rng: random.Random, demo: Demo) -> dict[str, Any]:
             "lastname": rng.choice(LAST),
             "score": rng.randint(0, 100),
             "city": rng.choice(CITIES),
+            "source": rng.choice(SOURCES),
         },
         "state": rng.choice(list(demo.states)),
         "status": rng.choice(["OPEN", "COMPLETED", "CANCELLED"]),
@@ -142,18 +162,44 @@ def check_rows(svc: Services, demo: Demo, rng: random.Random) -> int:
     return int(app["pk_value"][5:]) + 1
 
 
+def record_id(number: int) -> str:
+    return str(uuid.UUID(int=number, version=4))
+
+
+def record_rows(demo: Demo, n: int) -> Iterator[dict[str, Any]]:
+    """The ``records`` rows of N customers (ids made from their numbers), written a year ago."""
+    at = int(time.time() * 1000) - YEAR_MS
+    attr = demo.customer
+    for i in range(n):
+        data = {attr["phone_number"]: phone(i), attr["email"]: email(i)}
+        yield {
+            "id": record_id(i),
+            "team_id": demo.team_id,
+            "entity_id": demo.entity_id,
+            "pk_value": phone(i),
+            "data": data,
+            "created_at": at,
+            "updated_at": at,
+        }
+
+
 def lead_rows(demo: Demo, n: int, *, first: int, seed: int, keep: list[tuple[str, str]]) -> Iterator[Any]:
-    """N lead rows created one after the other over the past year, as the API would have written them;
-    every (n // 1000)th (id, lead_id) is appended to ``keep``."""
+    """N lead rows created one after the other over the past year, as the API would have written them, each
+    for one of the customers; every (n // 1000)th (id, lead_id) is appended to ``keep``."""
     rng, start, gap = random.Random(seed), int(time.time() * 1000) - YEAR_MS, max(1, YEAR_MS // n)
-    step = max(1, n // 1000)
+    step, customers = max(1, n // 1000), customers_of(n)
     for i in range(n):
         row_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         at = start + i * gap + rng.randrange(gap)
         row = lead_row(demo, random_lead(rng, demo), id=row_id, number=first + i, at=at)
+        row["entity_id"], row["record_id"] = demo.entity_id, record_id(rng.randrange(customers))
         if i % step == 0:
             keep.append((row_id, row["pk_value"]))
         yield row
+
+
+def customers_of(n: int) -> int:
+    return max(1, n // PER_CUSTOMER)
 
 
 def chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -164,8 +210,8 @@ def chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def values(row: dict[str, Any]) -> tuple[Any, ...]:
     """A row for the driver: JSON columns as text (compact, as orjson writes them)."""
-    data, derived = orjson.dumps(row["data"]).decode(), orjson.dumps(row["derived_data"]).decode()
-    return tuple({**row, "data": data, "derived_data": derived}.values())
+    json: dict[str, str] = {k: orjson.dumps(row[k]).decode() for k in ("data", "derived_data") if k in row}
+    return tuple({**row, **json}.values())
 
 
 @dataclass
@@ -173,14 +219,14 @@ class Load:
     """How to load one backend: its driver connection, the insert, and the statements around it."""
 
     connect: Callable[[], Any]
-    insert: Callable[[Any, Iterable[tuple[Any, ...]]], None]
+    insert: Callable[[Any, str, list[str], Iterable[tuple[Any, ...]]], None]  # (conn, table, columns, rows)
     analyze: tuple[str, ...]  # what runs after the indexes are built
     setup: tuple[str, ...] = ()
 
 
 def sqlite_load(path: str) -> Load:
-    def insert(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
-        sql = f"INSERT INTO processes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    def insert(conn: Any, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         conn.execute("BEGIN IMMEDIATE")  # one transaction: each page is written to the WAL once
         for chunk in chunks(rows, 100_000):
             conn.executemany(sql, chunk)
@@ -196,8 +242,8 @@ def sqlite_load(path: str) -> Load:
 
 
 def postgresql_load(conninfo: str) -> Load:
-    def insert(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
-        with conn.cursor() as cur, cur.copy(f"COPY processes ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+    def insert(conn: Any, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
@@ -210,27 +256,29 @@ def postgresql_load(conninfo: str) -> Load:
 
 
 def words_ddl(conn: Any, sqlite: bool) -> tuple[list[str], list[str]]:
-    """The statements that drop text search's upkeep of ``processes`` for the load, and those that make it
-    again afterwards (PostgreSQL: its GIN index; SQLite: the insert trigger, and the FTS5 table's rows, written
-    as the app's commits write them)."""
-    if sqlite:
-        (trigger,) = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'process_words_insert'"
-        ).fetchone()
-        fill = "INSERT INTO process_words_pending SELECT rowid, 0, NULL FROM processes"  # settled below
-        return [
-            "DROP TRIGGER process_words_insert",
-            "INSERT INTO process_words (process_words) VALUES ('delete-all')",
-        ], [fill, trigger]
-    (index,) = conn.execute(
-        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_processes_words'"
-    ).fetchone()
-    return ["DROP INDEX ix_processes_words"], [index]
+    """The statements that drop text search's upkeep of ``processes`` and ``records`` for the load, and those
+    that make it again afterwards (PostgreSQL: their GIN indexes; SQLite: the insert triggers, and the FTS5
+    tables' rows, written as the app's commits write them)."""
+    drop, make = [], []
+    for table, fts in TABLES.items():
+        if sqlite:
+            (trigger,) = conn.execute(
+                f"SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = '{fts}_insert'"
+            ).fetchone()
+            drop += [f"DROP TRIGGER {fts}_insert", f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')"]
+            # every row, settled after
+            make += [f"INSERT INTO {fts}_pending SELECT rowid, 0, NULL FROM {table}", trigger]
+        else:
+            (index,) = conn.execute(
+                f"SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_{table}_words'"
+            ).fetchone()
+            drop, make = [*drop, f"DROP INDEX ix_{table}_words"], [*make, index]
+    return drop, make
 
 
 def build(svc: Services, demo: Demo, n: int) -> tuple[list[tuple[str, str]], str]:
-    """Write N leads (secondary indexes dropped, then rebuilt as the migration defines them), ANALYZE;
-    a sample of (id, lead_id) to read back, and a line saying how long it took."""
+    """Write N leads and their customers (secondary indexes dropped, then rebuilt as the migration defines
+    them), ANALYZE; a sample of (id, lead_id) to read back, and a line saying how long it took."""
     first = check_rows(svc, demo, random.Random(1))
     sample: list[tuple[str, str]] = []
     rows = (values(row) for row in lead_rows(demo, n, first=first, seed=2, keep=sample))
@@ -252,7 +300,8 @@ def build(svc: Services, demo: Demo, n: int) -> tuple[list[tuple[str, str]], str
         times = [time.perf_counter()]
         gc.disable()  # a million short-lived dicts: the collector would only rescan them
         try:
-            load.insert(conn, rows)
+            load.insert(conn, "records", RECORD_COLUMNS, map(values, record_rows(demo, customers_of(n))))
+            load.insert(conn, "processes", COLUMNS, rows)
         finally:
             gc.enable()
         times.append(time.perf_counter())
@@ -285,7 +334,7 @@ def build(svc: Services, demo: Demo, n: int) -> tuple[list[tuple[str, str]], str
         )
     insert, index, text, analyze = (b - a for a, b in itertools.pairwise(times))
     line = (
-        f"{n:,} leads in {times[-1] - times[0]:.0f} s: insert {insert:.0f} s ({n / insert:,.0f} rows/s), "
+        f"{n:,} leads ({customers_of(n):,} customers) in {times[-1] - times[0]:.0f} s: insert {insert:.0f} s ({n / insert:,.0f} rows/s), "
         f"{len(indexes)} indexes {index:.0f} s, text search index {text:.0f} s, {load.analyze[0]} "
         f"{analyze:.0f} s; database {size / 2**30:.2f} GiB"
     )

@@ -11,10 +11,15 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from procession.domain.errors import BadRequest
 from procession.domain.query import Both, Compare, Either, Field, SortKey
 from procession.store import tables as t
+from procession.store import words
 from procession.store.indexes import json_key
 
 c = t.processes.c
@@ -65,24 +70,60 @@ def _matches_null(op: str, v: Any) -> bool:
     return (op == "=" and v is None) or (op == "!=" and v is not None) or (op == "in" and None in v)
 
 
-def clause(node: Any) -> Any:
+def clause(node: Any, *, alternative: bool = False) -> Any:
+    """``node`` as a condition on processes (``alternative``: it is a part of an ``Either``, or inside one)."""
     if isinstance(node, Both):
-        return sa.and_(sa.true(), *(clause(p) for p in node.parts))
+        return sa.and_(sa.true(), *(clause(p, alternative=alternative) for p in node.parts))
     if isinstance(node, Either):
-        return sa.or_(*(clause(p) for p in node.parts))
+        return sa.or_(*(clause(p, alternative=True) for p in node.parts))
     assert isinstance(node, Compare)
     field, op, v = node.field, node.op, node.value
     if field.via is None:
-        return compare(column(field), op, v)
+        return _narrowed(field, op, v, compare(column(field), op, v))
     # on the process's record: a semi-join the planner can drive from the record's side (its primary key's
     # index) into the processes' (procedure, record) index; a process without a record compares as null
     value = column(replace(field, via=None))
     records = sa.select(r.id).where(_of(field.via))
     if not _matches_null(op, v):
-        return c.record_id.in_(records.where(compare(value, op, v)))
+        found = records.where(_narrowed(field, op, v, compare(value, op, v)))
+        return AmongRecords(found) if alternative and op == "=" else c.record_id.in_(found)
     # null matches: every process but those whose record holds a value that does not
     unmatched = records.where(value.is_not(None), sa.not_(compare(value, op, v)))
     return sa.or_(c.record_id.is_(None), c.record_id.not_in(unmatched))
+
+
+class AmongRecords(ColumnElement[Any]):
+    """Processes whose record is one of those ``records`` selects (their ids), as one of several alternatives:
+    on PostgreSQL ``= ANY(ARRAY(…))``, the ids read first, so that the planner can look each up in the
+    processes' (procedure, record) index and or the results, where ``IN (…)`` under an ``OR`` can only be
+    checked row by row along the list; on SQLite ``IN (…)``, which it looks up so already."""
+
+    inherit_cache = True
+    _traverse_internals = [("records", InternalTraversal.dp_clauseelement)]
+    type = sa.types.NullType()  # a condition, not a value (SQLite would compare a boolean with 1)
+
+    def __init__(self, records: Any) -> None:
+        self.records = records
+
+
+@compiles(AmongRecords, "postgresql")
+def _among_any(element: AmongRecords, compiler: SQLCompiler, **kw: Any) -> str:
+    ids = sa.func.array(element.records.scalar_subquery())
+    return str(compiler.process(c.record_id == sa.func.any(ids), **kw))
+
+
+@compiles(AmongRecords)
+def _among_in(element: AmongRecords, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(c.record_id.in_(element.records), **kw))
+
+
+def _narrowed(field: Field, op: str, v: Any, compared: Any) -> Any:
+    """``compared``, and for a record's text attribute equal to a value with words, the records whose words
+    hold them (``words.RecordHolds``): the records' words index finds the few such records, where the
+    attribute itself has no index to find them by."""
+    if field.table == "records" and field.key is not None and op == "=" and words.has_words(v):
+        return sa.and_(words.RecordHolds(v), compared)
+    return compared
 
 
 def _order(key: SortKey) -> Any:

@@ -1,6 +1,7 @@
 """Text search: the words of a process's string values and of its record's, kept by the database itself in
-the transaction that writes the row (so every save, a bulk one included, keeps them), and ``matching``, the
-condition of a list's ``q``.
+the transaction that writes the row (so every save, a bulk one included, keeps them); ``matching``, the
+condition of a list's ``q``, read as ``reach`` says (few rows looked up, or many, or most along the list);
+and ``RecordHolds``, the records whose words hold a value, which narrows an equality on a record's attribute.
 
 PostgreSQL: a GIN index on ``to_tsvector('simple', data)`` (the words of the JSON document's string values)
 of ``processes`` and of ``records``. SQLite: an FTS5 table per table (contentless: the words are not stored
@@ -12,17 +13,23 @@ pending terms out each time a row comes before the last one written: row by row,
 order would write them out for every row, some hundred times slower.
 
 Words are compared whole, without regard to case ('simple': no stemming, which would be wrong for names,
-cities and codes); every word of ``q`` must match, in the process or in its record.
+cities and codes); every word of ``q`` must match, in the process or in its record. On SQLite the words of
+rows written in the open transaction are found once it commits.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from procession.domain.errors import Invalid
 from procession.store import tables as t
@@ -92,7 +99,9 @@ def terms(q: str) -> list[str]:
     return found
 
 
-COMMON = 2_000  # rows: a q that finds more is looked for along the list's order instead (SQLite)
+COMMON = 2_000  # rows: at most this many are always few (SQLite; see ``reach``)
+FEW_SHARE = 0.01  # PostgreSQL: of a table's rows, the most the planner may expect the words to find if few
+FEW, MANY, MOST = "few", "many", "most"  # how much of the list the words of a q find (``reach``)
 
 
 def _match(q: str) -> str:
@@ -100,34 +109,101 @@ def _match(q: str) -> str:
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms(q))
 
 
-def common(conn: sa.Connection, q: str) -> bool:
-    """SQLite: whether the processes' words of ``q`` find more than ``COMMON`` rows (of any team: what it
-    costs to look them all up), counted up to that."""
+def _tsquery(q: str) -> Any:
+    return sa.func.plainto_tsquery(sa.literal_column("'simple'"), " ".join(terms(q)))
+
+
+# PostgreSQL: the row addresses of the processes (of the team's procedure) whose words, or whose record's,
+# hold every word of ``q``: read through the words' GIN indexes, and the record's processes' index
+_OWN_ROWS = (
+    "SELECT ctid FROM processes WHERE to_tsvector('simple', data) @@ plainto_tsquery('simple', :q_words) "
+    "AND team_id = :q_team AND procedure_id = :q_procedure"
+)
+_RECORDS_ROWS = (
+    "SELECT processes.ctid FROM records JOIN processes ON processes.procedure_id = :q_procedure AND "
+    "processes.record_id = records.id AND processes.team_id = :q_team WHERE records.team_id = :q_team AND "
+    "to_tsvector('simple', records.data) @@ plainto_tsquery('simple', :q_words)"
+)
+
+
+_FOUND = (  # the rows of a table (any team's) whose words hold those of ``q``: what its words' index reads
+    "SELECT 1 FROM {} WHERE to_tsvector('simple', data) @@ plainto_tsquery('simple', :q_words)"
+)
+
+
+def _expected(conn: sa.Connection, rows: str, params: dict[str, str]) -> float:
+    """PostgreSQL: the rows the planner expects ``rows`` to find."""
+    plan: Any = conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {rows}"), params).scalar()
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def reach(conn: sa.Connection, q: str, team_id: str, procedure_id: str) -> str:
+    """How the processes whose words hold those of ``q`` are best read: ``FEW``, looked up, then sorted;
+    ``MANY``, as the planner finds best (PostgreSQL); ``MOST``, along the list's order, each looked for among
+    those the words find, until the page is full (SQLite).
+
+    PostgreSQL: ``FEW`` when the planner expects the words to find at most ``FEW_SHARE`` of the processes,
+    and of the records (of any team: what their indexes read), else ``MANY``: the rows are then read by address and sorted, where the planner's own
+    choice for a word it misjudges can be to walk the whole list, reading each row's words. SQLite: ``FEW`` when the process's words find at most ``COMMON`` rows or three times
+    the square root of the procedure's (in the figures of ``ANALYZE``), else ``MOST``: looking rows up costs
+    per row found; walking the list per row passed over, which common words make few."""
+    params = {"q_words": " ".join(terms(q)), "q_team": team_id, "q_procedure": procedure_id}
+    if conn.dialect.name == "postgresql":
+        tables: dict[str, float] = dict(
+            conn.execute(
+                sa.text(
+                    f"{ACROSS_TEAMS}SELECT relname, reltuples FROM pg_class "
+                    "WHERE relname IN ('processes', 'records') AND relkind = 'r'"
+                )
+            ).all()
+        )
+        few = all(
+            _expected(conn, _FOUND.format(table), {"q_words": params["q_words"]})
+            <= max(COMMON, FEW_SHARE * tables.get(table, 0))
+            for table in ("processes", "records")
+        )
+        return FEW if few else MANY
+    span = _rows_per_procedure(conn)
+    cap = max(COMMON, int(3 * math.sqrt(span)))
     found = conn.exec_driver_sql(
         "SELECT count(*) FROM (SELECT 1 FROM process_words WHERE process_words MATCH ? LIMIT ?)",
-        (_match(q), COMMON + 1),
+        (_match(q), cap + 1),
     ).scalar()
-    return bool(found and found > COMMON)
+    return MOST if found and found > cap else FEW
 
 
-def matching(dialect: str, q: str, team_id: str, procedure_id: str, *, many: bool = False) -> Any:
-    """Processes (of ``procedure_id``) whose string values, or whose record's, hold every word of ``q``;
-    ``many``: the words are common (``common``), the rows are read in the list's order and each looked for
-    among those the words find, instead of reading them all and then sorting them."""
+def _rows_per_procedure(conn: sa.Connection) -> int:
+    """SQLite: the processes of a procedure, on average, in the figures of ``ANALYZE`` (0 without)."""
+    try:
+        stat = conn.exec_driver_sql(
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'processes' AND idx = 'ix_processes_updated'"
+        ).scalar()
+    except sa.exc.OperationalError as e:  # never analysed: no figures
+        if "no such table" in str(e):
+            return 0
+        raise
+    return int(stat.split()[1]) if stat else 0
+
+
+def matching(dialect: str, q: str, team_id: str, procedure_id: str, *, reach: str = MANY) -> Any:
+    """Processes (of ``procedure_id``) whose string values, or whose record's, hold every word of ``q``,
+    read as ``reach`` says (``FEW``, ``MANY`` or ``MOST``: the same rows, in whichever way is quickest for
+    how many they are). On SQLite, ``FEW`` and ``MANY`` read alike (by ``rowid``); on PostgreSQL, ``MANY``
+    and ``MOST``."""
     p, r = t.processes.c, t.records.c
+    params = {"q_words": " ".join(terms(q)), "q_team": team_id, "q_procedure": procedure_id}
     if dialect == "postgresql":
-        simple: Any = sa.literal_column("'simple'")
-        query = sa.func.plainto_tsquery(simple, " ".join(terms(q)))
-        records = sa.select(r.id).where(
-            r.team_id == team_id, sa.func.to_tsvector(simple, r.data).bool_op("@@")(query)
-        )
+        if reach == FEW:  # by row address (a TID scan), whatever the planner expects of the words
+            return sa.or_(
+                *(
+                    sa.text(f"processes.ctid = ANY(ARRAY({rows}))").bindparams(**params)
+                    for rows in (_OWN_ROWS, _RECORDS_ROWS)
+                )
+            )
+        records = sa.select(r.id).where(r.team_id == team_id, _holds(r.data, q))
         # one bitmap each (the words' GIN index, the record's processes' index), or'ed
-        return sa.or_(
-            sa.func.to_tsvector(simple, p.data).bool_op("@@")(query),
-            p.record_id == sa.func.any(sa.func.array(records.scalar_subquery())),
-        )
+        return sa.or_(_holds(p.data, q), p.record_id == sa.func.any(sa.func.array(records.scalar_subquery())))
     # one list of rowids (the process's words', then its record's processes'), looked up by rowid
-    match = _match(q)
     of_records = sa.text(  # records first (CROSS JOIN: SQLite keeps the order), then their processes, by
         # the index on them whatever the figures on it say (none of a procedure's processes may have a record)
         "SELECT processes.rowid FROM records CROSS JOIN processes INDEXED BY ix_processes_record WHERE "
@@ -138,5 +214,47 @@ def matching(dialect: str, q: str, team_id: str, procedure_id: str, *, many: boo
     )
     rowids = sa.text(
         f"SELECT rowid FROM process_words WHERE process_words MATCH :q_words UNION ALL {of_records.text}"
-    ).bindparams(q_words=match, q_team=team_id, q_procedure=procedure_id)
-    return sa.literal_column("+processes.rowid" if many else "processes.rowid").in_(rowids)
+    ).bindparams(**(params | {"q_words": _match(q)}))
+    return sa.literal_column("+processes.rowid" if reach == MOST else "processes.rowid").in_(rowids)
+
+
+def _holds(data: Any, q: str) -> Any:
+    """PostgreSQL: the JSON document's string values hold every word of ``q`` (its words' GIN index)."""
+    return sa.func.to_tsvector(sa.literal_column("'simple'"), data).bool_op("@@")(_tsquery(q))
+
+
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")  # a character both databases' tokenizers keep in a word
+
+
+class RecordHolds(ColumnElement[Any]):
+    """Records whose words hold every word of ``value``: true of every record one of whose string values is
+    ``value``, so that an equality on a record's text attribute can be narrowed by the records' words index
+    first (``search.clause``). Only for a value with a word (``has_words``): no words would hold nothing."""
+
+    inherit_cache = True
+    _traverse_internals = [("value", InternalTraversal.dp_string)]
+    type = sa.types.NullType()  # a condition, not a value (SQLite would compare a boolean with 1)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+def has_words(value: Any) -> bool:
+    """Whether each whitespace-separated term of the string ``value`` that both tokenizers read words in
+    holds one (``RecordHolds`` looks only for those), and there is one."""
+    return isinstance(value, str) and bool(_LETTER_OR_DIGIT.search(value)) and len(value) <= 500
+
+
+@compiles(RecordHolds, "sqlite")
+def _sqlite_holds(element: RecordHolds, compiler: SQLCompiler, **kw: Any) -> str:
+    found = [term for term in _CONTROL.sub(" ", element.value).split() if _LETTER_OR_DIGIT.search(term)]
+    match = compiler.process(
+        sa.bindparam(None, " ".join('"' + w.replace('"', '""') + '"' for w in found)), **kw
+    )
+    return f"records.rowid IN (SELECT rowid FROM record_words WHERE record_words MATCH {match})"
+
+
+@compiles(RecordHolds)
+def _holds_words(element: RecordHolds, compiler: SQLCompiler, **kw: Any) -> str:
+    words = compiler.process(sa.bindparam(None, element.value), **kw)
+    return f"to_tsvector('simple', records.data) @@ plainto_tsquery('simple', {words})"

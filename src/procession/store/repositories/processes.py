@@ -293,9 +293,15 @@ class Processes(Repository):
                 sa.func.substr(c.pk_value, 1, len(key_prefix)) == key_prefix,
             )
         if q is not None:
-            dialect = self.conn.dialect.name
-            many = dialect == "sqlite" and words.common(self.conn, q)
-            base = base.where(words.matching(dialect, q, self.team_id, procedure_id, many=many))
+            reach = words.reach(self.conn, q, self.team_id, procedure_id)
+            if reach == words.FEW and self.conn.dialect.name == "postgresql":
+                # few rows: a parallel worker would take longer to start than they take to read
+                Statement.on_driver(
+                    self.conn, "SET LOCAL max_parallel_workers_per_gather = 0", (), many=False
+                )
+            base = base.where(
+                words.matching(self.conn.dialect.name, q, self.team_id, procedure_id, reach=reach)
+            )
         return search_statement(base, where, keys, after, skip, limit)
 
     def of_record(
