@@ -3,6 +3,7 @@ by background work, used by lists for equality, range and sort, with the same an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -193,3 +194,28 @@ def test_an_attribute_whose_values_are_lists_cannot_be_indexed(team: Team) -> No
     with pytest.raises(Invalid) as caught:
         define(team, {"country"}, types={"country": "json"})
     assert [(e.code, e.field) for e in caught.value.errors] == [("not_indexable", "attributes[10].indexed")]
+
+
+@pytest.mark.parametrize("direction", ["desc", "asc"])
+def test_a_page_after_a_value_of_an_attribute_some_lack_seeks_to_it_in_its_index(
+    team: Team, leads: list[dict[str, Any]], direction: str
+) -> None:
+    saved = define(team, {"score"})
+    work(team)
+    name = indexes.name(next(a["id"] for a in saved["attributes"] if a["shortId"] == "score"))
+    body = {"sort": [{"field": "score", "dir": direction}], "limit": 3}
+    _, meta = team.services.run(
+        list_processes,
+        team.caller,
+        "lead",
+        ListProcesses.model_validate(body),
+        cursor_key=team.services.cursor_key,
+    )
+    found = plan(team, **body, cursor=meta["nextCursor"])
+    # the rows with a value beyond the cursor's: a range of the index (not every row before it, filtered)
+    seek = "<expr><?" if direction == "desc" else "<expr>>?"
+    if team.services.settings.is_sqlite:
+        assert f"USING INDEX {name} (procedure_id=? AND {seek})" in found, found
+    else:
+        # a row value: the index seeks to the cursor's row, however many rows share its score
+        assert re.search(r"Index Cond: .*procedure_id.* AND \(ROW\(.*data ->> .*\) [<>] ROW\(", found), found

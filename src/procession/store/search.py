@@ -126,8 +126,9 @@ def _narrowed(field: Field, op: str, v: Any, compared: Any) -> Any:
     return compared
 
 
-def _order(key: SortKey) -> Any:
-    col = column(key.field)
+def _order(key: SortKey, col: Any = None) -> Any:
+    """The ORDER BY term of ``key``, on its column or on ``col`` (the same values, read from a subquery)."""
+    col = column(key.field) if col is None else col
     if not key.field.nullable and key.field.key is not None:
         # no NULL to place (``present``): the order an attribute's index holds, read forwards or backwards
         return col.desc().nulls_last() if key.descending else col.asc().nulls_first()
@@ -183,7 +184,37 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
     # the same condition, plus a plain range on the first key so an index can seek instead of filtering
     col = column(first.field)
     bound = col <= _bound(col, v0) if first.descending else col >= _bound(col, v0)
-    return sa.and_(sa.or_(bound, col.is_(None)) if first.field.nullable else bound, after)
+    plain = sa.and_(sa.or_(bound, col.is_(None)) if first.field.nullable else bound, after)
+    if len({k.descending for k in keys}) > 1 or any(k.field.nullable for k in keys):
+        return plain
+    cols = [column(k.field) for k in keys]
+    row, at = sa.tuple_(*cols), sa.tuple_(*(_bound(col, v) for col, v in zip(cols, values, strict=True)))
+    return RowOr(row < at if first.descending else row > at, plain)
+
+
+class RowOr(ColumnElement[Any]):
+    """``row`` (a row value compared) on PostgreSQL, whose index seeks to it however many rows tie on the
+    first key; ``plain`` (the same rows) elsewhere: SQLite does not seek an expression's index by a row value."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("row", InternalTraversal.dp_clauseelement),
+        ("plain", InternalTraversal.dp_clauseelement),
+    ]
+    type = sa.types.NullType()  # a condition, not a value
+
+    def __init__(self, row: Any, plain: Any) -> None:
+        self.row, self.plain = row, plain
+
+
+@compiles(RowOr, "postgresql")
+def _row(element: RowOr, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.row, **kw))
+
+
+@compiles(RowOr)
+def _plain(element: RowOr, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.plain, **kw))
 
 
 def signature(keys: list[SortKey], where: Any) -> str:
@@ -277,6 +308,23 @@ def search_statement(
     stmt = base.add_columns(*(column(k.field).label(f"_k{i}") for i, k in enumerate(keys))).where(
         clause(where)
     )
+    if after is not None and keys[0].field.nullable and after[0] is not None:
+        return _after_value(stmt, keys, after, skip, limit)
     if after is not None:
         stmt = stmt.where(_after(keys, after))
     return stmt.order_by(*(_order(k) for k in keys)).offset(skip).limit(limit + 1)
+
+
+def _after_value(stmt: Any, keys: list[SortKey], after: list[Any], skip: int, limit: int) -> Any:
+    """The page after a value of a first key that may be missing: the rows with a value beyond it, then those
+    without one (NULLs last), each read as a range of the key's index in order, the page taken from the two.
+    As one condition (``… OR key IS NULL``), no index could seek to the position: each page would read every
+    row before it."""
+    first = keys[0]
+    present = [SortKey(replace(first.field, nullable=False), first.descending), *keys[1:]]
+    n = skip + limit + 1
+    valued = stmt.where(_after(present, after)).order_by(*(_order(k) for k in present)).limit(n)
+    missing = stmt.where(column(first.field).is_(None)).order_by(*(_order(k) for k in keys)).limit(n)
+    both = sa.union_all(*(sa.select(part.subquery()) for part in (valued, missing))).subquery()
+    ordered = (_order(k, both.c[f"_k{i}"]) for i, k in enumerate(keys))
+    return sa.select(both).order_by(*ordered).offset(skip).limit(limit + 1)
