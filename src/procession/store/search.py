@@ -194,7 +194,8 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
 
 class RowOr(ColumnElement[Any]):
     """``row`` (a row value compared) on PostgreSQL, whose index seeks to it however many rows tie on the
-    first key; ``plain`` (the same rows) elsewhere: SQLite does not seek an expression's index by a row value."""
+    first key; ``plain`` (the same rows) elsewhere: SQLite does not seek an expression's index by a row
+    value."""
 
     inherit_cache = True
     _traverse_internals = [
@@ -303,7 +304,8 @@ def with_tiebreak(keys: list[SortKey], table: str = "processes") -> list[SortKey
 def search_statement(
     base: Any, where: Any, keys: list[SortKey], after: list[Any] | None, skip: int, limit: int
 ) -> Any:
-    """``base`` (a select of processes, or of records) filtered, ordered, positioned and limited (one extra row for hasMore)."""
+    """``base`` (a select of processes, or of records) filtered, ordered, positioned and limited (one extra
+    row for hasMore)."""
     keys = narrowed(keys, where)
     stmt = base.add_columns(*(column(k.field).label(f"_k{i}") for i, k in enumerate(keys))).where(
         clause(where)

@@ -142,11 +142,12 @@ def reach(conn: sa.Connection, q: str, team_id: str, procedure_id: str) -> str:
     ``MANY``, as the planner finds best (PostgreSQL); ``MOST``, along the list's order, each looked for among
     those the words find, until the page is full (SQLite).
 
-    PostgreSQL: ``FEW`` when the planner expects the words to find at most ``FEW_SHARE`` of the processes,
-    and of the records (of any team: what their indexes read), else ``MANY``: the rows are then read by address and sorted, where the planner's own
-    choice for a word it misjudges can be to walk the whole list, reading each row's words. SQLite: ``FEW`` when the process's words find at most ``COMMON`` rows or three times
-    the square root of the procedure's (in the figures of ``ANALYZE``), else ``MOST``: looking rows up costs
-    per row found; walking the list per row passed over, which common words make few."""
+    PostgreSQL: ``FEW`` (the rows read by address, then sorted, where the planner's own choice for words it
+    misjudges can be to walk the whole list reading each row's words) when the planner expects the words to
+    find at most ``FEW_SHARE`` of the processes, and of the records (of any team: what their indexes read),
+    else ``MANY``. SQLite: ``FEW`` when the process's words find at most ``COMMON`` rows or three times the
+    square root of the procedure's (in the figures of ``ANALYZE``), else ``MOST``: looking rows up costs per
+    row found; walking the list per row passed over, which common words make few."""
     params = {"q_words": " ".join(terms(q)), "q_team": team_id, "q_procedure": procedure_id}
     if conn.dialect.name == "postgresql":
         tables: dict[str, float] = dict(
