@@ -193,8 +193,16 @@ async def traffic(bases: list[str], key: str, automation: str, seconds: float, c
     return figures
 
 
-def drained(url: str) -> dict[str, int]:
-    """Once every job and run has finished (or after ``DRAIN_S``): how the background work ended."""
+UNSUCCESSFUL = (  # a run that did not succeed, with its attempts: what went wrong
+    "SELECT r.id, r.status, r.error, string_agg(a.outcome || ' ' || coalesce(a.status_code::text, '-') || ' ' "
+    "|| a.duration_ms || ' ms ' || coalesce(a.error, ''), '; ' ORDER BY a.id) FROM runs r "
+    "LEFT JOIN run_attempts a ON a.run_id = r.id WHERE r.status <> 'SUCCEEDED' GROUP BY r.id LIMIT 3"
+)
+
+
+def drained(url: str, samples: dict[str, str]) -> dict[str, int]:
+    """Once every job and run has finished (or after ``DRAIN_S``): how the background work ended; a run that
+    did not succeed is described in ``samples``."""
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     deadline = time.monotonic() + DRAIN_S
     try:
@@ -206,6 +214,9 @@ def drained(url: str) -> dict[str, int]:
             waiting = jobs.get("NOT_STARTED", 0) + jobs.get("IN_PROGRESS", 0)
             waiting += sum(runs.get(s, 0) for s in ("PENDING", "RUNNING", "WAITING"))
             if not waiting or time.monotonic() > deadline:
+                with engine.connect() as conn:
+                    for run_id, status, error, attempts in conn.execute(sa.text(UNSUCCESSFUL)):
+                        samples[f"run {run_id}"] = f"{status} {error or ''}; attempts: {attempts}"
                 return {
                     "jobs": sum(jobs.values()),
                     "jobs unfinished or failed": sum(v for k, v in jobs.items() if k != "COMPLETED"),
@@ -267,7 +278,7 @@ def configuration(pairs: int, args: argparse.Namespace) -> Figures:
             figures = asyncio.run(traffic(bases, key, r.json()["_data"]["id"], args.duration, args.clients))
             after = cpu_seconds(tiers)
             figures.cpu = {tier: after[tier] - before[tier] for tier in after}
-            figures.background = drained(url)
+            figures.background = drained(url, figures.samples)
             figures.storage = storage(url)
         if figures.errors:  # the servers' and workers' own account, before their folder goes
             for log in sorted(tmp.glob("*.log")):

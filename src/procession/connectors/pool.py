@@ -109,10 +109,18 @@ class _Pool:
         connection = None
         try:
             await self._sweep()
-            connection = await self._take(origin) or httpcore.AsyncHTTPConnection(
-                origin, self._ssl, self._keepalive_s, network_backend=self._guard
-            )
-            response = await connection.handle_async_request(request)
+            connection = await self._take(origin)
+            if connection is not None:
+                try:
+                    response = await connection.handle_async_request(request)
+                except httpcore.ConnectionNotAvailable:  # it closed, or began another request, meanwhile
+                    await connection.aclose()
+                    connection = None
+            if connection is None:
+                connection = httpcore.AsyncHTTPConnection(
+                    origin, self._ssl, self._keepalive_s, network_backend=self._guard
+                )
+                response = await connection.handle_async_request(request)
         except BaseException:
             self._slots.release()
             if connection is not None:
@@ -125,8 +133,9 @@ class _Pool:
         )
 
     async def _take(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection | None:
-        """The origin's most recent idle connection still open, closing those found expired. The loop is
-        single-threaded, so a connection found available here is still available when the request starts."""
+        """The origin's most recent idle connection still open, closing those found expired. Its list is only
+        ever changed in place (``_sweep`` too), so that a connection is in one list once: taken from a list
+        another had replaced meanwhile, it would be taken again from the new one while in use."""
         stack = self._idle.get(_key(origin))
         while stack:
             connection = stack.pop()
@@ -151,14 +160,13 @@ class _Pool:
             return
         self._next_sweep = now + self._keepalive_s
         for key, stack in list(self._idle.items()):
-            keep = [c for c in stack if c.is_available() and not c.has_expired()]
-            self._idle_count -= len(stack) - len(keep)
-            self._idle[key] = keep
-            for connection in stack:
-                if connection not in keep:
-                    await connection.aclose()
-            if not keep:
+            gone = [c for c in stack if not c.is_available() or c.has_expired()]
+            stack[:] = [c for c in stack if c not in gone]  # in place: see ``_take``
+            self._idle_count -= len(gone)
+            if not stack and self._idle.get(key) is stack:
                 del self._idle[key]
+            for connection in gone:
+                await connection.aclose()
 
     async def aclose(self) -> None:
         idle, self._idle, self._idle_count = self._idle, {}, 0
