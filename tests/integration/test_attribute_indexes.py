@@ -52,15 +52,19 @@ def work(team: Team) -> int:
     return len(due)
 
 
-def search(team: Team, **body: Any) -> list[dict[str, Any]]:
-    page, _ = team.services.run(
+def listed(team: Team, **body: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A page of leads and its meta (``nextCursor``)."""
+    return team.services.run(  # type: ignore[no-any-return]
         list_processes,
         team.caller,
         "lead",
         ListProcesses.model_validate(body),
         cursor_key=team.services.cursor_key,
     )
-    return page
+
+
+def search(team: Team, **body: Any) -> list[dict[str, Any]]:
+    return listed(team, **body)[0]
 
 
 def walk(team: Team, **body: Any) -> list[str]:
@@ -68,13 +72,7 @@ def walk(team: Team, **body: Any) -> list[str]:
     found: list[str] = []
     cursor = None
     while True:
-        page, meta = team.services.run(
-            list_processes,
-            team.caller,
-            "lead",
-            ListProcesses.model_validate({**body, "limit": 3, "cursor": cursor}),
-            cursor_key=team.services.cursor_key,
-        )
+        page, meta = listed(team, **body, limit=3, cursor=cursor)
         found += [p["id"] for p in page]
         cursor = meta["nextCursor"]
         if cursor is None:
@@ -204,13 +202,7 @@ def test_a_page_after_a_value_of_an_attribute_some_lack_seeks_to_it_in_its_index
     work(team)
     name = indexes.name(next(a["id"] for a in saved["attributes"] if a["shortId"] == "score"))
     body = {"sort": [{"field": "score", "dir": direction}], "limit": 3}
-    _, meta = team.services.run(
-        list_processes,
-        team.caller,
-        "lead",
-        ListProcesses.model_validate(body),
-        cursor_key=team.services.cursor_key,
-    )
+    _, meta = listed(team, **body)
     found = plan(team, **body, cursor=meta["nextCursor"])
     # the rows with a value beyond the cursor's: a range of the index (not every row before it, filtered)
     seek = "<expr><?" if direction == "desc" else "<expr>>?"
