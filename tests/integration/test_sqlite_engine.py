@@ -135,3 +135,37 @@ def test_a_checkpoint_copies_the_wal_into_the_file_after_one_under_way(tmp_path:
         for conn in (writer, other):
             conn.close()
         engine.dispose()
+
+
+def _temporary_files() -> list[str]:
+    """SQLite's temporary files this process holds open (``etilqs_…``, unlinked once opened)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            found.append(str(fd.readlink()))
+        except OSError:  # closed meanwhile
+            continue
+    return [f for f in found if "etilqs_" in f]
+
+
+def test_a_statement_journal_is_kept_in_memory(tmp_path: Path) -> None:
+    """A statement on a table with triggers (text search's) journals the pages it changes, to undo itself
+    alone on error: in memory, not in a temporary file written for each row of a bulk chunk."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'j.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v TEXT NOT NULL)")
+            conn.exec_driver_sql("CREATE TABLE noted (k INTEGER PRIMARY KEY)")
+            conn.exec_driver_sql(
+                "CREATE TRIGGER t_noted AFTER UPDATE ON t BEGIN INSERT OR IGNORE INTO noted VALUES (old.rowid); END"
+            )
+            conn.exec_driver_sql(  # about 250 pages: past what a journal keeps in memory by default (64 KiB)
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
+                "INSERT INTO t SELECT hex(randomblob(2000)) FROM n"
+            )
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE t SET v = v || 'x'")
+            assert conn.exec_driver_sql("SELECT count(*) FROM noted").scalar_one() == 500
+            assert _temporary_files() == []
+    finally:
+        engine.dispose()

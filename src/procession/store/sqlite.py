@@ -41,6 +41,10 @@ def write_lock(engine: sa.Engine) -> threading.Lock | None:
 # 1 GiB) and an 8 MiB page cache per connection, instead of 2 MiB and a read call per page: a bulk chunk's
 # index lookups then stay in memory (+25% entries/s on a 100 MB file), and the pages a chunk writes (about
 # 6 MiB) fit. Not more: the caches of the connections the runner takes in turn are most of its memory.
+# A statement whose table has triggers (text search's, ``store.words``) keeps the pages it changes in a
+# statement journal, to undo itself alone on error: in memory (``temp_store``), not in a temporary file
+# written for every row (half a bulk update's time went there). Temporary tables go to memory too. The
+# writes stay row by row (a statement over a whole table with triggers would hold its pages in memory).
 SQLITE_PRAGMAS = (
     "journal_mode=WAL",
     "synchronous=NORMAL",
@@ -50,6 +54,7 @@ SQLITE_PRAGMAS = (
     "journal_size_limit=134217728",  # a WAL started over is cut back to 128 MiB, the bulk runner's cycle
     "cache_size=-8192",
     "mmap_size=1073741824",
+    "temp_store=MEMORY",
 )
 
 
