@@ -16,6 +16,8 @@ from procession.services.teams import set_event_retention
 from procession.store import tables as t
 from procession.store.repositories.retention import RETENTION, ensure_tasks
 from tests.conftest import Team
+from tests.integration.bulk import create
+from tests.integration.test_text_search import segments
 
 NOW = now_ms()
 OLD, RECENT = NOW - 40 * DAY_MS, NOW - 2 * DAY_MS
@@ -191,3 +193,22 @@ def test_nothing_goes_when_retention_is_off_and_every_team_gets_one_task(team: T
     assert ids(team, t.job_entries, "job_id") == {old_job} and ids(team, t.runs) == {old_run}
     ensure_tasks(team.services.engine)  # at start: a team that has one pending gets no second
     retention_task(team)
+
+
+def test_a_round_merges_the_text_index_a_pass_an_interval_at_most(team: Team) -> None:
+    """SQLite: a round takes a step of merging the text index's segments, due again at once while the pass
+    goes on; the next pass begins once ``every_ms`` has gone by since this one began."""
+    if not team.services.settings.is_sqlite:
+        return  # PostgreSQL's GIN indexes keep themselves: nothing to merge
+    for i in range(12):  # a transaction each: a segment each, merged by FTS5 only four alike at a time
+        create(team, {"data": {"firstname": "Ted", "lastname": f"Mosby {i}"}})
+    assert segments(team) > 3
+    every = Rounds(days=0, every_ms=3600_000)
+    assert rounds(team, every) >= 1 and segments(team) == 1
+    for i in range(8):
+        create(team, {"data": {"firstname": "Lily", "lastname": f"Aldrin {i}"}})
+    grown = segments(team)
+    assert grown > 1
+    assert rounds(team, every) == 1 and segments(team) == grown  # within the hour: nothing merged
+    every.merges["began"] -= 3600_000  # an hour on
+    assert rounds(team, every) >= 1 and segments(team) == 1

@@ -145,3 +145,33 @@ def test_common_words_are_looked_for_along_the_list_s_order_with_the_same_answer
     rare = found(team, "ted austin", sort=[{"field": "score", "dir": "desc"}])
     monkeypatch.setattr(words, "COMMON", 1)  # SQLite: any q finds "many"
     assert found(team, "ted austin", sort=[{"field": "score", "dir": "desc"}]) == rare == set(made)
+
+
+def segments(team: Team) -> int:
+    """SQLite: the segments of the processes' FTS5 table (each transaction that wrote words adds one)."""
+    with team.services.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT count(DISTINCT segid) FROM process_words_idx").scalar_one())
+
+
+def tidied(team: Team) -> int:
+    """``words.tidy`` a step at a time, each its own transaction, until it says nothing is left; the steps."""
+    for step in range(1, 100):
+        with team.services.engine.begin() as conn:
+            if not words.tidy(conn, pages=2):
+                return step
+    raise AssertionError("tidy never ended")
+
+
+def test_tidy_merges_the_index_a_step_at_a_time_and_finds_the_same(team: Team) -> None:
+    made = [lead(team, {"firstname": "Ted", "city": f"Austin {i}"}) for i in range(24)]
+    before = {q: found(team, q) for q in ("ted", "austin", "ted 7", "nobody")}
+    sqlite = team.services.settings.is_sqlite
+    many = segments(team) if sqlite else 0
+    assert tidied(team) >= (2 if sqlite else 1)  # a step that merged, then one with nothing left (PostgreSQL)
+    assert {q: found(team, q) for q in before} == before and before["ted"] == set(made)
+    if sqlite:
+        assert many > 3 and segments(team) == 1
+        with team.services.engine.connect() as conn:
+            assert words.tidy_steps(conn, pages=2) > 1
+        lead(team, {"firstname": "Ted"})
+        assert len(found(team, "ted")) == 25  # written after: a segment of its own, found as well

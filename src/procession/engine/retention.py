@@ -4,6 +4,10 @@ old rows (``store.repositories.retention``) and is due again at once while there
 between which any other task and every request writes. On SQLite the embedded runner picks it up in due
 order with the rest; on PostgreSQL the reconciler (a procrastinate periodic task) wakes it when due.
 
+On SQLite, a round also takes a step of merging text search's index (``store.words.tidy``), which the
+teams share: a pass begins at most every ``every_ms`` in a process and ends when nothing is left to merge, or
+after as many steps as the index had pages to merge when it began (writes meanwhile add more for ever).
+
 A team's task is added with the team, and at start for every team that has none pending (one given up
 after its last attempt is followed by a new one then).
 """
@@ -11,10 +15,11 @@ after its last attempt is followed by a new one then).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from procession.domain.clock import now_ms
 from procession.engine.tasks import Kind
+from procession.store import words
 from procession.store.repositories.retention import RETENTION, Retention
 from procession.store.tasks import Task
 from procession.store.uow import UnitOfWork
@@ -31,9 +36,21 @@ class Rounds:
     days: float
     batch: int = 500
     every_ms: int = 3600 * 1000
+    merges: dict[str, int] = field(default_factory=dict, compare=False)  # see ``_merge``
 
     def kind(self) -> Kind:
         return Kind(RETENTION, run=self.run)
+
+    def _merge(self, uow: UnitOfWork, now: int) -> bool:
+        """A step of this process's pass merging the text index, if one is under way or due; whether the pass
+        goes on."""
+        done = self.merges  # "began": when the last pass began; "left": the steps the pass under way may take
+        if not done.get("left"):
+            if now - done.get("began", now - self.every_ms) < self.every_ms:
+                return False
+            done.update(began=now, left=words.tidy_steps(uow.conn))
+        done["left"] = done["left"] - 1 if words.tidy(uow.conn) else 0
+        return done["left"] > 0
 
     def run(self, uow: UnitOfWork, task: Task) -> None:
         now = now_ms()
@@ -47,7 +64,7 @@ class Rounds:
         event_days = prune.event_days()
         if event_days:
             removed["events"] = prune.events(now - event_days * DAY_MS, self.batch)
-        more = any(n >= self.batch for n in removed.values())
+        more = self._merge(uow, now) or any(n >= self.batch for n in removed.values())
         if any(removed.values()):
             log.info("retention: team %s: removed %s", uow.team_id, removed)
         uow.tasks.schedule(task.id, now if more else now + self.every_ms)  # kept pending: see ``run_task``
