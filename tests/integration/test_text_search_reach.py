@@ -3,7 +3,6 @@ record's text attribute compared for equality is narrowed by the records' words 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from unittest import mock
 
@@ -90,15 +89,12 @@ def test_the_reach_of_words_follows_how_many_rows_they_find(
     with team.services.uows.read(team.id) as uow:
         procedure = uow.procedures.get("lead")
     assert procedure is not None
-    with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":  # more than the count that grows with the procedures' rows: MOST
-            common = max(3, int(3 * math.sqrt(words._rows_per_procedure(conn)))) + 1
-        else:
-            common = 40
-    for _ in range(common):
+    # SQLite: as if the procedure had 1 row (ANALYZE's figure): FEW up to 3 rows, MOST past 50
+    monkeypatch.setattr(words, "COMMON", 3)
+    monkeypatch.setattr(words, "_rows_per_procedure", lambda _: 1)
+    for _ in range(40):
         create(team, {"data": {"firstname": "Everywhereish", "city": "Quito"}})
     create(team, {"data": {"firstname": "Onceonly"}})
-    monkeypatch.setattr(words, "COMMON", 3)
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":  # told by the planner's figures: 20 rows at most are few
             conn.execute(sa.text("ANALYZE processes"))
@@ -107,12 +103,13 @@ def test_the_reach_of_words_follows_how_many_rows_they_find(
                 sa.text("SELECT reltuples FROM pg_class WHERE relname = 'processes'")
             ).scalar()
             monkeypatch.setattr(words, "FEW_SHARE", 20 / float(rows))
-            many = words.MANY
-        else:
-            many = words.MOST
-        assert words.reach(conn, "everywhereish", team.id, procedure.id) == many
+        assert words.reach(conn, "everywhereish", team.id, procedure.id) == words.MANY
         assert words.reach(conn, "onceonly", team.id, procedure.id) == words.FEW
         assert words.reach(conn, "nowhereatall", team.id, procedure.id) == words.FEW
+        if conn.dialect.name == "sqlite":  # more than MOST_SPAN times the square root of the rows: MOST
+            monkeypatch.setattr(words, "MOST_SPAN", 0)
+            assert words.reach(conn, "everywhereish", team.id, procedure.id) == words.MOST
+            assert words.reach(conn, "onceonly", team.id, procedure.id) == words.FEW
 
 
 def test_a_record_attribute_s_equality_is_exact_though_narrowed_by_words(team: Team) -> None:
