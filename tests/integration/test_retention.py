@@ -16,8 +16,7 @@ from procession.services.teams import set_event_retention
 from procession.store import tables as t
 from procession.store.repositories.retention import RETENTION, ensure_tasks
 from tests.conftest import Team
-from tests.integration.bulk import create
-from tests.integration.test_text_search import segments
+from tests.integration.test_text_search import scattered, segments
 
 NOW = now_ms()
 OLD, RECENT = NOW - 40 * DAY_MS, NOW - 2 * DAY_MS
@@ -200,13 +199,10 @@ def test_a_round_merges_the_text_index_a_pass_an_interval_at_most(team: Team) ->
     goes on; the next pass begins once ``every_ms`` has gone by since this one began."""
     if not team.services.settings.is_sqlite:
         return  # PostgreSQL's GIN indexes keep themselves: nothing to merge
-    for i in range(12):  # a transaction each: a segment each, merged by FTS5 only four alike at a time
-        create(team, {"data": {"firstname": "Ted", "lastname": f"Mosby {i}"}})
-    assert segments(team) > 3
+    scattered(team, "Ted")  # more than one segment
     every = Rounds(days=0, every_ms=3600_000)
     assert rounds(team, every) >= 1 and segments(team) == 1
-    for i in range(8):
-        create(team, {"data": {"firstname": "Lily", "lastname": f"Aldrin {i}"}})
+    scattered(team, "Lily")
     grown = segments(team)
     assert grown > 1
     assert rounds(team, every) == 1 and segments(team) == grown  # within the hour: nothing merged
