@@ -190,7 +190,9 @@ def upkeep(svc: Services, demo: Demo) -> str:
         run_task(svc.uows, svc.kinds, task.id)
         turns += 1
     took = time.perf_counter() - started
-    return f"upkeep: {turns} rounds of the retention task (on SQLite they merge the text index) in {took:.1f} s"
+    return (
+        f"upkeep: {turns} rounds of the retention task (on SQLite they merge the text index) in {took:.1f} s"
+    )
 
 
 def measure(client: httpx.Client, sql: Sql, runs: list[Run], budget: float) -> None:
