@@ -16,7 +16,7 @@ from procession.services.teams import set_event_retention
 from procession.store import tables as t
 from procession.store.repositories.retention import RETENTION, ensure_tasks
 from tests.conftest import Team
-from tests.integration.test_text_search import scattered, segments
+from tests.integration.text import scattered, segments
 
 NOW = now_ms()
 OLD, RECENT = NOW - 40 * DAY_MS, NOW - 2 * DAY_MS
@@ -206,5 +206,6 @@ def test_a_round_merges_the_text_index_a_pass_an_interval_at_most(team: Team) ->
     grown = segments(team)
     assert grown > 1
     assert rounds(team, every) == 1 and segments(team) == grown  # within the hour: nothing merged
-    every.merges["began"] -= 3600_000  # an hour on
+    assert every.merging.began is not None
+    every.merging.began -= 3600_000  # an hour on
     assert rounds(team, every) >= 1 and segments(team) == 1

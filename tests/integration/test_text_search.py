@@ -16,6 +16,7 @@ from procession.services.reads import list_processes
 from procession.store import words
 from tests.conftest import Team
 from tests.integration.bulk import create, drain, submit
+from tests.integration.text import scattered, segments
 
 
 def found(team: Team, q: str, **body: Any) -> set[str]:
@@ -145,22 +146,6 @@ def test_common_words_are_looked_for_along_the_list_s_order_with_the_same_answer
     rare = found(team, "ted austin", sort=[{"field": "score", "dir": "desc"}])
     monkeypatch.setattr(words, "COMMON", 1)  # SQLite: any q finds "many"
     assert found(team, "ted austin", sort=[{"field": "score", "dir": "desc"}]) == rare == set(made)
-
-
-def segments(team: Team) -> int:
-    """SQLite: the segments of the processes' FTS5 table (each transaction that wrote words adds one)."""
-    with team.services.engine.connect() as conn:
-        return int(conn.exec_driver_sql("SELECT count(DISTINCT segid) FROM process_words_idx").scalar_one())
-
-
-def scattered(team: Team, first: str) -> list[str]:
-    """Leads made a transaction each (a segment each on SQLite, which FTS5 merges four alike at a time) until
-    the index has more than one segment: 5 at least, 40 at most. Their ids."""
-    made: list[str] = []
-    while len(made) < 5 or (team.services.settings.is_sqlite and segments(team) < 2):
-        made.append(lead(team, {"firstname": first, "city": f"Austin {len(made)}"}))
-        assert len(made) <= 40
-    return made
 
 
 def tidied(team: Team) -> int:

@@ -28,15 +28,25 @@ log = logging.getLogger("procession.engine")
 DAY_MS = 24 * 3600 * 1000
 
 
+@dataclass
+class Merging:
+    """This process's pass merging the text index: when the last one began, and the steps the one under way
+    may still take (0: none under way)."""
+
+    began: int | None = None
+    left: int = 0
+
+
 @dataclass(frozen=True)
 class Rounds:
     """``days``: how old finished jobs' entries, runs and deliveries may get (0: kept for ever); ``batch``:
-    rows per table a round removes; ``every_ms``: the time between two rounds once nothing is left."""
+    rows per table a round removes; ``every_ms``: the time between two rounds once nothing is left, and
+    between two passes merging the text index; ``merging``: the pass of this process (``_merge``)."""
 
     days: float
     batch: int = 500
     every_ms: int = 3600 * 1000
-    merges: dict[str, int] = field(default_factory=dict, compare=False)  # see ``_merge``
+    merging: Merging = field(default_factory=Merging, compare=False)
 
     def kind(self) -> Kind:
         return Kind(RETENTION, run=self.run)
@@ -44,13 +54,13 @@ class Rounds:
     def _merge(self, uow: UnitOfWork, now: int) -> bool:
         """A step of this process's pass merging the text index, if one is under way or due; whether the pass
         goes on."""
-        done = self.merges  # "began": when the last pass began; "left": the steps the pass under way may take
-        if not done.get("left"):
-            if now - done.get("began", now - self.every_ms) < self.every_ms:
+        m = self.merging
+        if not m.left:
+            if m.began is not None and now - m.began < self.every_ms:
                 return False
-            done.update(began=now, left=words.tidy_steps(uow.conn))
-        done["left"] = done["left"] - 1 if words.tidy(uow.conn) else 0
-        return done["left"] > 0
+            m.began, m.left = now, words.tidy_steps(uow.conn)
+        m.left = m.left - 1 if words.tidy(uow.conn) else 0
+        return m.left > 0
 
     def run(self, uow: UnitOfWork, task: Task) -> None:
         now = now_ms()
